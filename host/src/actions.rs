@@ -1,0 +1,459 @@
+//! The action registry: the named operations plugins call to change the
+//! world. Each core action checks the caller's grant, validates its input
+//! and goes through [`Store::write`], the one write path.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::CallError;
+use crate::grant::Grant;
+use crate::limits;
+use crate::manifest::{Policy, valid_kind};
+use crate::store::records::{self, Provenance, Record};
+use crate::store::{Actor, Store, Touched, new_id, now};
+
+/// One entry of the registry, as `keel actions list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionSpec {
+    pub name: &'static str,
+    pub provider: &'static str,
+    pub description: &'static str,
+    /// What the grant must contain.
+    pub needs: &'static str,
+    /// JSON Schema of the input.
+    pub input: serde_json::Value,
+}
+
+/// The core actions, provided by the host.
+pub fn core_actions() -> Vec<ActionSpec> {
+    use serde_json::json;
+    let opts = json!({"type": "object", "properties": {
+        "idempotency-key": {"type": "string"}, "sources": {"type": "array", "items": {"type": "string"}},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 1}, "note": {"type": "string"}}});
+    vec![
+        ActionSpec {
+            name: "create",
+            provider: "keel",
+            description: "Create a record; an existing identity returns the existing record",
+            needs: "actions: create; write: the kind",
+            input: json!({"type": "object", "required": ["kind", "body"], "properties": {
+                "kind": {"type": "string"}, "body": {"type": "object"},
+                "identity": {"type": "object", "properties": {"source": {"type": "string"}, "external-id": {"type": "string"}}},
+                "options": opts}}),
+        },
+        ActionSpec {
+            name: "update",
+            provider: "keel",
+            description: "Replace a record's body if it is still at the expected version",
+            needs: "actions: update; write: the record's kind",
+            input: json!({"type": "object", "required": ["id", "expected-version", "body"], "properties": {
+                "id": {"type": "string"}, "expected-version": {"type": "integer", "minimum": 1},
+                "body": {"type": "object"}, "options": opts}}),
+        },
+        ActionSpec {
+            name: "link",
+            provider: "keel",
+            description: "Add a typed link between two records",
+            needs: "actions: link; write: the from kind; read or write: the to kind",
+            input: json!({"type": "object", "required": ["from", "to", "rel"], "properties": {
+                "from": {"type": "string"}, "to": {"type": "string"}, "rel": {"type": "string"}}}),
+        },
+        ActionSpec {
+            name: "schedule",
+            provider: "keel",
+            description: "Store a durable job that runs a plugin with an input at a time",
+            needs: "actions: schedule; schedule: the plugin",
+            input: json!({"type": "object", "required": ["plugin", "input"], "properties": {
+                "plugin": {"type": "string"}, "input": {}, "at": {"type": "string", "format": "date-time"},
+                "options": opts}}),
+        },
+        ActionSpec {
+            name: "send",
+            provider: "keel",
+            description: "Queue a message for a channel; low confidence waits for review",
+            needs: "actions: send; send: the channel",
+            input: json!({"type": "object", "required": ["channel", "message"], "properties": {
+                "channel": {"type": "string"}, "message": {"type": "object"}, "options": opts}}),
+        },
+    ]
+}
+
+/// The caller of an action: who, and under which grant and policy.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub actor: &'a Actor,
+    pub grant: &'a Grant,
+    pub policy: &'a Policy,
+}
+
+/// Why and how safely a write happens (mirrors WIT `write-options`).
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    pub idempotency_key: Option<String>,
+    pub sources: Vec<String>,
+    pub confidence: Option<f32>,
+    pub note: Option<String>,
+}
+
+/// The result of `create`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Created {
+    pub record: Record,
+    pub existed: bool,
+}
+
+/// Where a send went.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SendReceipt {
+    pub id: String,
+    pub state: String,
+}
+
+fn deny(reason: String, touched: Touched) -> Result<(), (String, Touched)> {
+    Err((reason, touched))
+}
+
+/// Validates options and turns them into provenance.
+fn provenance(conn: &rusqlite::Connection, opts: &WriteOptions) -> Result<Provenance, CallError> {
+    if let Some(key) = &opts.idempotency_key {
+        limits::check_len("idempotency key", key, limits::MAX_NAME_BYTES)?;
+    }
+    if opts.sources.len() > limits::MAX_SOURCES {
+        return Err(CallError::Limit(format!(
+            "{} sources given; at most {} are kept",
+            opts.sources.len(),
+            limits::MAX_SOURCES
+        )));
+    }
+    for source in &opts.sources {
+        limits::check_len("source id", source, limits::MAX_NAME_BYTES)?;
+        if records::get(conn, source)?.is_none() {
+            return Err(CallError::Invalid(format!(
+                "source record {source} does not exist"
+            )));
+        }
+    }
+    if let Some(c) = opts.confidence
+        && !(0.0..=1.0).contains(&c)
+    {
+        return Err(CallError::Invalid(format!(
+            "confidence {c} is outside 0.0..=1.0"
+        )));
+    }
+    if let Some(note) = &opts.note {
+        limits::check_len("note", note, limits::MAX_NOTE_BYTES)?;
+    }
+    Ok(Provenance {
+        sources: opts.sources.clone(),
+        models: Vec::new(),
+        confidence: opts.confidence,
+        note: opts.note.clone(),
+    })
+}
+
+/// `create`: a new record, or the existing one for a known identity.
+pub fn create(
+    store: &mut Store,
+    caller: Caller<'_>,
+    kind: &str,
+    body: &str,
+    identity: Option<(&str, &str)>,
+    opts: &WriteOptions,
+) -> Result<Created, CallError> {
+    limits::check_len("kind", kind, limits::MAX_NAME_BYTES)?;
+    let permit = caller
+        .grant
+        .check_write("create", kind)
+        .or_else(|reason| deny(reason, Touched::detail(format!("kind {kind}"))));
+    store.write(
+        caller.actor,
+        "create",
+        opts.idempotency_key.as_deref(),
+        permit,
+        |tx| {
+            let mut touched = Touched::detail(format!("kind {kind}"));
+            let result = (|| {
+                if !valid_kind(kind) {
+                    return Err(CallError::Invalid(format!(
+                        "kind `{kind}` must look like `namespace/name`"
+                    )));
+                }
+                limits::check_body(body)?;
+                if let Some((source, external_id)) = identity {
+                    limits::check_len("identity source", source, limits::MAX_NAME_BYTES)?;
+                    limits::check_len("identity external id", external_id, limits::MAX_NAME_BYTES)?;
+                    if let Some(existing) = records::find_identity(tx, source, external_id)? {
+                        touched = Touched::record(
+                            &existing.id,
+                            existing.version,
+                            format!("identity ({source}, {external_id}) exists: nothing written"),
+                        );
+                        if existing.kind != kind {
+                            return Err(CallError::Conflict(format!(
+                                "identity ({source}, {external_id}) belongs to a `{}` record, not `{kind}`",
+                                existing.kind
+                            )));
+                        }
+                        return Ok(Created {
+                            record: existing,
+                            existed: true,
+                        });
+                    }
+                }
+                let prov = provenance(tx, opts)?;
+                let record = records::insert_new(tx, caller.actor, kind, body, identity, &prov)?;
+                touched = Touched::record(&record.id, 1, format!("kind {kind}"));
+                Ok(Created {
+                    record,
+                    existed: false,
+                })
+            })();
+            (result, touched)
+        },
+    )
+}
+
+/// `update`: a new version, only if the record is still at `expected`.
+pub fn update(
+    store: &mut Store,
+    caller: Caller<'_>,
+    id: &str,
+    expected: i64,
+    body: &str,
+    opts: &WriteOptions,
+) -> Result<Record, CallError> {
+    limits::check_len("record id", id, limits::MAX_NAME_BYTES)?;
+    // A record's kind never changes, so checking it before the transaction
+    // is as good as inside it.
+    let kind = records::get(store.conn(), id)?.map(|r| r.kind);
+    let permit = match &kind {
+        Some(kind) => caller.grant.check_write("update", kind).or_else(|reason| {
+            deny(
+                reason,
+                Touched::record(id, expected, format!("kind {kind}")),
+            )
+        }),
+        None => caller.grant.allows_action("update").then_some(()).ok_or((
+            "action `update` is not granted".to_string(),
+            Touched::detail(id),
+        )),
+    };
+    store.write(
+        caller.actor,
+        "update",
+        opts.idempotency_key.as_deref(),
+        permit,
+        |tx| {
+            let mut touched = Touched::record(id, expected, "");
+            let result = (|| {
+                limits::check_body(body)?;
+                let current = records::get(tx, id)?
+                    .ok_or_else(|| CallError::NotFound(format!("no record with id {id}")))?;
+                if current.version != expected {
+                    touched = Touched::record(id, current.version, "");
+                    return Err(CallError::Conflict(format!(
+                        "record {id} is at version {}, not {expected}; read it again and retry",
+                        current.version
+                    )));
+                }
+                let prov = provenance(tx, opts)?;
+                let record = records::update_body(tx, caller.actor, &current, body, &prov)?;
+                touched = Touched::record(id, record.version, format!("kind {}", record.kind));
+                Ok(record)
+            })();
+            (result, touched)
+        },
+    )
+}
+
+/// `link`: a typed edge, idempotent.
+pub fn link(
+    store: &mut Store,
+    caller: Caller<'_>,
+    from: &str,
+    to: &str,
+    rel: &str,
+) -> Result<(), CallError> {
+    limits::check_len("record id", from, limits::MAX_NAME_BYTES)?;
+    limits::check_len("record id", to, limits::MAX_NAME_BYTES)?;
+    limits::check_len("relation", rel, limits::MAX_NAME_BYTES)?;
+    let detail = format!("{rel} -> {to}");
+    let from_kind = records::get(store.conn(), from)?.map(|r| r.kind);
+    let to_kind = records::get(store.conn(), to)?.map(|r| r.kind);
+    let grant = caller.grant;
+    let permit = if !grant.allows_action("link") {
+        deny(
+            "action `link` is not granted".into(),
+            Touched::detail(&detail),
+        )
+    } else if let Some(k) = from_kind.as_deref().filter(|k| !grant.can_write(k)) {
+        deny(
+            format!("writing records of kind `{k}` is not granted"),
+            Touched::detail(&detail),
+        )
+    } else if let Some(k) = to_kind
+        .as_deref()
+        .filter(|k| !grant.can_write(k) && !grant.can_read(k))
+    {
+        deny(
+            format!("reading records of kind `{k}` is not granted"),
+            Touched::detail(&detail),
+        )
+    } else {
+        Ok(())
+    };
+    let mut touched = Touched::detail(&detail);
+    touched.record_id = Some(from.to_string());
+    store.write(caller.actor, "link", None, permit, |tx| {
+        let result = (|| {
+            if rel.is_empty()
+                || !rel
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '-' || c == '/')
+            {
+                return Err(CallError::Invalid(format!(
+                    "relation `{rel}` must be lowercase letters, `-` and `/`"
+                )));
+            }
+            for id in [from, to] {
+                if records::get(tx, id)?.is_none() {
+                    return Err(CallError::NotFound(format!("no record with id {id}")));
+                }
+            }
+            records::insert_link(tx, caller.actor, from, to, rel)?;
+            Ok(())
+        })();
+        (result, touched)
+    })
+}
+
+/// `schedule`: a durable job for the scheduler.
+pub fn schedule(
+    store: &mut Store,
+    caller: Caller<'_>,
+    plugin: &str,
+    input: &str,
+    at: Option<&str>,
+    opts: &WriteOptions,
+) -> Result<String, CallError> {
+    limits::check_len("plugin id", plugin, limits::MAX_NAME_BYTES)?;
+    let detail = format!("plugin {plugin}");
+    let grant = caller.grant;
+    let permit = if !grant.allows_action("schedule") {
+        deny(
+            "action `schedule` is not granted".into(),
+            Touched::detail(&detail),
+        )
+    } else if !grant.capabilities.schedule.iter().any(|p| p == plugin) {
+        deny(
+            format!("scheduling plugin `{plugin}` is not granted"),
+            Touched::detail(&detail),
+        )
+    } else {
+        Ok(())
+    };
+    store.write(
+        caller.actor,
+        "schedule",
+        opts.idempotency_key.as_deref(),
+        permit,
+        |tx| {
+            let mut touched = Touched::detail(&detail);
+            let result = (|| {
+                limits::check_json("input", input)?;
+                let run_at = match at {
+                    Some(at) => chrono::DateTime::parse_from_rfc3339(at)
+                        .map_err(|e| {
+                            CallError::Invalid(format!("time `{at}` is not RFC 3339 ({e})"))
+                        })?
+                        .with_timezone(&chrono::Utc)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    None => now(),
+                };
+                if crate::store::plugins::get(tx, plugin)?.is_none() {
+                    return Err(CallError::NotFound(format!(
+                        "no installed plugin `{plugin}`"
+                    )));
+                }
+                let id = new_id();
+                tx.execute(
+                    "INSERT INTO jobs (id, plugin, input, run_at, state, created_at, created_by_run)
+                     VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6)",
+                    rusqlite::params![id, plugin, input, run_at, now(), caller.actor.run_id],
+                )?;
+                let data =
+                    serde_json::json!({"job": id, "plugin": plugin, "at": run_at}).to_string();
+                records::insert_event(tx, "job.scheduled", None, None, caller.actor, Some(&data))?;
+                touched = Touched::detail(format!("job {id} for {plugin} at {run_at}"));
+                Ok(id)
+            })();
+            (result, touched)
+        },
+    )
+}
+
+/// `send`: an outbox entry, queued or waiting for review.
+pub fn send(
+    store: &mut Store,
+    caller: Caller<'_>,
+    channel: &str,
+    message: &str,
+    opts: &WriteOptions,
+) -> Result<SendReceipt, CallError> {
+    limits::check_len("channel", channel, limits::MAX_NAME_BYTES)?;
+    let detail = format!("channel {channel}");
+    let grant = caller.grant;
+    let permit = if !grant.allows_action("send") {
+        deny(
+            "action `send` is not granted".into(),
+            Touched::detail(&detail),
+        )
+    } else if !grant.capabilities.send.iter().any(|c| c == channel) {
+        deny(
+            format!("sending through channel `{channel}` is not granted"),
+            Touched::detail(&detail),
+        )
+    } else {
+        Ok(())
+    };
+    store.write(
+        caller.actor,
+        "send",
+        opts.idempotency_key.as_deref(),
+        permit,
+        |tx| {
+            let mut touched = Touched::detail(&detail);
+            let result = (|| {
+                limits::check_body(message)?;
+                let prov = provenance(tx, opts)?;
+                let state = match prov.confidence {
+                    Some(c) if c >= caller.policy.review_below => "queued",
+                    _ => "needs-review",
+                };
+                let id = new_id();
+                tx.execute(
+                    "INSERT INTO outbox (id, channel, message, state, confidence, plugin, run_id, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    rusqlite::params![
+                        id,
+                        channel,
+                        message,
+                        state,
+                        prov.confidence.map(f64::from),
+                        caller.actor.plugin,
+                        caller.actor.run_id,
+                        now()
+                    ],
+                )?;
+                let event = if state == "queued" { "send.queued" } else { "send.needs-review" };
+                let data = serde_json::json!({"outbox": id, "channel": channel}).to_string();
+                records::insert_event(tx, event, None, None, caller.actor, Some(&data))?;
+                touched = Touched::detail(format!("outbox {id} via {channel}: {state}"));
+                Ok(SendReceipt {
+                    id,
+                    state: state.to_string(),
+                })
+            })();
+            (result, touched)
+        },
+    )
+}

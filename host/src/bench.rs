@@ -1,0 +1,185 @@
+//! `keel bench`: keel's costs as ratios against bare baselines measured in
+//! the same process, so the figures mean the same on any machine.
+//!
+//! - run start: a fresh `Store` and instance of the `bench` plugin through
+//!   keel (WASI from the grant, limiter, fuel, deadline) against a bare
+//!   wasmtime linker instantiating the same component on the same engine;
+//! - writes: records created through the plugin (record, version, event and
+//!   audit entry per call) against plain inserts of the same bodies into one
+//!   indexed table, one transaction per row like keel's per-call commit.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::demo::{BENCH, install_embedded};
+use crate::home::Home;
+use crate::runtime::Runtime;
+
+const START_SAMPLES: usize = 2000;
+const CREATES: u32 = 5000;
+
+#[derive(Debug, Serialize)]
+struct Figures {
+    instantiate_us_p50: f64,
+    bare_instantiate_us_p50: f64,
+    /// keel run start / bare instantiate (target: at most 2.0).
+    instantiate_ratio: f64,
+    create_per_s: f64,
+    sqlite_insert_per_s: f64,
+    /// create_per_s / sqlite_insert_per_s (target: at least 0.5).
+    create_ratio: f64,
+    creates: u32,
+    start_samples: usize,
+    rows_per_transaction: u32,
+}
+
+struct Bare {
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for Bare {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+fn p50_us(mut samples: Vec<Duration>) -> f64 {
+    samples.sort();
+    samples[samples.len() / 2].as_secs_f64() * 1e6
+}
+
+pub fn run(json: bool) -> anyhow::Result<()> {
+    let dir = tempfile::Builder::new().prefix("keel-bench-").tempdir()?;
+    let home = Home::init(dir.path())?;
+    let mut runtime = Runtime::new(&home)?;
+    install_embedded(
+        &home,
+        &runtime,
+        BENCH,
+        &dir.path().join("staging"),
+        BTreeMap::new(),
+    )?;
+    let mut db = home.store()?;
+
+    // Run start through keel. The first call prepares (compiles or loads
+    // from cache) and is not counted.
+    db = runtime.start_only(db, "bench")?;
+    let mut keel_samples = Vec::with_capacity(START_SAMPLES);
+    for _ in 0..START_SAMPLES {
+        let t = Instant::now();
+        db = runtime.start_only(db, "bench")?;
+        keel_samples.push(t.elapsed());
+    }
+
+    // The same component on a bare linker and the same engine.
+    let engine = runtime.engine().engine().clone();
+    let component = runtime.engine().load(
+        &home.cache_dir(),
+        &keel_registry::Digest::of(BENCH.component).to_string(),
+        BENCH.component,
+    )?;
+    let mut linker: Linker<Bare> = Linker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
+    linker
+        .define_unknown_imports_as_traps(&component)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let pre = linker
+        .instantiate_pre(&component)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut bare_samples = Vec::with_capacity(START_SAMPLES);
+    for i in 0..=START_SAMPLES {
+        let t = Instant::now();
+        let mut store = wasmtime::Store::new(
+            &engine,
+            Bare {
+                wasi: WasiCtxBuilder::new().build(),
+                table: ResourceTable::new(),
+            },
+        );
+        store
+            .set_fuel(u64::MAX / 2)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        store.set_epoch_deadline(1_000);
+        pre.instantiate(&mut store)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if i > 0 {
+            bare_samples.push(t.elapsed());
+        }
+    }
+
+    // Writes through a plugin.
+    let input = serde_json::json!({"op": "create", "n": CREATES}).to_string();
+    let t = Instant::now();
+    let (report, _db) = runtime.run(db, "bench", Some(&input))?;
+    let create_secs = t.elapsed().as_secs_f64();
+    if report.outcome != "ok" {
+        anyhow::bail!("the bench plugin failed: {}", report.detail);
+    }
+    let sqlite_secs = plain_inserts(&dir.path().join("plain.db"), CREATES)?;
+
+    let keel = p50_us(keel_samples);
+    let bare = p50_us(bare_samples);
+    let create_per_s = f64::from(CREATES) / create_secs;
+    let sqlite_per_s = f64::from(CREATES) / sqlite_secs;
+    let figures = Figures {
+        instantiate_us_p50: round(keel),
+        bare_instantiate_us_p50: round(bare),
+        instantiate_ratio: round(keel / bare),
+        create_per_s: round(create_per_s),
+        sqlite_insert_per_s: round(sqlite_per_s),
+        create_ratio: round(create_per_s / sqlite_per_s),
+        creates: CREATES,
+        start_samples: START_SAMPLES,
+        rows_per_transaction: 1,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&figures)?);
+    } else {
+        println!(
+            "run start (p50):   keel {:.1} µs, bare wasmtime {:.1} µs — ratio {:.2} (target ≤ 2, and < 50 µs)",
+            figures.instantiate_us_p50, figures.bare_instantiate_us_p50, figures.instantiate_ratio
+        );
+        println!(
+            "create:            keel {:.0}/s, plain SQLite {:.0}/s — ratio {:.2} (target ≥ 0.5)",
+            figures.create_per_s, figures.sqlite_insert_per_s, figures.create_ratio
+        );
+        if cfg!(debug_assertions) {
+            println!("(this is a debug build; measure with `cargo run --release -- bench`)");
+        }
+    }
+    Ok(())
+}
+
+fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Inserts `n` bodies like the bench plugin's into one indexed table, one
+/// transaction per row, with the store's pragmas.
+fn plain_inserts(path: &std::path::Path, n: u32) -> anyhow::Result<f64> {
+    let mut conn = rusqlite::Connection::open(path).context("open the baseline database")?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.execute_batch(
+        "CREATE TABLE items (id TEXT PRIMARY KEY, kind TEXT NOT NULL, body TEXT NOT NULL);
+         CREATE INDEX items_kind ON items(kind, id);",
+    )?;
+    let t = Instant::now();
+    for i in 0..n {
+        let tx = conn.transaction()?;
+        let body = serde_json::json!({"i": i, "text": format!("bench item {i} lorem ipsum dolor sit amet")}).to_string();
+        tx.prepare_cached("INSERT INTO items (id, kind, body) VALUES (?1, 'bench/item', ?2)")?
+            .execute(rusqlite::params![crate::store::new_id(), body])?;
+        tx.commit()?;
+    }
+    Ok(t.elapsed().as_secs_f64())
+}

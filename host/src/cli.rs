@@ -1,0 +1,544 @@
+//! The `keel` command. Data commands take `--json`; errors are one sentence
+//! with the fix, on stderr, with a non-zero exit.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use crate::home::Home;
+use crate::plugins::InstallRequest;
+use crate::runtime::Runtime;
+use crate::store::audit::{self, Filter};
+use crate::store::plugins as plugin_rows;
+use crate::store::records;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keel",
+    version,
+    about = "A capability-secure WebAssembly host for a one-person company's operations"
+)]
+struct Cli {
+    /// The keel home (store, plugins, cache). Default: ~/.keel
+    #[arg(long, global = true, env = "KEEL_HOME")]
+    home: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a keel home.
+    Init,
+    /// Install, list, inspect and remove plugins.
+    #[command(subcommand)]
+    Plugin(PluginCmd),
+    /// Run a plugin once: a connector syncs, an agent handles a manual trigger.
+    Run {
+        plugin: String,
+        /// JSON input for an agent.
+        #[arg(long)]
+        input: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List and show canonical records.
+    #[command(subcommand)]
+    Records(RecordsCmd),
+    /// The action registry.
+    #[command(subcommand)]
+    Actions(ActionsCmd),
+    /// The audit log: list entries, or `verify` the hash chain.
+    Audit(AuditArgs),
+    /// Ingest sample notes and mails, turn TODOs into tasks, show the trail.
+    Demo {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure run start and write throughput against bare baselines.
+    Bench {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCmd {
+    /// Install a plugin from a folder with keel.toml (or a .wasm with --manifest).
+    Install {
+        path: PathBuf,
+        /// The manifest, when PATH is a .wasm file.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// The component, overriding the manifest's `component`.
+        #[arg(long)]
+        component: Option<PathBuf>,
+        /// Bind a directory the manifest asks for: NAME=PATH.
+        #[arg(long = "dir", value_name = "NAME=PATH")]
+        dirs: Vec<String>,
+        /// Set a config value the manifest declares: KEY=VALUE.
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        config: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List installed plugins.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a plugin's manifest, grant and recent state.
+    Inspect {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a plugin (its records and audit trail stay).
+    Remove { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum RecordsCmd {
+    /// List records, oldest first.
+    List {
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Start after this record id.
+        #[arg(long)]
+        after: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one record, its links, and with --history every version.
+    Show {
+        id: String,
+        #[arg(long)]
+        history: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ActionsCmd {
+    /// List the actions plugins can call.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct AuditArgs {
+    #[command(subcommand)]
+    verify: Option<AuditCmd>,
+    /// Only entries about this record.
+    #[arg(long)]
+    record: Option<String>,
+    /// Only entries by this plugin (or `operator`).
+    #[arg(long)]
+    plugin: Option<String>,
+    /// Only entries of this run.
+    #[arg(long)]
+    run: Option<String>,
+    #[arg(long)]
+    limit: Option<u32>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCmd {
+    /// Recompute the hash chain; names the first broken entry.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs the command line and maps errors to one line on stderr.
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KEEL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn pairs(items: &[String], what: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    items
+        .iter()
+        .map(|item| {
+            item.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .with_context(|| format!("`{item}` is not {what}; write it as {what}"))
+        })
+        .collect()
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let root = Home::locate(cli.home.clone())?;
+    match cli.command {
+        Command::Init => {
+            let home = Home::init(&root)?;
+            println!("keel home ready at {}", home.root().display());
+        }
+        Command::Plugin(cmd) => plugin(&root, cmd)?,
+        Command::Run {
+            plugin,
+            input,
+            json,
+        } => {
+            let home = Home::open(&root)?;
+            let mut runtime = Runtime::new(&home)?;
+            let (report, _db) = runtime.run(home.store()?, &plugin, input.as_deref())?;
+            if json {
+                print_json(&report)?;
+            } else {
+                let what = match (&report.sync, &report.summary) {
+                    (Some(s), _) => format!(
+                        "{} created, {} updated, {} unchanged",
+                        s.created, s.updated, s.unchanged
+                    ),
+                    (None, Some(summary)) => summary.clone(),
+                    _ => report.detail.clone(),
+                };
+                println!(
+                    "run {} of {}: {} — {} (fuel {}, memory peak {} KiB, {:.1} ms)",
+                    report.run,
+                    report.plugin,
+                    report.outcome,
+                    what,
+                    report.fuel_consumed,
+                    report.memory_peak / 1024,
+                    report.wall_us as f64 / 1000.0
+                );
+            }
+            if report.outcome != "ok" {
+                if !json {
+                    eprintln!("error: {}", report.detail);
+                }
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Records(cmd) => records_cmd(&root, cmd)?,
+        Command::Actions(ActionsCmd::List { json }) => {
+            let actions = crate::actions::core_actions();
+            if json {
+                print_json(&actions)?;
+            } else {
+                for a in actions {
+                    println!(
+                        "{:<10} {:<6} {}\n{:<17} needs {}",
+                        a.name, a.provider, a.description, "", a.needs
+                    );
+                }
+            }
+        }
+        Command::Audit(args) => return audit_cmd(&root, args),
+        Command::Demo { json } => crate::demo::run(&root, cli.home.is_some(), json)?,
+        Command::Bench { json } => crate::bench::run(json)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
+    let home = Home::open(root)?;
+    match cmd {
+        PluginCmd::Install {
+            path,
+            manifest,
+            component,
+            dirs,
+            config,
+            json,
+        } => {
+            let req = InstallRequest {
+                source: path,
+                manifest,
+                component,
+                dirs: pairs(&dirs, "NAME=PATH")?
+                    .into_iter()
+                    .map(|(k, v)| (k, PathBuf::from(v)))
+                    .collect(),
+                config: pairs(&config, "KEY=VALUE")?,
+            };
+            let runtime = Runtime::new(&home)?;
+            let checked = crate::plugins::check(runtime.engine(), runtime.linker(), &req)?;
+            let mut db = home.store()?;
+            let row = crate::plugins::install(&home, &mut db, &checked)?;
+            // Warm the compiled cache now so the first run starts fast.
+            runtime
+                .engine()
+                .load(&home.cache_dir(), &row.digest, &checked.component_bytes)?;
+            if json {
+                print_json(&row)?;
+            } else {
+                println!("installed {} ({}) {}", row.label(), row.world, row.digest);
+            }
+        }
+        PluginCmd::List { json } => {
+            let rows = plugin_rows::list(home.store()?.conn())?;
+            if json {
+                print_json(&rows)?;
+            } else if rows.is_empty() {
+                println!("no plugins installed; install one with `keel plugin install PATH`");
+            } else {
+                for r in rows {
+                    println!(
+                        "{:<20} {:<10} {:<10} {}",
+                        r.id, r.version, r.world, r.digest
+                    );
+                }
+            }
+        }
+        PluginCmd::Inspect { id, json } => {
+            let db = home.store()?;
+            let row = crate::runtime::installed(&db, &id)?;
+            if json {
+                print_json(&row)?;
+            } else {
+                println!("{} ({}) {}", row.label(), row.world, row.digest);
+                if !row.manifest.plugin.description.is_empty() {
+                    println!("  {}", row.manifest.plugin.description);
+                }
+                let caps = &row.grant.capabilities;
+                println!("  read:     {}", caps.read.join(", "));
+                println!("  write:    {}", caps.write.join(", "));
+                println!("  actions:  {}", caps.actions.join(", "));
+                for (name, dir) in &row.grant.dirs {
+                    println!(
+                        "  dir {name} ({}) = {}",
+                        dir.access.as_str(),
+                        dir.path.display()
+                    );
+                }
+                let l = &row.manifest.limits;
+                println!(
+                    "  limits:   {} MiB, {} fuel, {} ms",
+                    l.memory_mb, l.fuel, l.timeout_ms
+                );
+            }
+        }
+        PluginCmd::Remove { id } => {
+            let mut db = home.store()?;
+            crate::plugins::remove(&home, &mut db, &id)?;
+            println!("removed {id}");
+        }
+    }
+    Ok(())
+}
+
+/// A record as the CLI shows it: the body as JSON, not text.
+#[derive(Debug, Serialize)]
+struct RecordView {
+    id: String,
+    kind: String,
+    version: i64,
+    body: serde_json::Value,
+    created_at: String,
+    updated_at: String,
+    created_by: String,
+    updated_by: String,
+}
+
+impl From<records::Record> for RecordView {
+    fn from(r: records::Record) -> Self {
+        RecordView {
+            body: serde_json::from_str(&r.body).unwrap_or(serde_json::Value::String(r.body)),
+            id: r.id,
+            kind: r.kind,
+            version: r.version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            created_by: r.created_by,
+            updated_by: r.updated_by,
+        }
+    }
+}
+
+/// A short title for a record in listings.
+pub fn title_of(body: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let t = ["title", "subject", "name", "path"]
+        .iter()
+        .find_map(|k| v.get(*k).and_then(|x| x.as_str()))
+        .unwrap_or("");
+    let mut t: String = t.chars().take(60).collect();
+    if t.is_empty() {
+        t = "-".into();
+    }
+    t
+}
+
+fn records_cmd(root: &std::path::Path, cmd: RecordsCmd) -> anyhow::Result<()> {
+    let home = Home::open(root)?;
+    let db = home.store()?;
+    match cmd {
+        RecordsCmd::List {
+            kind,
+            limit,
+            after,
+            json,
+        } => {
+            let rows = records::query(db.conn(), kind.as_deref(), after.as_deref(), limit)?;
+            if json {
+                let views: Vec<RecordView> = rows.into_iter().map(Into::into).collect();
+                print_json(&views)?;
+            } else {
+                for r in rows {
+                    println!(
+                        "{}  {:<14} v{:<3} {:<16} {}",
+                        r.id,
+                        r.kind,
+                        r.version,
+                        r.created_by,
+                        title_of(&r.body)
+                    );
+                }
+            }
+        }
+        RecordsCmd::Show { id, history, json } => {
+            let record = records::get(db.conn(), &id)?.with_context(|| {
+                format!("no record with id {id}; list them with `keel records list`")
+            })?;
+            let links = records::links(db.conn(), &id, None)?;
+            let versions = if history {
+                Some(records::history(db.conn(), &id)?)
+            } else {
+                None
+            };
+            if json {
+                #[derive(Serialize)]
+                struct Show {
+                    #[serde(flatten)]
+                    record: RecordView,
+                    links: Vec<records::Link>,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    history: Option<Vec<serde_json::Value>>,
+                }
+                let history = versions.map(|vs| {
+                    vs.into_iter()
+                        .map(|v| {
+                            let mut value = serde_json::to_value(&v).unwrap_or_default();
+                            value["body"] = serde_json::from_str(&v.body).unwrap_or_default();
+                            value
+                        })
+                        .collect()
+                });
+                print_json(&Show {
+                    record: record.into(),
+                    links,
+                    history,
+                })?;
+            } else {
+                println!("{} {} v{}", record.id, record.kind, record.version);
+                println!("created {} by {}", record.created_at, record.created_by);
+                println!("updated {} by {}", record.updated_at, record.updated_by);
+                let body: serde_json::Value = serde_json::from_str(&record.body)?;
+                println!("{}", serde_json::to_string_pretty(&body)?);
+                for l in links {
+                    println!("link {} -{}-> {}", l.from, l.rel, l.to);
+                }
+                for v in versions.unwrap_or_default() {
+                    println!(
+                        "v{} {} by {} run {} sources [{}]{}{}",
+                        v.version,
+                        v.at,
+                        v.actor,
+                        v.run.as_deref().unwrap_or("-"),
+                        v.sources.join(", "),
+                        v.confidence
+                            .map(|c| format!(" confidence {c:.2}"))
+                            .unwrap_or_default(),
+                        v.note.map(|n| format!(" — {n}")).unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn audit_cmd(root: &std::path::Path, args: AuditArgs) -> anyhow::Result<ExitCode> {
+    let home = Home::open(root)?;
+    let db = home.store()?;
+    if let Some(AuditCmd::Verify { json }) = args.verify {
+        let report = audit::verify(db.conn())?;
+        if json {
+            print_json(&report)?;
+        }
+        return Ok(match report.broken {
+            None => {
+                if !json {
+                    println!("audit log intact: {} entries verified", report.entries);
+                }
+                ExitCode::SUCCESS
+            }
+            Some(b) => {
+                eprintln!(
+                    "error: audit entry {} is broken: {}; the log was tampered with after that entry was written",
+                    b.seq, b.reason
+                );
+                ExitCode::FAILURE
+            }
+        });
+    }
+    if args.json && args.limit.is_some_and(|l| l == 0) {
+        bail!("--limit must be at least 1");
+    }
+    let entries = audit::list(
+        db.conn(),
+        &Filter {
+            record: args.record,
+            plugin: args.plugin,
+            run: args.run,
+            limit: args.limit,
+        },
+    )?;
+    if args.json {
+        print_json(&entries)?;
+    } else {
+        for e in entries {
+            let who = match &e.plugin_version {
+                Some(v) => format!("{}@{}", e.plugin, v),
+                None => e.plugin.clone(),
+            };
+            println!(
+                "{:>5} {} {:<18} {:<15} {:<9} {} {}",
+                e.seq,
+                e.at,
+                who,
+                e.action,
+                e.outcome,
+                e.record_id
+                    .as_deref()
+                    .map(|r| format!("{r} v{}", e.record_version.unwrap_or(0)))
+                    .unwrap_or_default(),
+                e.detail
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,260 @@
+//! `keel demo`: a `files` connector ingests a folder of notes and mails, the
+//! `todo` agent turns TODO lines into tasks linked to their notes, and the
+//! audit trail says which plugin touched what. Uses the first-party plugins
+//! built into this binary.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::home::Home;
+use crate::plugins::InstallRequest;
+use crate::runtime::{RunReport, Runtime};
+use crate::store::audit;
+use crate::store::records;
+
+/// A first-party plugin carried inside the binary.
+#[derive(Debug, Clone, Copy)]
+pub struct Embedded {
+    pub id: &'static str,
+    pub manifest: &'static str,
+    pub component: &'static [u8],
+}
+
+pub const FILES: Embedded = Embedded {
+    id: "files",
+    manifest: include_str!("../../plugins/files/keel.toml"),
+    component: include_bytes!(env!("KEEL_PLUGIN_FILES_WASM")),
+};
+
+pub const TODO: Embedded = Embedded {
+    id: "todo",
+    manifest: include_str!("../../plugins/todo/keel.toml"),
+    component: include_bytes!(env!("KEEL_PLUGIN_TODO_WASM")),
+};
+
+pub const BENCH: Embedded = Embedded {
+    id: "bench",
+    manifest: include_str!("../../plugins/bench/keel.toml"),
+    component: include_bytes!(env!("KEEL_PLUGIN_BENCH_WASM")),
+};
+
+/// The sample folder: (relative path, contents).
+const NOTES: &[(&str, &str)] = &[
+    ("weekly-plan.md", include_str!("demo/notes/weekly-plan.md")),
+    (
+        "projects/catalogue.md",
+        include_str!("demo/notes/projects/catalogue.md"),
+    ),
+    ("ideas.txt", include_str!("demo/notes/ideas.txt")),
+    (
+        "supplier-invoice.eml",
+        include_str!("demo/notes/supplier-invoice.eml"),
+    ),
+    (
+        "newsletter-reply.eml",
+        include_str!("demo/notes/newsletter-reply.eml"),
+    ),
+];
+
+/// Installs an embedded plugin into `home` from files written to `staging`.
+pub fn install_embedded(
+    home: &Home,
+    runtime: &Runtime,
+    plugin: Embedded,
+    staging: &Path,
+    dirs: BTreeMap<String, PathBuf>,
+) -> anyhow::Result<()> {
+    let dir = staging.join(plugin.id);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("keel.toml"), plugin.manifest)?;
+    let component = dir.join("plugin.wasm");
+    std::fs::write(&component, plugin.component)?;
+    let req = InstallRequest {
+        source: dir,
+        component: Some(component),
+        dirs,
+        ..InstallRequest::default()
+    };
+    let checked = crate::plugins::check(runtime.engine(), runtime.linker(), &req)?;
+    let mut db = home.store()?;
+    crate::plugins::install(home, &mut db, &checked)?;
+    Ok(())
+}
+
+#[derive(Debug, Serialize)]
+struct Summary {
+    home: String,
+    runs: Vec<RunReport>,
+    records_by_kind: BTreeMap<String, i64>,
+    tasks_created: i64,
+    audit_entries: u64,
+    audit_intact: bool,
+    trail: Vec<String>,
+}
+
+pub fn run(root: &Path, home_given: bool, json: bool) -> anyhow::Result<()> {
+    let root = if home_given {
+        root.to_path_buf()
+    } else {
+        tempfile::Builder::new()
+            .prefix("keel-demo-")
+            .tempdir()?
+            .keep()
+    };
+    let home = Home::init(&root)?;
+    if !crate::store::plugins::list(home.store()?.conn())?.is_empty() {
+        anyhow::bail!(
+            "{} already has plugins installed; run the demo in a new home (omit --home, or pass an empty folder)",
+            home.root().display()
+        );
+    }
+    let notes = home.root().join("demo-notes");
+    for (rel, text) in NOTES {
+        let path = notes.join(rel);
+        std::fs::create_dir_all(path.parent().context("note has a folder")?)?;
+        std::fs::write(&path, text)?;
+    }
+    let mut runtime = Runtime::new(&home)?;
+    let staging = home.root().join("demo-plugins");
+    install_embedded(
+        &home,
+        &runtime,
+        FILES,
+        &staging,
+        BTreeMap::from([("notes".to_string(), notes.clone())]),
+    )?;
+    install_embedded(&home, &runtime, TODO, &staging, BTreeMap::new())?;
+
+    let mut db = home.store()?;
+    let mut runs = Vec::new();
+    let mut step = |db, plugin: &str| -> anyhow::Result<crate::store::Store> {
+        let (report, db) = runtime.run(db, plugin, None)?;
+        if report.outcome != "ok" {
+            anyhow::bail!("demo run of {} failed: {}", report.plugin, report.detail);
+        }
+        runs.push(report);
+        Ok(db)
+    };
+    db = step(db, "files")?;
+    db = step(db, "todo")?;
+    // A second sync finds nothing new: unchanged files are not rewritten.
+    db = step(db, "files")?;
+    // An edited note becomes a new version; its new TODO a new task.
+    let plan = notes.join("weekly-plan.md");
+    let mut text = std::fs::read_to_string(&plan)?;
+    text.push_str("- [ ] Order 200 gift boxes for the spring launch\n");
+    std::fs::write(&plan, text)?;
+    db = step(db, "files")?;
+    db = step(db, "todo")?;
+
+    let by_kind: BTreeMap<String, i64> = records::count_by_kind(db.conn())?.into_iter().collect();
+    let tasks_created = by_kind.get("core/task").copied().unwrap_or(0);
+    let verification = audit::verify(db.conn())?;
+    let trail = trail(&db)?;
+    let summary = Summary {
+        home: home.root().display().to_string(),
+        runs,
+        records_by_kind: by_kind,
+        tasks_created,
+        audit_entries: verification.entries,
+        audit_intact: verification.broken.is_none(),
+        trail,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
+    println!("keel demo — home {}\n", summary.home);
+    println!("runs:");
+    for r in &summary.runs {
+        let what = match (&r.sync, &r.summary) {
+            (Some(s), _) => format!(
+                "{} created, {} updated, {} unchanged",
+                s.created, s.updated, s.unchanged
+            ),
+            (None, Some(s)) => s.clone(),
+            _ => String::new(),
+        };
+        println!(
+            "  {:<14} {:<3} {:<48} fuel {:>11}  {:>7.1} ms",
+            r.plugin,
+            r.outcome,
+            what,
+            r.fuel_consumed,
+            r.wall_us as f64 / 1000.0
+        );
+    }
+    println!("\nrecords by kind:");
+    for (kind, n) in &summary.records_by_kind {
+        println!("  {kind:<14} {n}");
+    }
+    println!("\ntasks created: {}", summary.tasks_created);
+    println!(
+        "audit entries: {} ({})",
+        summary.audit_entries,
+        if summary.audit_intact {
+            "chain verified"
+        } else {
+            "CHAIN BROKEN"
+        }
+    );
+    println!("\nwho touched what:");
+    for line in &summary.trail {
+        println!("  {line}");
+    }
+    println!(
+        "\nexplore it:\n  keel records list --home {h}\n  keel audit --home {h} --plugin todo\n  keel audit verify --home {h}",
+        h = summary.home
+    );
+    Ok(())
+}
+
+/// For a few tasks: the task, the agent run that made it, and the note it
+/// came from with the connector that ingested it.
+fn trail(db: &crate::store::Store) -> anyhow::Result<Vec<String>> {
+    let mut lines = Vec::new();
+    for task in records::query(db.conn(), Some("core/task"), None, 3)? {
+        let history = records::history(db.conn(), &task.id)?;
+        let first = history.first().context("a task has a first version")?;
+        lines.push(format!(
+            "task \"{}\" ({}) created by {} in run {}",
+            crate::cli::title_of(&task.body),
+            task.id,
+            first.actor,
+            first.run.as_deref().unwrap_or("-")
+        ));
+        for link in records::links(db.conn(), &task.id, Some("derived-from"))? {
+            if let Some(source) = records::get(db.conn(), &link.to)? {
+                lines.push(format!(
+                    "  derived-from {} \"{}\" v{}, ingested by {}",
+                    source.kind,
+                    crate::cli::title_of(&source.body),
+                    source.version,
+                    source.created_by
+                ));
+            }
+        }
+        let audits = audit::list(
+            db.conn(),
+            &audit::Filter {
+                record: Some(task.id.clone()),
+                ..Default::default()
+            },
+        )?;
+        for a in audits {
+            lines.push(format!(
+                "  audit #{} {} {}@{} {} {}",
+                a.seq,
+                a.at,
+                a.plugin,
+                a.plugin_version.as_deref().unwrap_or("-"),
+                a.action,
+                a.outcome
+            ));
+        }
+    }
+    Ok(lines)
+}

@@ -1,0 +1,124 @@
+//! Grants: what the operator allowed a plugin, never more than its manifest
+//! asked for. Checked at install and again on every host call.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::{Capabilities, DirAccess, Manifest, kind_matches};
+
+/// One directory the operator bound to a logical name.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DirBinding {
+    /// Absolute host path.
+    pub path: PathBuf,
+    pub access: DirAccess,
+}
+
+/// The capabilities in force for one installed plugin.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Grant {
+    pub capabilities: Capabilities,
+    pub dirs: BTreeMap<String, DirBinding>,
+    pub config: BTreeMap<String, String>,
+}
+
+impl Grant {
+    /// Builds the grant for `manifest` from the operator's bindings. Every
+    /// directory the manifest needs must be bound, and nothing else may be.
+    pub fn new(
+        manifest: &Manifest,
+        dirs: &BTreeMap<String, PathBuf>,
+        config: &BTreeMap<String, String>,
+    ) -> Result<Grant, String> {
+        let label = manifest.label();
+        let caps = &manifest.capabilities;
+        let mut bound = BTreeMap::new();
+        for (name, access) in &caps.dirs {
+            let Some(path) = dirs.get(name) else {
+                return Err(format!(
+                    "{label} needs directory `{name}` ({}); bind it with `--dir {name}=PATH`",
+                    access.as_str()
+                ));
+            };
+            let path = path.canonicalize().map_err(|e| {
+                format!(
+                    "directory `{name}` = {} cannot be used ({e}); pass an existing folder",
+                    path.display()
+                )
+            })?;
+            if !path.is_dir() {
+                return Err(format!(
+                    "directory `{name}` = {} is not a folder; pass a folder",
+                    path.display()
+                ));
+            }
+            bound.insert(
+                name.clone(),
+                DirBinding {
+                    path,
+                    access: *access,
+                },
+            );
+        }
+        if let Some(extra) = dirs.keys().find(|n| !caps.dirs.contains_key(*n)) {
+            return Err(format!(
+                "{label} does not ask for a directory named `{extra}`; it asks for: {}",
+                list_or_none(caps.dirs.keys())
+            ));
+        }
+        if let Some(extra) = config.keys().find(|k| !caps.config.contains(k)) {
+            return Err(format!(
+                "{label} does not declare config key `{extra}`; it declares: {}",
+                list_or_none(caps.config.iter())
+            ));
+        }
+        Ok(Grant {
+            capabilities: caps.clone(),
+            dirs: bound,
+            config: config.clone(),
+        })
+    }
+
+    pub fn can_read(&self, kind: &str) -> bool {
+        kind_matches(&self.capabilities.read, kind)
+    }
+
+    pub fn can_write(&self, kind: &str) -> bool {
+        kind_matches(&self.capabilities.write, kind)
+    }
+
+    pub fn allows_action(&self, action: &str) -> bool {
+        self.capabilities.actions.iter().any(|a| a == action)
+    }
+
+    /// `Err(reason)` unless the grant allows `action` on records of `kind`.
+    pub fn check_write(&self, action: &str, kind: &str) -> Result<(), String> {
+        if !self.allows_action(action) {
+            return Err(format!("action `{action}` is not granted"));
+        }
+        if !self.can_write(kind) {
+            return Err(format!("writing records of kind `{kind}` is not granted"));
+        }
+        Ok(())
+    }
+
+    /// `Err(reason)` unless the grant allows reading records of `kind`.
+    pub fn check_read(&self, kind: &str) -> Result<(), String> {
+        if self.can_read(kind) {
+            Ok(())
+        } else {
+            Err(format!("reading records of kind `{kind}` is not granted"))
+        }
+    }
+}
+
+fn list_or_none<'a>(items: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<&str> = items.map(String::as_str).collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}

@@ -1,0 +1,77 @@
+//! One module per WIT interface, each implementing the generated `Host`
+//! trait on [`HostCtx`], the per-run state a plugin's host calls see.
+
+mod actions;
+mod config;
+mod log;
+mod records;
+
+use wasmtime::component::{HasData, Linker};
+
+use crate::bindings::types;
+use crate::error::CallError;
+use crate::grant::Grant;
+use crate::manifest::Policy;
+use crate::store::Actor;
+use crate::store::records::Record;
+
+/// What one run's host calls work with.
+pub struct HostCtx {
+    pub db: crate::store::Store,
+    pub actor: Actor,
+    pub grant: Grant,
+    pub policy: Policy,
+    /// `id@version`, for log lines.
+    pub label: String,
+}
+
+/// Selects [`HostCtx`] out of the store data for the generated linker code.
+pub struct HostCtxData;
+
+impl HasData for HostCtxData {
+    type Data<'a> = &'a mut HostCtx;
+}
+
+/// Adds every `keel:host` import to `linker`.
+pub fn add_to_linker<T: 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut HostCtx,
+) -> wasmtime::Result<()> {
+    crate::bindings::Connector::add_to_linker::<T, HostCtxData>(linker, get)
+}
+
+impl types::Host for HostCtx {}
+
+impl From<CallError> for types::Error {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Denied(m) => types::Error::Denied(m),
+            CallError::NotFound(m) => types::Error::NotFound(m),
+            CallError::Conflict(m) => types::Error::Conflict(m),
+            CallError::Invalid(m) => types::Error::Invalid(m),
+            CallError::Limit(m) => types::Error::Limit(m),
+            CallError::Unavailable(m) => types::Error::Unavailable(m),
+            CallError::Internal(m) => types::Error::Internal(m),
+        }
+    }
+}
+
+impl From<Record> for types::Record {
+    fn from(r: Record) -> Self {
+        types::Record {
+            id: r.id,
+            kind: r.kind,
+            body: r.body,
+            version: u64::try_from(r.version).unwrap_or(0),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            created_by: r.created_by,
+            updated_by: r.updated_by,
+        }
+    }
+}
+
+/// Turns the write path's result into what the guest receives.
+fn reply<T, U: From<T>>(r: Result<T, CallError>) -> wasmtime::Result<Result<U, types::Error>> {
+    Ok(r.map(U::from).map_err(types::Error::from))
+}

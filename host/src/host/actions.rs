@@ -1,0 +1,137 @@
+//! `keel:host/actions`: every change goes through [`crate::actions`], which
+//! checks the grant and uses the one write path.
+
+use super::{HostCtx, reply};
+use crate::actions::{self, Caller, WriteOptions};
+use crate::bindings::actions::WriteOptions as WitWriteOptions;
+use crate::bindings::actions::{Created, Host, SendReceipt, SendState};
+use crate::bindings::types::{self, Identity};
+use crate::error::CallError;
+use crate::store::Store;
+
+impl HostCtx {
+    /// The store and the caller, borrowed apart so an action can use both.
+    fn parts(&mut self) -> (&mut Store, Caller<'_>) {
+        let caller = Caller {
+            actor: &self.actor,
+            grant: &self.grant,
+            policy: &self.policy,
+        };
+        (&mut self.db, caller)
+    }
+}
+
+fn options(o: WitWriteOptions) -> WriteOptions {
+    WriteOptions {
+        idempotency_key: o.idempotency_key,
+        sources: o.sources,
+        confidence: o.confidence,
+        note: o.note,
+    }
+}
+
+impl From<actions::Created> for Created {
+    fn from(c: actions::Created) -> Self {
+        Created {
+            record: c.record.into(),
+            existed: c.existed,
+        }
+    }
+}
+
+impl From<actions::SendReceipt> for SendReceipt {
+    fn from(r: actions::SendReceipt) -> Self {
+        SendReceipt {
+            id: r.id,
+            state: if r.state == "queued" {
+                SendState::Queued
+            } else {
+                SendState::NeedsReview
+            },
+        }
+    }
+}
+
+fn version(v: u64) -> Result<i64, CallError> {
+    i64::try_from(v).map_err(|_| CallError::Invalid(format!("version {v} is out of range")))
+}
+
+impl Host for HostCtx {
+    fn create(
+        &mut self,
+        kind: String,
+        body: String,
+        identity: Option<Identity>,
+        opts: WitWriteOptions,
+    ) -> wasmtime::Result<Result<Created, types::Error>> {
+        let identity = identity
+            .as_ref()
+            .map(|i| (i.source.as_str(), i.external_id.as_str()));
+        let (db, caller) = self.parts();
+        reply(actions::create(
+            db,
+            caller,
+            &kind,
+            &body,
+            identity,
+            &options(opts),
+        ))
+    }
+
+    fn update(
+        &mut self,
+        id: String,
+        expected_version: u64,
+        body: String,
+        opts: WitWriteOptions,
+    ) -> wasmtime::Result<Result<types::Record, types::Error>> {
+        let (db, caller) = self.parts();
+        let result = version(expected_version)
+            .and_then(|v| actions::update(db, caller, &id, v, &body, &options(opts)));
+        reply(result)
+    }
+
+    fn link(
+        &mut self,
+        from: String,
+        to: String,
+        rel: String,
+    ) -> wasmtime::Result<Result<(), types::Error>> {
+        let (db, caller) = self.parts();
+        reply(actions::link(db, caller, &from, &to, &rel))
+    }
+
+    fn schedule(
+        &mut self,
+        plugin: String,
+        input: String,
+        at: Option<String>,
+        opts: WitWriteOptions,
+    ) -> wasmtime::Result<Result<String, types::Error>> {
+        let (db, caller) = self.parts();
+        reply(actions::schedule(
+            db,
+            caller,
+            &plugin,
+            &input,
+            at.as_deref(),
+            &options(opts),
+        ))
+    }
+
+    fn send(
+        &mut self,
+        channel: String,
+        message: String,
+        opts: WitWriteOptions,
+    ) -> wasmtime::Result<Result<SendReceipt, types::Error>> {
+        let (db, caller) = self.parts();
+        reply(actions::send(
+            db,
+            caller,
+            &channel,
+            &message,
+            &options(opts),
+        ))
+    }
+}

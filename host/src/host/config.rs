@@ -1,0 +1,17 @@
+//! `keel:host/config`: the operator's config values, only for declared keys.
+
+use super::HostCtx;
+use crate::bindings::config::Host;
+use crate::bindings::types;
+
+impl Host for HostCtx {
+    fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<String>, types::Error>> {
+        if !self.grant.capabilities.config.contains(&key) {
+            return Ok(Err(types::Error::Denied(format!(
+                "config key `{key}` is not declared in {}'s keel.toml",
+                self.label
+            ))));
+        }
+        Ok(Ok(self.grant.config.get(&key).cloned()))
+    }
+}

@@ -1,0 +1,30 @@
+//! `keel:host/log`: plugin diagnostics into the host's tracing, tagged with
+//! the plugin and run. Not audited.
+
+use super::HostCtx;
+use crate::bindings::log::{Host, Level};
+use crate::limits::MAX_LOG_BYTES;
+
+impl Host for HostCtx {
+    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        let mut message = message;
+        if message.len() > MAX_LOG_BYTES {
+            let mut cut = MAX_LOG_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str(" [cut]");
+        }
+        let plugin = self.label.as_str();
+        let run = self.actor.run_id.as_deref().unwrap_or("-");
+        match level {
+            Level::Trace => tracing::trace!(target: "keel::plugin", plugin, run, "{message}"),
+            Level::Debug => tracing::debug!(target: "keel::plugin", plugin, run, "{message}"),
+            Level::Info => tracing::info!(target: "keel::plugin", plugin, run, "{message}"),
+            Level::Warn => tracing::warn!(target: "keel::plugin", plugin, run, "{message}"),
+            Level::Error => tracing::error!(target: "keel::plugin", plugin, run, "{message}"),
+        }
+        Ok(())
+    }
+}

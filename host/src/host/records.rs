@@ -1,0 +1,178 @@
+//! `keel:host/records`: reading canonical records under the read grant.
+
+use super::{HostCtx, reply};
+use crate::bindings::records::{Host, Page};
+use crate::bindings::types::{self, Identity, Link, Version};
+use crate::error::CallError;
+use crate::limits;
+use crate::store::Touched;
+use crate::store::records;
+
+impl Host for HostCtx {
+    fn get(&mut self, id: String) -> wasmtime::Result<Result<types::Record, types::Error>> {
+        let grant = &self.grant;
+        let result = self.db.read(&self.actor, "records.get", |conn| {
+            let touched = Touched {
+                record_id: Some(id.clone()),
+                ..Touched::default()
+            };
+            let found = (|| {
+                limits::check_len("record id", &id, limits::MAX_NAME_BYTES)?;
+                let record = records::get(conn, &id)?
+                    .ok_or_else(|| CallError::NotFound(format!("no record with id {id}")))?;
+                grant.check_read(&record.kind).map_err(CallError::Denied)?;
+                Ok(record)
+            })();
+            match found {
+                Ok(r) => {
+                    let t = Touched::record(&r.id, r.version, format!("kind {}", r.kind));
+                    (Ok(r), t)
+                }
+                Err(e) => (Err(e), touched),
+            }
+        });
+        reply(result)
+    }
+
+    fn find(
+        &mut self,
+        identity: Identity,
+    ) -> wasmtime::Result<Result<Option<types::Record>, types::Error>> {
+        let grant = &self.grant;
+        let result = self.db.read(&self.actor, "records.find", |conn| {
+            let detail = format!("identity ({}, {})", identity.source, identity.external_id);
+            let found = (|| {
+                limits::check_len("identity source", &identity.source, limits::MAX_NAME_BYTES)?;
+                limits::check_len(
+                    "identity external id",
+                    &identity.external_id,
+                    limits::MAX_NAME_BYTES,
+                )?;
+                let record = records::find_identity(conn, &identity.source, &identity.external_id)?;
+                if let Some(r) = &record
+                    && !grant.can_read(&r.kind)
+                    && !grant.can_write(&r.kind)
+                {
+                    return Err(CallError::Denied(format!(
+                        "reading records of kind `{}` is not granted",
+                        r.kind
+                    )));
+                }
+                Ok(record)
+            })();
+            match found {
+                Ok(Some(r)) => {
+                    let t = Touched::record(&r.id, r.version, detail);
+                    (Ok(Some(r)), t)
+                }
+                other => (other, Touched::detail(detail)),
+            }
+        });
+        Ok(result
+            .map(|r| r.map(types::Record::from))
+            .map_err(types::Error::from))
+    }
+
+    fn query(
+        &mut self,
+        kind: String,
+        limit: u32,
+        cursor: Option<String>,
+    ) -> wasmtime::Result<Result<Page, types::Error>> {
+        let grant = &self.grant;
+        let result = self.db.read(&self.actor, "records.query", |conn| {
+            let page = (|| {
+                limits::check_len("kind", &kind, limits::MAX_NAME_BYTES)?;
+                if let Some(c) = &cursor {
+                    limits::check_len("cursor", c, limits::MAX_NAME_BYTES)?;
+                }
+                grant.check_read(&kind).map_err(CallError::Denied)?;
+                let limit = limit.clamp(1, limits::MAX_PAGE);
+                let rows = records::query(conn, Some(&kind), cursor.as_deref(), limit)?;
+                let next = (rows.len() == limit as usize)
+                    .then(|| rows.last().map(|r| r.id.clone()))
+                    .flatten();
+                Ok((rows, next))
+            })();
+            let detail = match &page {
+                Ok((rows, _)) => format!("kind {kind}: {} records", rows.len()),
+                Err(_) => format!("kind {kind}"),
+            };
+            (page, Touched::detail(detail))
+        });
+        Ok(result
+            .map(|(rows, next)| Page {
+                records: rows.into_iter().map(types::Record::from).collect(),
+                next,
+            })
+            .map_err(types::Error::from))
+    }
+
+    fn history(&mut self, id: String) -> wasmtime::Result<Result<Vec<Version>, types::Error>> {
+        let grant = &self.grant;
+        let result = self.db.read(&self.actor, "records.history", |conn| {
+            let touched = Touched {
+                record_id: Some(id.clone()),
+                ..Touched::default()
+            };
+            let versions = (|| {
+                limits::check_len("record id", &id, limits::MAX_NAME_BYTES)?;
+                let record = records::get(conn, &id)?
+                    .ok_or_else(|| CallError::NotFound(format!("no record with id {id}")))?;
+                grant.check_read(&record.kind).map_err(CallError::Denied)?;
+                Ok(records::history(conn, &id)?)
+            })();
+            (versions, touched)
+        });
+        Ok(result
+            .map(|vs| {
+                vs.into_iter()
+                    .map(|v| Version {
+                        version: u64::try_from(v.version).unwrap_or(0),
+                        body: v.body,
+                        at: v.at,
+                        actor: v.actor,
+                        run: v.run,
+                        sources: v.sources,
+                        confidence: v.confidence,
+                        note: v.note,
+                    })
+                    .collect()
+            })
+            .map_err(types::Error::from))
+    }
+
+    fn links(
+        &mut self,
+        id: String,
+        rel: Option<String>,
+    ) -> wasmtime::Result<Result<Vec<Link>, types::Error>> {
+        let grant = &self.grant;
+        let result = self.db.read(&self.actor, "records.links", |conn| {
+            let touched = Touched {
+                record_id: Some(id.clone()),
+                ..Touched::default()
+            };
+            let links = (|| {
+                limits::check_len("record id", &id, limits::MAX_NAME_BYTES)?;
+                let record = records::get(conn, &id)?
+                    .ok_or_else(|| CallError::NotFound(format!("no record with id {id}")))?;
+                grant.check_read(&record.kind).map_err(CallError::Denied)?;
+                Ok(records::links(conn, &id, rel.as_deref())?)
+            })();
+            (links, touched)
+        });
+        Ok(result
+            .map(|ls| {
+                ls.into_iter()
+                    .map(|l| Link {
+                        from: l.from,
+                        to: l.to,
+                        rel: l.rel,
+                        created_at: l.created_at,
+                    })
+                    .collect()
+            })
+            .map_err(types::Error::from))
+    }
+}

@@ -1,0 +1,40 @@
+//! keel: a capability-secure WebAssembly host for a one-person company's
+//! operations.
+//!
+//! # Layout
+//! How the modules map to the design's words:
+//!
+//! - [`manifest`]: a plugin's `keel.toml` — capabilities it asks for, limits.
+//! - [`grant`]: what the operator granted (never more than asked); checked on
+//!   every host call.
+//! - [`store`]: the canonical record store (SQLite). [`store::Store::write`]
+//!   is the one write path: record, version, event and audit entry in one
+//!   transaction. [`store::audit`] is the hash-chained audit log.
+//! - [`actions`]: the action registry — `create`, `update`, `link`,
+//!   `schedule`, `send` — each a grant check plus the write path.
+//! - [`engine`]: the wasmtime engine (pooling, fuel, epochs) and the
+//!   compiled-component cache.
+//! - [`runtime`]: runs — a fresh `Store` per invocation, WASI from the grant,
+//!   limits, the run record.
+//! - [`host`]: one module per WIT interface (`records`, `actions`, `log`,
+//!   `config`), implemented on the per-run [`host::HostCtx`].
+//! - [`plugins`]: install (checks imports against the manifest), list,
+//!   remove.
+//! - [`home`]: the operator's data folder.
+//! - [`cli`], [`demo`], [`bench`]: the `keel` command.
+
+pub mod actions;
+pub mod bench;
+mod bindings;
+pub mod cli;
+pub mod demo;
+pub mod engine;
+pub mod error;
+pub mod grant;
+pub mod home;
+pub mod host;
+pub mod limits;
+pub mod manifest;
+pub mod plugins;
+pub mod runtime;
+pub mod store;

@@ -1,0 +1,52 @@
+//! Bounds on everything a guest controls. A guest's linear memory is capped,
+//! so a value it passes can never exceed that cap; these bounds keep what the
+//! host stores and processes per call far smaller.
+
+use crate::error::CallError;
+
+/// Largest record body, send message or job input (JSON text).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Largest id, kind, key, channel, identity part.
+pub const MAX_NAME_BYTES: usize = 1024;
+/// Largest provenance note.
+pub const MAX_NOTE_BYTES: usize = 4096;
+/// Most source records one version may name.
+pub const MAX_SOURCES: usize = 256;
+/// Most records one query page returns.
+pub const MAX_PAGE: u32 = 500;
+/// Largest log line kept (longer ones are cut).
+pub const MAX_LOG_BYTES: usize = 16 * 1024;
+/// Largest connector cursor.
+pub const MAX_CURSOR_BYTES: usize = 4 * 1024 * 1024;
+/// Largest run input given on the command line.
+pub const MAX_INPUT_BYTES: usize = MAX_BODY_BYTES;
+
+/// `limit` error unless `value` fits in `max` bytes.
+pub fn check_len(what: &str, value: &str, max: usize) -> Result<(), CallError> {
+    if value.len() > max {
+        Err(CallError::Limit(format!(
+            "{what} is {} bytes; the limit is {max}",
+            value.len()
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// A record body: within the size limit and a JSON object.
+pub fn check_body(body: &str) -> Result<(), CallError> {
+    check_len("body", body, MAX_BODY_BYTES)?;
+    match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        Ok(_) => Err(CallError::Invalid("body must be a JSON object".into())),
+        Err(e) => Err(CallError::Invalid(format!("body is not valid JSON: {e}"))),
+    }
+}
+
+/// Any JSON value within the size limit.
+pub fn check_json(what: &str, text: &str) -> Result<(), CallError> {
+    check_len(what, text, MAX_BODY_BYTES)?;
+    serde_json::from_str::<serde_json::Value>(text)
+        .map(|_| ())
+        .map_err(|e| CallError::Invalid(format!("{what} is not valid JSON: {e}")))
+}

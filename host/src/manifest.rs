@@ -1,0 +1,384 @@
+//! The plugin manifest, `keel.toml`: who the plugin is, what it asks for
+//! (capabilities) and the limits it runs under.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Upper bounds an operator never has to think about: a manifest asking for
+/// more is refused at install.
+pub const MAX_MEMORY_MB: u64 = 4096;
+/// Longest wall-clock deadline a run may ask for (ten minutes).
+pub const MAX_TIMEOUT_MS: u64 = 600_000;
+
+/// The core actions a manifest may ask for.
+pub const CORE_ACTIONS: &[&str] = &["create", "update", "link", "schedule", "send"];
+
+/// A parsed and validated `keel.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub plugin: PluginInfo,
+    #[serde(default)]
+    pub capabilities: Capabilities,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub policy: Policy,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PluginInfo {
+    pub id: String,
+    pub version: String,
+    pub world: World,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Path of the component, relative to the manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+}
+
+/// Which WIT world the component implements.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum World {
+    Connector,
+    Agent,
+}
+
+impl World {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            World::Connector => "connector",
+            World::Agent => "agent",
+        }
+    }
+}
+
+/// What a plugin asks for. Everything absent is denied.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    /// Record kinds it may read (exact, or `prefix/*`).
+    #[serde(default)]
+    pub read: Vec<String>,
+    /// Record kinds it may create and update.
+    #[serde(default)]
+    pub write: Vec<String>,
+    /// Core actions it may call.
+    #[serde(default)]
+    pub actions: Vec<String>,
+    /// Channels it may send through.
+    #[serde(default)]
+    pub send: Vec<String>,
+    /// Plugins it may schedule.
+    #[serde(default)]
+    pub schedule: Vec<String>,
+    /// Config keys it may read.
+    #[serde(default)]
+    pub config: Vec<String>,
+    /// Directories by logical name; the operator binds each at install.
+    #[serde(default)]
+    pub dirs: BTreeMap<String, DirAccess>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DirAccess {
+    Read,
+    ReadWrite,
+}
+
+impl DirAccess {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DirAccess::Read => "read",
+            DirAccess::ReadWrite => "read-write",
+        }
+    }
+}
+
+/// Per-run limits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u64,
+    #[serde(default = "default_fuel")]
+    pub fuel: u64,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_memory_mb() -> u64 {
+    64
+}
+fn default_fuel() -> u64 {
+    10_000_000_000
+}
+fn default_timeout_ms() -> u64 {
+    30_000
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_mb: default_memory_mb(),
+            fuel: default_fuel(),
+            timeout_ms: default_timeout_ms(),
+        }
+    }
+}
+
+/// How the host treats what the plugin produces.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Sends with a confidence below this (or none) wait for review.
+    #[serde(default = "default_review_below")]
+    pub review_below: f32,
+}
+
+fn default_review_below() -> f32 {
+    1.0
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            review_below: default_review_below(),
+        }
+    }
+}
+
+/// A manifest that cannot be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Syntax {
+        path: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl Manifest {
+    /// Reads and validates `keel.toml` at `path`.
+    pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Manifest::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates manifest text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Manifest, ManifestError> {
+        let manifest: Manifest = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map(|s| s.start).unwrap_or(0).min(text.len());
+            // toml's message repeats the snippet over several lines; the first
+            // line plus our own location is what an operator needs.
+            let message = e.message().lines().next().unwrap_or("invalid TOML");
+            ManifestError::Syntax {
+                path: origin.to_string(),
+                line: text[..offset].matches('\n').count() + 1,
+                message: message.to_string(),
+            }
+        })?;
+        manifest
+            .validate()
+            .map_err(|message| ManifestError::Invalid {
+                path: origin.to_string(),
+                message,
+            })?;
+        Ok(manifest)
+    }
+
+    /// `id@version`, the name used in errors, provenance and audit.
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.plugin.id, self.plugin.version)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let p = &self.plugin;
+        if !valid_id(&p.id) {
+            return Err(format!(
+                "plugin.id `{}` must be 1-64 characters of a-z, 0-9 and `-`, starting with a letter",
+                p.id
+            ));
+        }
+        if !valid_version(&p.version) {
+            return Err(format!(
+                "plugin.version `{}` must be a semantic version like `0.1.0`",
+                p.version
+            ));
+        }
+        let caps = &self.capabilities;
+        for kind in caps.read.iter().chain(&caps.write) {
+            if !valid_kind_pattern(kind) {
+                return Err(format!(
+                    "capabilities: record kind `{kind}` must look like `namespace/name` or `namespace/*`"
+                ));
+            }
+        }
+        for action in &caps.actions {
+            if !CORE_ACTIONS.contains(&action.as_str()) {
+                return Err(format!(
+                    "capabilities.actions: unknown action `{action}`; known actions are {}",
+                    CORE_ACTIONS.join(", ")
+                ));
+            }
+        }
+        if !caps.send.is_empty() && !caps.actions.iter().any(|a| a == "send") {
+            return Err("capabilities.send lists channels but `send` is not in capabilities.actions; add it".into());
+        }
+        if !caps.schedule.is_empty() && !caps.actions.iter().any(|a| a == "schedule") {
+            return Err("capabilities.schedule lists plugins but `schedule` is not in capabilities.actions; add it".into());
+        }
+        for name in caps.dirs.keys() {
+            if !valid_id(name) {
+                return Err(format!(
+                    "capabilities.dirs: directory name `{name}` must be a-z, 0-9 and `-`, starting with a letter"
+                ));
+            }
+        }
+        let l = &self.limits;
+        if l.memory_mb == 0 || l.memory_mb > MAX_MEMORY_MB {
+            return Err(format!(
+                "limits.memory_mb must be between 1 and {MAX_MEMORY_MB}"
+            ));
+        }
+        if l.fuel == 0 {
+            return Err("limits.fuel must be greater than 0".into());
+        }
+        if l.timeout_ms == 0 || l.timeout_ms > MAX_TIMEOUT_MS {
+            return Err(format!(
+                "limits.timeout_ms must be between 1 and {MAX_TIMEOUT_MS}"
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.policy.review_below) {
+            return Err("policy.review_below must be between 0.0 and 1.0".into());
+        }
+        Ok(())
+    }
+}
+
+/// Plugin ids, directory names: `[a-z][a-z0-9-]{0,63}`.
+pub fn valid_id(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && s.len() <= 64
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '-'))
+}
+
+fn valid_version(s: &str) -> bool {
+    let core = s.split(['-', '+']).next().unwrap_or("");
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 9 && p.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// A concrete kind: `namespace/name`, both parts `[a-z0-9-_.]`.
+pub fn valid_kind(s: &str) -> bool {
+    let Some((ns, name)) = s.split_once('/') else {
+        return false;
+    };
+    let part = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 64
+            && p.chars()
+                .all(|c| matches!(c, 'a'..='z' | '0'..='9' | '-' | '_' | '.'))
+    };
+    part(ns) && part(name)
+}
+
+fn valid_kind_pattern(s: &str) -> bool {
+    match s.strip_suffix("/*") {
+        Some(ns) => valid_kind(&format!("{ns}/x")),
+        None => valid_kind(s),
+    }
+}
+
+/// Whether `kind` is matched by one of `patterns` (exact or `prefix/*`).
+pub fn kind_matches(patterns: &[String], kind: &str) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix("/*") {
+        Some(ns) => kind
+            .strip_prefix(ns)
+            .is_some_and(|rest| rest.starts_with('/')),
+        None => p == kind,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[plugin]
+id = "todo"
+version = "0.1.0"
+world = "agent"
+
+[capabilities]
+read = ["core/document"]
+write = ["core/task"]
+actions = ["create", "link"]
+"#;
+
+    #[test]
+    fn parses_a_good_manifest_with_defaults() {
+        let m = Manifest::parse(GOOD, "keel.toml").unwrap();
+        assert_eq!(m.label(), "todo@0.1.0");
+        assert_eq!(m.plugin.world, World::Agent);
+        assert_eq!(m.limits, Limits::default());
+        assert!(m.capabilities.dirs.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_names_field_and_line() {
+        let text = GOOD.replace("actions = [", "actons = [");
+        let err = Manifest::parse(&text, "keel.toml").unwrap_err().to_string();
+        assert!(err.starts_with("keel.toml:10:"), "{err}");
+        assert!(err.contains("actons"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_line() {
+        let text = GOOD.replace("version = \"0.1.0\"", "version = 3");
+        let err = Manifest::parse(&text, "keel.toml").unwrap_err().to_string();
+        assert!(err.starts_with("keel.toml:4:"), "{err}");
+    }
+
+    #[test]
+    fn rejects_unknown_action_and_bad_kind() {
+        let err = Manifest::parse(&GOOD.replace("\"link\"", "\"teleport\""), "m")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown action `teleport`"), "{err}");
+        let err = Manifest::parse(&GOOD.replace("core/task", "Task"), "m")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("record kind `Task`"), "{err}");
+    }
+
+    #[test]
+    fn kind_patterns() {
+        let pats = vec!["core/*".to_string(), "todo/item".to_string()];
+        assert!(kind_matches(&pats, "core/task"));
+        assert!(kind_matches(&pats, "todo/item"));
+        assert!(!kind_matches(&pats, "corex/task"));
+        assert!(!kind_matches(&pats, "todo/other"));
+    }
+}

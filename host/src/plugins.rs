@@ -1,0 +1,260 @@
+//! Installing, listing and removing plugins. Install checks the manifest,
+//! the component and its imports against the manifest before anything is
+//! written, then writes the files and the store row so that a failure leaves
+//! nothing behind.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use keel_registry::Digest;
+use wasmtime::component::Component;
+
+use crate::bindings::{AgentPre, ConnectorPre};
+use crate::engine::KeelEngine;
+use crate::grant::Grant;
+use crate::home::Home;
+use crate::manifest::{Manifest, World};
+use crate::runtime::RunState;
+use crate::store::plugins::{self, PluginRow};
+use crate::store::{Actor, Store, Touched};
+
+/// Largest component keel installs.
+pub const MAX_COMPONENT_BYTES: u64 = 256 * 1024 * 1024;
+
+/// What the operator asked to install.
+#[derive(Debug, Clone, Default)]
+pub struct InstallRequest {
+    /// A plugin folder (with `keel.toml`), a `keel.toml`, or a `.wasm` file.
+    pub source: PathBuf,
+    /// The manifest, when `source` is a `.wasm` file.
+    pub manifest: Option<PathBuf>,
+    /// The component, overriding the manifest's `component`.
+    pub component: Option<PathBuf>,
+    pub dirs: BTreeMap<String, PathBuf>,
+    pub config: BTreeMap<String, String>,
+}
+
+/// Finds the manifest and component an install request names.
+fn locate(req: &InstallRequest) -> anyhow::Result<PathBuf> {
+    let src = &req.source;
+    if !src.exists() {
+        bail!(
+            "{} does not exist; pass a plugin folder, its keel.toml, or a .wasm file with --manifest",
+            src.display()
+        );
+    }
+    let manifest_path = if src.is_dir() {
+        src.join("keel.toml")
+    } else if src.extension().is_some_and(|e| e == "wasm") {
+        req.manifest.clone().with_context(|| {
+            format!(
+                "{} is a component; name its manifest with --manifest keel.toml",
+                src.display()
+            )
+        })?
+    } else {
+        src.clone()
+    };
+    if !manifest_path.is_file() {
+        bail!(
+            "{} has no keel.toml; a plugin folder holds its manifest",
+            src.display()
+        );
+    }
+    Ok(manifest_path)
+}
+
+/// Reads what a request names and checks it, without writing anything.
+pub struct Checked {
+    pub manifest: Manifest,
+    pub manifest_text: String,
+    pub component_bytes: Vec<u8>,
+    pub digest: Digest,
+    pub grant: Grant,
+    pub imports: Vec<String>,
+}
+
+impl std::fmt::Debug for Checked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checked")
+            .field("plugin", &self.manifest.label())
+            .field("digest", &self.digest)
+            .finish()
+    }
+}
+
+/// Loads and checks an install request: manifest, component, imports,
+/// exports, grant.
+pub fn check(
+    engine: &KeelEngine,
+    linker: &wasmtime::component::Linker<RunState>,
+    req: &InstallRequest,
+) -> anyhow::Result<Checked> {
+    let manifest_path = locate(req)?;
+    let manifest = Manifest::load(&manifest_path)?;
+    let label = manifest.label();
+    let manifest_text = std::fs::read_to_string(&manifest_path)?;
+    let base = manifest_path.parent().unwrap_or(Path::new("."));
+    let component_path = match (&req.component, &manifest.plugin.component) {
+        (Some(c), _) => c.clone(),
+        _ if req.source.extension().is_some_and(|e| e == "wasm") => req.source.clone(),
+        (None, Some(c)) => base.join(c),
+        (None, None) => base.join("plugin.wasm"),
+    };
+    let size = std::fs::metadata(&component_path)
+        .with_context(|| {
+            format!(
+                "{label}: component {} not found; build the plugin first (for first-party plugins, `cargo build` builds them) or pass --component FILE",
+                component_path.display()
+            )
+        })?
+        .len();
+    if size > MAX_COMPONENT_BYTES {
+        bail!(
+            "{label}: component {} is {size} bytes, over the {MAX_COMPONENT_BYTES}-byte limit",
+            component_path.display()
+        );
+    }
+    let component_bytes = std::fs::read(&component_path)?;
+    let digest = Digest::of(&component_bytes);
+    let component = crate::engine::compile(engine.engine(), &component_bytes)
+        .with_context(|| format!("{label}: {} cannot be installed", component_path.display()))?;
+    let imports = check_imports(engine.engine(), &component, &manifest)?;
+    let pre = linker.instantiate_pre(&component).map_err(|e| {
+        anyhow::anyhow!("{label}: the component needs an import keel does not provide: {e}")
+    })?;
+    let world_ok = match manifest.plugin.world {
+        World::Connector => ConnectorPre::new(pre).map(|_| ()),
+        World::Agent => AgentPre::new(pre).map(|_| ()),
+    };
+    world_ok.map_err(|e| {
+        anyhow::anyhow!(
+            "{label}: keel.toml says world `{}` but the component does not export it ({e}); fix plugin.world or rebuild against wit/",
+            manifest.plugin.world.as_str()
+        )
+    })?;
+    let grant = Grant::new(&manifest, &req.dirs, &req.config).map_err(anyhow::Error::msg)?;
+    Ok(Checked {
+        manifest,
+        manifest_text,
+        component_bytes,
+        digest,
+        grant,
+        imports,
+    })
+}
+
+/// Refuses a component whose imports reach past what its manifest declares.
+pub fn check_imports(
+    engine: &wasmtime::Engine,
+    component: &Component,
+    manifest: &Manifest,
+) -> anyhow::Result<Vec<String>> {
+    let caps = &manifest.capabilities;
+    let label = manifest.label();
+    let mut names = Vec::new();
+    for (name, _) in component.component_type().imports(engine) {
+        names.push(name.to_string());
+        let interface = name.split('@').next().unwrap_or(name);
+        let refusal = match interface {
+            "keel:host/types" | "keel:host/log" => None,
+            "keel:host/records" if caps.read.is_empty() && caps.write.is_empty() => {
+                Some("it declares no record kinds to read; add them under [capabilities] read")
+            }
+            "keel:host/actions" if caps.actions.is_empty() => {
+                Some("it declares no actions; add them under [capabilities] actions")
+            }
+            "keel:host/config" if caps.config.is_empty() => {
+                Some("it declares no config keys; add them under [capabilities] config")
+            }
+            "keel:host/records" | "keel:host/actions" | "keel:host/config" => None,
+            i if i.starts_with("wasi:filesystem/") && caps.dirs.is_empty() => {
+                Some("it declares no directories; add them under [capabilities.dirs]")
+            }
+            i if i.starts_with("wasi:filesystem/") => None,
+            i if i.starts_with("wasi:sockets/") || i.starts_with("wasi:http/") => {
+                Some("keel grants no network access to plugins yet")
+            }
+            i if ["wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/"]
+                .iter()
+                .any(|p| i.starts_with(p)) =>
+            {
+                None
+            }
+            _ => Some("keel provides no such interface"),
+        };
+        if let Some(why) = refusal {
+            bail!(
+                "{label} imports `{name}`, which its keel.toml does not allow: {why}; or rebuild the component without that import"
+            );
+        }
+    }
+    Ok(names)
+}
+
+/// Installs (or replaces) a checked plugin in `home`.
+pub fn install(home: &Home, db: &mut Store, checked: &Checked) -> anyhow::Result<PluginRow> {
+    let id = &checked.manifest.plugin.id;
+    let dest = home.plugin_dir(id);
+    // Write into a fresh folder beside the destination, then swap it in, so
+    // a failure never leaves a half-written plugin.
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{id}-"))
+        .tempdir_in(home.plugins_dir())
+        .context("cannot write into the home's plugins folder")?;
+    std::fs::write(
+        staging.path().join("component.wasm"),
+        &checked.component_bytes,
+    )?;
+    std::fs::write(staging.path().join("keel.toml"), &checked.manifest_text)?;
+    let previous = home.plugins_dir().join(format!(".{id}.previous"));
+    if previous.exists() {
+        std::fs::remove_dir_all(&previous)?;
+    }
+    if dest.exists() {
+        std::fs::rename(&dest, &previous)?;
+    }
+    std::fs::rename(staging.keep(), &dest)?;
+    let digest = checked.digest.to_string();
+    let label = checked.manifest.label();
+    let result = db.write(&Actor::operator(), "plugin.install", None, Ok(()), |tx| {
+        let r = plugins::upsert(tx, &checked.manifest, &digest, &checked.grant);
+        (
+            r.map_err(Into::into),
+            Touched::detail(format!("{label} {digest}")),
+        )
+    });
+    if let Err(e) = result {
+        // Put the old plugin back: the store still points at it.
+        let _ = std::fs::remove_dir_all(&dest);
+        if previous.exists() {
+            let _ = std::fs::rename(&previous, &dest);
+        }
+        bail!("cannot record the install of {label}: {e}");
+    }
+    if previous.exists() {
+        let _ = std::fs::remove_dir_all(&previous);
+    }
+    plugins::get(db.conn(), id)?.context("installed plugin row is missing")
+}
+
+/// Removes an installed plugin; its records, runs and audit stay.
+pub fn remove(home: &Home, db: &mut Store, id: &str) -> anyhow::Result<()> {
+    let row = crate::runtime::installed(db, id)?;
+    let label = row.label();
+    db.write(&Actor::operator(), "plugin.remove", None, Ok(()), |tx| {
+        let r = plugins::remove(tx, id).map(|_| ());
+        (r.map_err(Into::into), Touched::detail(label.clone()))
+    })?;
+    let dir = home.plugin_dir(id);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| {
+            format!(
+                "{label} was removed but {} could not be deleted",
+                dir.display()
+            )
+        })?;
+    }
+    Ok(())
+}

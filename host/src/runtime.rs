@@ -1,0 +1,443 @@
+//! Runs: one invocation of a plugin export in a fresh `Store`, from a
+//! pre-instantiated component, under the plugin's limits, with its WASI
+//! context built from the grant alone.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use anyhow::Context;
+use serde::Serialize;
+use wasmtime::component::{InstancePre, Linker, ResourceTable};
+use wasmtime::{ResourceLimiter, Trap};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::bindings::types::{SyncResult, Trigger, TriggerKind};
+use crate::bindings::{AgentPre, ConnectorPre};
+use crate::engine::{EPOCH_TICK, KeelEngine};
+use crate::home::Home;
+use crate::host::HostCtx;
+use crate::limits;
+use crate::manifest::{DirAccess, World};
+use crate::store::plugins::{self, PluginRow, RunEnd};
+use crate::store::{Actor, Store, new_id};
+
+/// Everything one run's `Store` holds.
+pub struct RunState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    host: HostCtx,
+}
+
+impl WasiView for RunState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Caps linear memory and remembers the peak and whether the cap was hit.
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryLimiter {
+    cap: usize,
+    peak: usize,
+    hit: bool,
+}
+
+/// Most table elements one run may have.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.cap {
+            self.hit = true;
+            return Ok(false);
+        }
+        self.peak = self.peak.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// What a run did, as the operator sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub run: String,
+    pub plugin: String,
+    /// `ok`, `error` (the plugin returned an error), `trap`, `deadline`,
+    /// `fuel` or `memory`.
+    pub outcome: String,
+    pub detail: String,
+    /// A connector's counts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncCounts>,
+    /// An agent's one-line summary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    pub fuel_consumed: u64,
+    pub memory_peak: u64,
+    pub wall_us: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncCounts {
+    pub created: u32,
+    pub updated: u32,
+    pub unchanged: u32,
+}
+
+/// A plugin ready to run: its row and its pre-instantiated component.
+struct Prepared {
+    row: PluginRow,
+    pre: InstancePre<RunState>,
+}
+
+/// Owns the engine and linker and the prepared plugins of one process.
+pub struct Runtime {
+    engine: KeelEngine,
+    linker: Linker<RunState>,
+    home: Home,
+    prepared: HashMap<String, Prepared>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("home", &self.home).finish()
+    }
+}
+
+/// The linker every plugin is instantiated against: WASI (whose reach the
+/// per-run context decides) and the `keel:host` interfaces.
+pub fn linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<RunState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::host::add_to_linker(&mut linker, |s: &mut RunState| &mut s.host)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(linker)
+}
+
+impl Runtime {
+    pub fn new(home: &Home) -> anyhow::Result<Runtime> {
+        let engine = KeelEngine::new()?;
+        let linker = linker(engine.engine())?;
+        Ok(Runtime {
+            engine,
+            linker,
+            home: home.clone(),
+            prepared: HashMap::new(),
+        })
+    }
+
+    pub fn engine(&self) -> &KeelEngine {
+        &self.engine
+    }
+
+    pub fn linker(&self) -> &Linker<RunState> {
+        &self.linker
+    }
+
+    /// Loads (from the compiled cache when warm) and pre-instantiates an
+    /// installed plugin, once per process.
+    fn prepare(&mut self, row: &PluginRow) -> anyhow::Result<&Prepared> {
+        let fresh = self
+            .prepared
+            .get(&row.id)
+            .is_none_or(|p| p.row.digest != row.digest);
+        if fresh {
+            let path = self.home.component_path(&row.id);
+            let bytes = std::fs::read(&path).with_context(|| {
+                format!(
+                    "cannot read {}'s component at {}; reinstall it with `keel plugin install`",
+                    row.label(),
+                    path.display()
+                )
+            })?;
+            let component = self
+                .engine
+                .load(&self.home.cache_dir(), &row.digest, &bytes)
+                .with_context(|| format!("cannot load {}", row.label()))?;
+            let pre = self
+                .linker
+                .instantiate_pre(&component)
+                .map_err(|e| anyhow::anyhow!("cannot link {}: {e}", row.label()))?;
+            self.prepared.insert(
+                row.id.clone(),
+                Prepared {
+                    row: row.clone(),
+                    pre,
+                },
+            );
+        }
+        Ok(&self.prepared[&row.id])
+    }
+
+    /// Builds the `Store` for one run: WASI from the grant, the memory cap,
+    /// fuel and the deadline.
+    pub fn new_store(
+        engine: &wasmtime::Engine,
+        row: &PluginRow,
+        host: HostCtx,
+    ) -> anyhow::Result<wasmtime::Store<RunState>> {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        for (name, binding) in &row.grant.dirs {
+            let perms = match binding.access {
+                DirAccess::Read => FsPerms::ReadOnly,
+                DirAccess::ReadWrite => FsPerms::ReadWrite,
+            };
+            wasi.preopened_dir(&binding.path, format!("/{name}"), perms)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .with_context(|| {
+                    format!(
+                        "cannot open directory `{name}` = {} for {}; rebind it with `keel plugin install --dir {name}=PATH`",
+                        binding.path.display(),
+                        row.label()
+                    )
+                })?;
+        }
+        let limits = &row.manifest.limits;
+        let cap = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
+        let state = RunState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                cap,
+                peak: 0,
+                hit: false,
+            },
+            host,
+        };
+        let mut store = wasmtime::Store::new(engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store
+            .set_fuel(limits.fuel)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let tick = EPOCH_TICK.as_millis().max(1) as u64;
+        store.set_epoch_deadline(limits.timeout_ms.div_ceil(tick) + 1);
+        store.epoch_deadline_trap();
+        Ok(store)
+    }
+
+    /// Instantiates a plugin in a fresh store and drops it, without calling
+    /// anything: the run start `keel bench` measures.
+    pub fn start_only(&mut self, db: Store, plugin: &str) -> anyhow::Result<Store> {
+        let row = installed(&db, plugin)?;
+        let engine = self.engine.engine().clone();
+        let prepared = self.prepare(&row)?;
+        let host = host_ctx(db, &row, None, None);
+        let mut store = Self::new_store(&engine, &row, host)?;
+        prepared
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(store.into_data().host.db)
+    }
+
+    /// Runs `plugin` once: `sync` for a connector, `handle` for an agent
+    /// (with `input` as a manual trigger). The run is recorded whatever
+    /// its outcome; the store is handed back.
+    pub fn run(
+        &mut self,
+        db: Store,
+        plugin: &str,
+        input: Option<&str>,
+    ) -> anyhow::Result<(RunReport, Store)> {
+        let row = installed(&db, plugin)?;
+        if let Some(input) = input {
+            limits::check_json("input", input)
+                .map_err(|e| anyhow::anyhow!("--input for {}: {}", row.label(), e.message()))?;
+        }
+        let world = row.manifest.plugin.world;
+        if world == World::Connector && input.is_some() {
+            anyhow::bail!(
+                "{} is a connector; it takes no --input (it syncs from its cursor)",
+                row.label()
+            );
+        }
+        let engine = self.engine.engine().clone();
+        let pre = self.prepare(&row)?.pre.clone();
+        let run_id = new_id();
+        let trigger_json = serde_json::json!({"kind": "manual", "input": input}).to_string();
+        let export = match world {
+            World::Connector => "sync",
+            World::Agent => "handle",
+        };
+        plugins::start_run(db.conn(), &run_id, &row, export, &trigger_json)
+            .context("cannot record the run's start")?;
+        let cursor = plugins::cursor(db.conn(), &row.id)?;
+        let host = host_ctx(db, &row, Some(run_id.clone()), Some(trigger_json));
+        let mut store = Self::new_store(&engine, &row, host)?;
+
+        let span = tracing::info_span!("run", plugin = %row.label(), run = %run_id);
+        let _guard = span.enter();
+        let started = Instant::now();
+        let mut sync = None;
+        let mut summary = None;
+        let mut new_cursor = None;
+        let call: wasmtime::Result<Result<(), crate::bindings::types::Error>> = match world {
+            World::Connector => ConnectorPre::new(pre)
+                .and_then(|p| p.instantiate(&mut store))
+                .and_then(|c| c.call_sync(&mut store, cursor.as_deref()))
+                .map(|r| {
+                    r.map(
+                        |SyncResult {
+                             cursor,
+                             created,
+                             updated,
+                             unchanged,
+                         }| {
+                            sync = Some(SyncCounts {
+                                created,
+                                updated,
+                                unchanged,
+                            });
+                            new_cursor = Some(cursor);
+                        },
+                    )
+                }),
+            World::Agent => {
+                let trigger = Trigger {
+                    kind: TriggerKind::Manual,
+                    input: input.map(str::to_string),
+                    event: None,
+                    record: None,
+                };
+                AgentPre::new(pre)
+                    .and_then(|p| p.instantiate(&mut store))
+                    .and_then(|a| a.call_handle(&mut store, &trigger))
+                    .map(|r| r.map(|o| summary = Some(o.summary)))
+            }
+        };
+        let wall_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let fuel_left = store.get_fuel().unwrap_or(0);
+        let limits = row.manifest.limits.clone();
+        let state = store.into_data();
+        let limiter = state.limiter;
+        let mut db = state.host.db;
+
+        let (outcome, detail) = match call {
+            Ok(Ok(())) => ("ok".to_string(), String::new()),
+            Ok(Err(e)) => (
+                "error".to_string(),
+                format!("{} returned {e:?}", row.label()),
+            ),
+            Err(err) => classify(&err, &limiter, &limits, &row.label()),
+        };
+        let cursor_too_big = new_cursor
+            .as_ref()
+            .and_then(|c: &Option<String>| c.as_ref())
+            .is_some_and(|c| c.len() > limits::MAX_CURSOR_BYTES);
+        let (outcome, detail) = if cursor_too_big {
+            new_cursor = None;
+            (
+                "error".to_string(),
+                format!(
+                    "{} returned a cursor over {} bytes; it was not stored",
+                    row.label(),
+                    limits::MAX_CURSOR_BYTES
+                ),
+            )
+        } else {
+            (outcome, detail)
+        };
+        let end = RunEnd {
+            outcome: outcome.clone(),
+            detail: detail.clone(),
+            fuel_consumed: limits.fuel.saturating_sub(fuel_left),
+            memory_peak: limiter.peak as u64,
+            wall_us,
+            cursor: if outcome == "ok" { new_cursor } else { None },
+        };
+        plugins::finish_run(db.conn_mut(), &run_id, &row.id, &end)
+            .context("cannot record the run's end")?;
+        let report = RunReport {
+            run: run_id,
+            plugin: row.label(),
+            outcome,
+            detail,
+            sync,
+            summary,
+            fuel_consumed: end.fuel_consumed,
+            memory_peak: end.memory_peak,
+            wall_us,
+        };
+        Ok((report, db))
+    }
+}
+
+/// The installed plugin `id`, or an error that says how to install it.
+pub fn installed(db: &Store, id: &str) -> anyhow::Result<PluginRow> {
+    plugins::get(db.conn(), id)?.with_context(|| {
+        format!("no plugin `{id}` is installed; see `keel plugin list` or install it with `keel plugin install PATH`")
+    })
+}
+
+fn host_ctx(db: Store, row: &PluginRow, run: Option<String>, trigger: Option<String>) -> HostCtx {
+    HostCtx {
+        db,
+        actor: Actor {
+            plugin: row.id.clone(),
+            version: Some(row.version.clone()),
+            digest: Some(row.digest.clone()),
+            run_id: run,
+            trigger,
+        },
+        grant: row.grant.clone(),
+        policy: row.manifest.policy.clone(),
+        label: row.label(),
+    }
+}
+
+/// Names what ended a trapped run.
+fn classify(
+    err: &wasmtime::Error,
+    limiter: &MemoryLimiter,
+    limits: &crate::manifest::Limits,
+    label: &str,
+) -> (String, String) {
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => (
+            "deadline".into(),
+            format!(
+                "{label} ran past its {} ms deadline and was stopped",
+                limits.timeout_ms
+            ),
+        ),
+        Some(Trap::OutOfFuel) => (
+            "fuel".into(),
+            format!(
+                "{label} used all of its {} fuel and was stopped",
+                limits.fuel
+            ),
+        ),
+        _ if limiter.hit => (
+            "memory".into(),
+            format!(
+                "{label} needed more than its {} MiB memory limit and was stopped",
+                limits.memory_mb
+            ),
+        ),
+        _ => {
+            let text = format!("{err:?}");
+            let first = text.lines().take(3).collect::<Vec<_>>().join(" | ");
+            ("trap".into(), format!("{label} trapped: {first}"))
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! The canonical record store: one SQLite file in the home.
+//!
+//! [`Store::write`] is the one write path. A host call is checked against the
+//! grant first; then its record change, version, event and audit entry commit
+//! in one transaction, or none of them do. A denied or failed call still
+//! leaves its audit entry.
+
+pub mod audit;
+pub mod plugins;
+pub mod records;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::CallError;
+
+/// Numbered migrations, applied in order at open. Never edit a released one.
+const MIGRATIONS: &[&str] = &[include_str!("store/migrations/0001_init.sql")];
+
+/// How long a writer waits for another process's transaction.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opening or migrating the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the record store at {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the record store at {path} has schema {found}, newer than this keel ({known}); upgrade keel"
+    )]
+    TooNew {
+        path: String,
+        found: i64,
+        known: usize,
+    },
+    #[error("record store: {0}")]
+    Sql(#[from] rusqlite::Error),
+}
+
+/// Owns the SQLite connection. One per process (per thread that writes).
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+/// Who makes a call: a plugin in a run, or the operator.
+#[derive(Debug, Clone, Serialize)]
+pub struct Actor {
+    pub plugin: String,
+    pub version: Option<String>,
+    pub digest: Option<String>,
+    pub run_id: Option<String>,
+    /// The run's trigger as JSON, kept in each version's provenance.
+    pub trigger: Option<String>,
+}
+
+impl Actor {
+    /// The operator, acting through the CLI.
+    pub fn operator() -> Actor {
+        Actor {
+            plugin: "operator".into(),
+            version: None,
+            digest: None,
+            run_id: None,
+            trigger: None,
+        }
+    }
+
+    /// `id@version`, or `operator`.
+    pub fn label(&self) -> String {
+        match &self.version {
+            Some(v) => format!("{}@{}", self.plugin, v),
+            None => self.plugin.clone(),
+        }
+    }
+}
+
+/// What one call touched, for its audit entry.
+#[derive(Debug, Clone, Default)]
+pub struct Touched {
+    pub record_id: Option<String>,
+    pub record_version: Option<i64>,
+    pub detail: String,
+}
+
+impl Touched {
+    pub fn detail(detail: impl Into<String>) -> Touched {
+        Touched {
+            detail: detail.into(),
+            ..Touched::default()
+        }
+    }
+
+    pub fn record(id: &str, version: i64, detail: impl Into<String>) -> Touched {
+        Touched {
+            record_id: Some(id.to_string()),
+            record_version: Some(version),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The current time as RFC 3339 UTC with milliseconds.
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A new time-ordered id.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` and applies migrations.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.configure()?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// An in-memory store, for tests.
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        let mut store = Store {
+            conn: Connection::open_in_memory()?,
+            path: PathBuf::from(":memory:"),
+        };
+        store.configure()?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn configure(&mut self) -> Result<(), StoreError> {
+        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        // WAL lets readers go on while a run writes; NORMAL keeps commits
+        // cheap while staying consistent after a crash.
+        self.conn.pragma_update(None, "journal_mode", "WAL")?;
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        self.conn.pragma_update(None, "foreign_keys", "ON")?;
+        Ok(())
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let current: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if current > MIGRATIONS.len() as i64 {
+            return Err(StoreError::TooNew {
+                path: self.path.display().to_string(),
+                found: current,
+                known: MIGRATIONS.len(),
+            });
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Re-read inside the lock: another process may have migrated.
+        let current: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        for (i, sql) in MIGRATIONS.iter().enumerate() {
+            let version = i as i64 + 1;
+            if version > current {
+                tx.execute_batch(sql)?;
+                tx.pragma_update(None, "user_version", version)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The connection, for read-only listings by the operator's commands.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The connection, for bookkeeping outside the record write path (runs).
+    pub fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// Where the store lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The write path. `permit` is the grant check's verdict, made before
+    /// anything is touched; `change` writes the record, version and event.
+    /// The audit entry joins the same transaction. With an idempotency key
+    /// already used by this plugin for the same action, nothing is written and
+    /// the first result is returned.
+    pub fn write<T, F>(
+        &mut self,
+        actor: &Actor,
+        action: &str,
+        idempotency_key: Option<&str>,
+        permit: Result<(), (String, Touched)>,
+        change: F,
+    ) -> Result<T, CallError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce(&Transaction<'_>) -> (Result<T, CallError>, Touched),
+    {
+        if let Err((reason, touched)) = permit {
+            let denied = CallError::Denied(reason);
+            self.audit_failure(actor, action, touched, &denied);
+            return Err(denied);
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some(key) = idempotency_key {
+            let first: Option<(String, String)> = tx
+                .query_row(
+                    "SELECT action, result FROM idempotency WHERE plugin = ?1 AND key = ?2",
+                    params![actor.plugin, key],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            if let Some((first_action, result)) = first {
+                if first_action != action {
+                    drop(tx);
+                    let err = CallError::Invalid(format!(
+                        "idempotency key `{key}` was already used for `{first_action}`; use a new key for `{action}`"
+                    ));
+                    self.audit_failure(actor, action, Touched::detail(format!("key {key}")), &err);
+                    return Err(err);
+                }
+                let value: T = serde_json::from_str(&result)?;
+                audit::append(
+                    &tx,
+                    actor,
+                    action,
+                    &Touched::detail(format!("replayed idempotency key `{key}`: nothing written")),
+                    "allowed",
+                )?;
+                tx.commit()?;
+                return Ok(value);
+            }
+        }
+        let (result, touched) = change(&tx);
+        match result {
+            Ok(value) => {
+                if let Some(key) = idempotency_key {
+                    tx.execute(
+                        "INSERT INTO idempotency (plugin, key, action, result, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![actor.plugin, key, action, serde_json::to_string(&value)?, now()],
+                    )?;
+                }
+                audit::append(&tx, actor, action, &touched, "allowed")?;
+                tx.commit()?;
+                Ok(value)
+            }
+            Err(err) => {
+                drop(tx);
+                self.audit_failure(actor, action, touched, &err);
+                Err(err)
+            }
+        }
+    }
+
+    /// A read host call: `read` fetches and checks the grant; its outcome,
+    /// allowed or not, is audited.
+    pub fn read<T, F>(&mut self, actor: &Actor, action: &str, read: F) -> Result<T, CallError>
+    where
+        F: FnOnce(&Connection) -> (Result<T, CallError>, Touched),
+    {
+        let (result, touched) = read(&self.conn);
+        match &result {
+            Ok(_) => {
+                let tx = self
+                    .conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)?;
+                audit::append(&tx, actor, action, &touched, "allowed")?;
+                tx.commit()?;
+            }
+            Err(err) => self.audit_failure(actor, action, touched, err),
+        }
+        result
+    }
+
+    /// Audits a call that changed nothing. If even the audit cannot be
+    /// written the call's own error is still what the plugin sees; the
+    /// failure is logged for the operator.
+    fn audit_failure(
+        &mut self,
+        actor: &Actor,
+        action: &str,
+        mut touched: Touched,
+        err: &CallError,
+    ) {
+        if touched.detail.is_empty() {
+            touched.detail = err.message().to_string();
+        } else {
+            touched.detail = format!("{}: {}", touched.detail, err.message());
+        }
+        let result = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .and_then(|tx| {
+                audit::append(&tx, actor, action, &touched, err.outcome())?;
+                tx.commit()
+            });
+        if let Err(e) = result {
+            tracing::error!(plugin = %actor.label(), action, "could not audit a failed call: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

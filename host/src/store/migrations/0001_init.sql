@@ -1,0 +1,138 @@
+-- keel store, schema 1. Released migrations are never edited: add a new file.
+
+CREATE TABLE plugins (
+    id            TEXT PRIMARY KEY,
+    version       TEXT NOT NULL,
+    world         TEXT NOT NULL,
+    digest        TEXT NOT NULL,
+    manifest      TEXT NOT NULL,   -- keel.toml as JSON
+    grant_json    TEXT NOT NULL,   -- the grant in force
+    installed_at  TEXT NOT NULL,
+    cursor        TEXT             -- a connector's last cursor
+) STRICT;
+
+CREATE TABLE runs (
+    id            TEXT PRIMARY KEY,
+    plugin        TEXT NOT NULL,
+    plugin_version TEXT NOT NULL,
+    digest        TEXT NOT NULL,
+    export        TEXT NOT NULL,   -- sync | handle
+    trigger_json  TEXT NOT NULL,
+    started_at    TEXT NOT NULL,
+    ended_at      TEXT,
+    outcome       TEXT NOT NULL,   -- running | ok | error | trap | deadline | fuel | memory
+    detail        TEXT,
+    fuel_consumed INTEGER,
+    memory_peak   INTEGER,
+    wall_us       INTEGER
+) STRICT;
+CREATE INDEX runs_plugin ON runs(plugin, started_at);
+
+CREATE TABLE records (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL,
+    created_by  TEXT NOT NULL,
+    updated_by  TEXT NOT NULL
+) STRICT;
+CREATE INDEX records_kind ON records(kind, id);
+
+-- Every version, with its provenance.
+CREATE TABLE versions (
+    record_id   TEXT NOT NULL REFERENCES records(id),
+    version     INTEGER NOT NULL,
+    body        TEXT NOT NULL,
+    at          TEXT NOT NULL,
+    actor       TEXT NOT NULL,   -- plugin id@version, or operator
+    run_id      TEXT REFERENCES runs(id),
+    digest      TEXT,
+    trigger_json TEXT,
+    sources     TEXT NOT NULL,   -- JSON array of record ids
+    models      TEXT NOT NULL,   -- JSON array
+    confidence  REAL,
+    note        TEXT,
+    PRIMARY KEY (record_id, version)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE identities (
+    source      TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    record_id   TEXT NOT NULL REFERENCES records(id),
+    PRIMARY KEY (source, external_id)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE links (
+    from_id     TEXT NOT NULL REFERENCES records(id),
+    to_id       TEXT NOT NULL REFERENCES records(id),
+    rel         TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    run_id      TEXT REFERENCES runs(id),
+    PRIMARY KEY (from_id, rel, to_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX links_to ON links(to_id);
+
+CREATE TABLE events (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    name        TEXT NOT NULL,
+    record_id   TEXT,
+    version     INTEGER,
+    run_id      TEXT,
+    at          TEXT NOT NULL,
+    data        TEXT
+) STRICT;
+
+CREATE TABLE jobs (
+    id          TEXT PRIMARY KEY,
+    plugin      TEXT NOT NULL,
+    input       TEXT NOT NULL,
+    run_at      TEXT NOT NULL,
+    state       TEXT NOT NULL,   -- pending (executed by the scheduler)
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    created_at  TEXT NOT NULL,
+    created_by_run TEXT REFERENCES runs(id)
+) STRICT;
+CREATE INDEX jobs_due ON jobs(state, run_at);
+
+CREATE TABLE outbox (
+    id          TEXT PRIMARY KEY,
+    channel     TEXT NOT NULL,
+    message     TEXT NOT NULL,
+    state       TEXT NOT NULL,   -- queued | needs-review
+    confidence  REAL,
+    plugin      TEXT NOT NULL,
+    run_id      TEXT REFERENCES runs(id),
+    created_at  TEXT NOT NULL
+) STRICT;
+
+-- A retried call with the same key returns the first result.
+CREATE TABLE idempotency (
+    plugin      TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    result      TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (plugin, key)
+) STRICT, WITHOUT ROWID;
+
+-- Append-only, hash-chained. No code path updates or deletes a row.
+CREATE TABLE audit (
+    seq           INTEGER PRIMARY KEY,
+    at            TEXT NOT NULL,
+    run_id        TEXT,
+    plugin        TEXT NOT NULL,
+    plugin_version TEXT,
+    digest        TEXT,
+    action        TEXT NOT NULL,
+    record_id     TEXT,
+    record_version INTEGER,
+    outcome       TEXT NOT NULL,   -- allowed | denied | error
+    detail        TEXT NOT NULL,
+    prev_hash     TEXT NOT NULL,
+    hash          TEXT NOT NULL
+) STRICT;
+CREATE INDEX audit_record ON audit(record_id);
+CREATE INDEX audit_run ON audit(run_id);
+CREATE INDEX audit_plugin ON audit(plugin);

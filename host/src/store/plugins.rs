@@ -1,0 +1,207 @@
+//! Installed plugins and their runs, as rows.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::now;
+use crate::grant::Grant;
+use crate::manifest::Manifest;
+
+/// An installed plugin.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginRow {
+    pub id: String,
+    pub version: String,
+    pub world: String,
+    pub digest: String,
+    pub manifest: Manifest,
+    pub grant: Grant,
+    pub installed_at: String,
+}
+
+impl PluginRow {
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.id, self.version)
+    }
+}
+
+fn row_to_plugin(r: &rusqlite::Row<'_>) -> rusqlite::Result<PluginRow> {
+    let manifest: String = r.get(4)?;
+    let grant: String = r.get(5)?;
+    let bad = |i, e: serde_json::Error| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    };
+    Ok(PluginRow {
+        id: r.get(0)?,
+        version: r.get(1)?,
+        world: r.get(2)?,
+        digest: r.get(3)?,
+        manifest: serde_json::from_str(&manifest).map_err(|e| bad(4, e))?,
+        grant: serde_json::from_str(&grant).map_err(|e| bad(5, e))?,
+        installed_at: r.get(6)?,
+    })
+}
+
+const PLUGIN_COLUMNS: &str = "id, version, world, digest, manifest, grant_json, installed_at";
+
+pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<PluginRow>> {
+    conn.query_row(
+        &format!("SELECT {PLUGIN_COLUMNS} FROM plugins WHERE id = ?1"),
+        [id],
+        row_to_plugin,
+    )
+    .optional()
+}
+
+pub fn list(conn: &Connection) -> rusqlite::Result<Vec<PluginRow>> {
+    conn.prepare(&format!("SELECT {PLUGIN_COLUMNS} FROM plugins ORDER BY id"))?
+        .query_map([], row_to_plugin)?
+        .collect()
+}
+
+/// Inserts or replaces the row for `manifest.plugin.id`. A reinstall keeps
+/// the connector's cursor only when the digest is unchanged.
+pub fn upsert(
+    conn: &Connection,
+    manifest: &Manifest,
+    digest: &str,
+    grant: &Grant,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO plugins (id, version, world, digest, manifest, grant_json, installed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (id) DO UPDATE SET version = excluded.version, world = excluded.world,
+             cursor = CASE WHEN plugins.digest = excluded.digest THEN plugins.cursor END,
+             digest = excluded.digest, manifest = excluded.manifest,
+             grant_json = excluded.grant_json, installed_at = excluded.installed_at",
+        params![
+            manifest.plugin.id,
+            manifest.plugin.version,
+            manifest.plugin.world.as_str(),
+            digest,
+            json(manifest)?,
+            json(grant)?,
+            now()
+        ],
+    )?;
+    Ok(())
+}
+
+fn json<T: Serialize>(value: &T) -> rusqlite::Result<String> {
+    serde_json::to_string(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+pub fn remove(conn: &Connection, id: &str) -> rusqlite::Result<bool> {
+    Ok(conn.execute("DELETE FROM plugins WHERE id = ?1", [id])? == 1)
+}
+
+pub fn cursor(conn: &Connection, id: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row("SELECT cursor FROM plugins WHERE id = ?1", [id], |r| {
+        r.get(0)
+    })
+    .optional()
+    .map(Option::flatten)
+}
+
+/// One run, as the operator sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRow {
+    pub id: String,
+    pub plugin: String,
+    pub plugin_version: String,
+    pub export: String,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub outcome: String,
+    pub detail: Option<String>,
+    pub fuel_consumed: Option<i64>,
+    pub memory_peak: Option<i64>,
+    pub wall_us: Option<i64>,
+}
+
+/// Records the start of a run (before any host call refers to it).
+pub fn start_run(
+    conn: &Connection,
+    id: &str,
+    plugin: &PluginRow,
+    export: &str,
+    trigger_json: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO runs (id, plugin, plugin_version, digest, export, trigger_json, started_at, outcome)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running')",
+        params![id, plugin.id, plugin.version, plugin.digest, export, trigger_json, now()],
+    )?;
+    Ok(())
+}
+
+/// What a finished run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunEnd {
+    pub outcome: String,
+    pub detail: String,
+    pub fuel_consumed: u64,
+    pub memory_peak: u64,
+    pub wall_us: u64,
+    /// A connector's new cursor, stored only when the sync succeeded.
+    pub cursor: Option<Option<String>>,
+}
+
+pub fn finish_run(
+    conn: &mut Connection,
+    id: &str,
+    plugin: &str,
+    end: &RunEnd,
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    tx.execute(
+        "UPDATE runs SET ended_at = ?2, outcome = ?3, detail = ?4, fuel_consumed = ?5,
+             memory_peak = ?6, wall_us = ?7 WHERE id = ?1",
+        params![
+            id,
+            now(),
+            end.outcome,
+            end.detail,
+            i64::try_from(end.fuel_consumed).unwrap_or(i64::MAX),
+            i64::try_from(end.memory_peak).unwrap_or(i64::MAX),
+            i64::try_from(end.wall_us).unwrap_or(i64::MAX),
+        ],
+    )?;
+    if let Some(cursor) = &end.cursor {
+        tx.execute(
+            "UPDATE plugins SET cursor = ?2 WHERE id = ?1",
+            params![plugin, cursor],
+        )?;
+    }
+    if end.outcome != "ok" {
+        tx.execute(
+            "INSERT INTO events (name, record_id, version, run_id, at, data) VALUES ('run.failed', NULL, NULL, ?1, ?2, ?3)",
+            params![id, now(), serde_json::json!({"plugin": plugin, "outcome": end.outcome}).to_string()],
+        )?;
+    }
+    tx.commit()
+}
+
+pub fn get_run(conn: &Connection, id: &str) -> rusqlite::Result<Option<RunRow>> {
+    conn.query_row(
+        "SELECT id, plugin, plugin_version, export, started_at, ended_at, outcome, detail,
+             fuel_consumed, memory_peak, wall_us FROM runs WHERE id = ?1",
+        [id],
+        |r| {
+            Ok(RunRow {
+                id: r.get(0)?,
+                plugin: r.get(1)?,
+                plugin_version: r.get(2)?,
+                export: r.get(3)?,
+                started_at: r.get(4)?,
+                ended_at: r.get(5)?,
+                outcome: r.get(6)?,
+                detail: r.get(7)?,
+                fuel_consumed: r.get(8)?,
+                memory_peak: r.get(9)?,
+                wall_us: r.get(10)?,
+            })
+        },
+    )
+    .optional()
+}

@@ -1,0 +1,320 @@
+//! Records, their versions, identities and links, as rows. Reads take any
+//! connection; writes take the write path's transaction.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use super::{Actor, new_id, now};
+use crate::error::CallError;
+
+/// A canonical record. `body` is JSON text.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    pub id: String,
+    pub kind: String,
+    pub body: String,
+    pub version: i64,
+    pub created_at: String,
+    pub updated_at: String,
+    pub created_by: String,
+    pub updated_by: String,
+}
+
+/// One kept version with its provenance.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Version {
+    pub version: i64,
+    pub body: String,
+    pub at: String,
+    pub actor: String,
+    pub run: Option<String>,
+    pub digest: Option<String>,
+    pub trigger: Option<String>,
+    pub sources: Vec<String>,
+    pub models: Vec<String>,
+    pub confidence: Option<f32>,
+    pub note: Option<String>,
+}
+
+/// A typed edge.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Link {
+    pub from: String,
+    pub to: String,
+    pub rel: String,
+    pub created_at: String,
+}
+
+/// Why a version was written, besides who wrote it.
+#[derive(Debug, Clone, Default)]
+pub struct Provenance {
+    pub sources: Vec<String>,
+    pub models: Vec<String>,
+    pub confidence: Option<f32>,
+    pub note: Option<String>,
+}
+
+const RECORD_COLUMNS: &str =
+    "id, kind, body, version, created_at, updated_at, created_by, updated_by";
+
+fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+    Ok(Record {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        body: r.get(2)?,
+        version: r.get(3)?,
+        created_at: r.get(4)?,
+        updated_at: r.get(5)?,
+        created_by: r.get(6)?,
+        updated_by: r.get(7)?,
+    })
+}
+
+pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<Record>> {
+    conn.prepare_cached(&format!(
+        "SELECT {RECORD_COLUMNS} FROM records WHERE id = ?1"
+    ))?
+    .query_row([id], row_to_record)
+    .optional()
+}
+
+pub fn find_identity(
+    conn: &Connection,
+    source: &str,
+    external_id: &str,
+) -> rusqlite::Result<Option<Record>> {
+    conn.prepare_cached(&format!(
+        "SELECT {RECORD_COLUMNS} FROM records
+         WHERE id = (SELECT record_id FROM identities WHERE source = ?1 AND external_id = ?2)"
+    ))?
+    .query_row([source, external_id], row_to_record)
+    .optional()
+}
+
+/// Records of `kind` after `after` (an id), oldest first.
+pub fn query(
+    conn: &Connection,
+    kind: Option<&str>,
+    after: Option<&str>,
+    limit: u32,
+) -> rusqlite::Result<Vec<Record>> {
+    conn.prepare_cached(&format!(
+        "SELECT {RECORD_COLUMNS} FROM records
+         WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR id > ?2)
+         ORDER BY id LIMIT ?3"
+    ))?
+    .query_map(params![kind, after, limit], row_to_record)?
+    .collect()
+}
+
+pub fn history(conn: &Connection, id: &str) -> rusqlite::Result<Vec<Version>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT version, body, at, actor, run_id, digest, trigger_json, sources, models, confidence, note
+         FROM versions WHERE record_id = ?1 ORDER BY version",
+    )?;
+    stmt.query_map([id], |r| {
+        let sources: String = r.get(7)?;
+        let models: String = r.get(8)?;
+        Ok(Version {
+            version: r.get(0)?,
+            body: r.get(1)?,
+            at: r.get(2)?,
+            actor: r.get(3)?,
+            run: r.get(4)?,
+            digest: r.get(5)?,
+            trigger: r.get(6)?,
+            sources: serde_json::from_str(&sources).unwrap_or_default(),
+            models: serde_json::from_str(&models).unwrap_or_default(),
+            confidence: r.get::<_, Option<f64>>(9)?.map(|c| c as f32),
+            note: r.get(10)?,
+        })
+    })?
+    .collect()
+}
+
+pub fn links(conn: &Connection, id: &str, rel: Option<&str>) -> rusqlite::Result<Vec<Link>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT from_id, to_id, rel, created_at FROM links
+         WHERE (from_id = ?1 OR to_id = ?1) AND (?2 IS NULL OR rel = ?2)
+         ORDER BY created_at, from_id, to_id",
+    )?;
+    stmt.query_map(params![id, rel], |r| {
+        Ok(Link {
+            from: r.get(0)?,
+            to: r.get(1)?,
+            rel: r.get(2)?,
+            created_at: r.get(3)?,
+        })
+    })?
+    .collect()
+}
+
+/// Record counts per kind, for summaries.
+pub fn count_by_kind(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+    conn.prepare("SELECT kind, count(*) FROM records GROUP BY kind ORDER BY kind")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect()
+}
+
+fn insert_version(
+    conn: &Connection,
+    actor: &Actor,
+    record: &Record,
+    prov: &Provenance,
+) -> Result<(), CallError> {
+    conn.prepare_cached(
+        "INSERT INTO versions (record_id, version, body, at, actor, run_id, digest, trigger_json,
+             sources, models, confidence, note)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        record.id,
+        record.version,
+        record.body,
+        record.updated_at,
+        record.updated_by,
+        actor.run_id,
+        actor.digest,
+        actor.trigger,
+        serde_json::to_string(&prov.sources)?,
+        serde_json::to_string(&prov.models)?,
+        prov.confidence.map(f64::from),
+        prov.note,
+    ])?;
+    Ok(())
+}
+
+/// Appends an event inside the write path's transaction.
+pub fn insert_event(
+    conn: &Connection,
+    name: &str,
+    record_id: Option<&str>,
+    version: Option<i64>,
+    actor: &Actor,
+    data: Option<&str>,
+) -> Result<(), CallError> {
+    conn.prepare_cached(
+        "INSERT INTO events (name, record_id, version, run_id, at, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![name, record_id, version, actor.run_id, now(), data])?;
+    Ok(())
+}
+
+/// Writes a new record at version 1 with its identity, version and event.
+pub fn insert_new(
+    conn: &Connection,
+    actor: &Actor,
+    kind: &str,
+    body: &str,
+    identity: Option<(&str, &str)>,
+    prov: &Provenance,
+) -> Result<Record, CallError> {
+    let at = now();
+    let record = Record {
+        id: new_id(),
+        kind: kind.to_string(),
+        body: body.to_string(),
+        version: 1,
+        created_at: at.clone(),
+        updated_at: at,
+        created_by: actor.label(),
+        updated_by: actor.label(),
+    };
+    conn.prepare_cached(&format!(
+        "INSERT INTO records ({RECORD_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+    ))?
+    .execute(params![
+        record.id,
+        record.kind,
+        record.body,
+        record.version,
+        record.created_at,
+        record.updated_at,
+        record.created_by,
+        record.updated_by
+    ])?;
+    if let Some((source, external_id)) = identity {
+        conn.prepare_cached(
+            "INSERT INTO identities (source, external_id, record_id) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![source, external_id, record.id])?;
+    }
+    insert_version(conn, actor, &record, prov)?;
+    insert_event(
+        conn,
+        "record.created",
+        Some(&record.id),
+        Some(1),
+        actor,
+        None,
+    )?;
+    Ok(record)
+}
+
+/// Replaces the body of `current` (which the caller read in this
+/// transaction), keeping the old version.
+pub fn update_body(
+    conn: &Connection,
+    actor: &Actor,
+    current: &Record,
+    body: &str,
+    prov: &Provenance,
+) -> Result<Record, CallError> {
+    let record = Record {
+        body: body.to_string(),
+        version: current.version + 1,
+        updated_at: now(),
+        updated_by: actor.label(),
+        ..current.clone()
+    };
+    let changed = conn
+        .prepare_cached(
+            "UPDATE records SET body = ?1, version = ?2, updated_at = ?3, updated_by = ?4
+             WHERE id = ?5 AND version = ?6",
+        )?
+        .execute(params![
+            record.body,
+            record.version,
+            record.updated_at,
+            record.updated_by,
+            record.id,
+            current.version
+        ])?;
+    if changed != 1 {
+        return Err(CallError::Conflict(format!(
+            "record {} changed while it was being updated; read it again",
+            current.id
+        )));
+    }
+    insert_version(conn, actor, &record, prov)?;
+    insert_event(
+        conn,
+        "record.updated",
+        Some(&record.id),
+        Some(record.version),
+        actor,
+        None,
+    )?;
+    Ok(record)
+}
+
+/// Adds a link; returns false when it already existed.
+pub fn insert_link(
+    conn: &Connection,
+    actor: &Actor,
+    from: &str,
+    to: &str,
+    rel: &str,
+) -> Result<bool, CallError> {
+    let added = conn
+        .prepare_cached(
+            "INSERT INTO links (from_id, to_id, rel, created_at, run_id) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![from, to, rel, now(), actor.run_id])?;
+    if added == 1 {
+        let data = serde_json::json!({ "to": to, "rel": rel }).to_string();
+        insert_event(conn, "link.created", Some(from), None, actor, Some(&data))?;
+    }
+    Ok(added == 1)
+}
