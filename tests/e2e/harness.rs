@@ -1,0 +1,149 @@
+//! A temporary keel home and a way to run the real binary against it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub use keel_test_artifacts as artifacts;
+
+/// A fresh home in a temporary folder, removed when dropped.
+pub struct Keel {
+    pub dir: tempfile::TempDir,
+}
+
+/// What one `keel` invocation printed and returned.
+pub struct Ran {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    fn from(out: Output) -> Ran {
+        Ran {
+            status: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_keel")
+}
+
+pub fn plugin_dir(name: &str) -> PathBuf {
+    Path::new(artifacts::PLUGINS_DIR).join(name)
+}
+
+impl Keel {
+    /// A new, initialised home.
+    pub fn new() -> Keel {
+        let keel = Keel {
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        keel.ok(&["init"]);
+        keel
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    /// A folder inside the test's temp dir (created).
+    pub fn folder(&self, name: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.args(args).arg("--home").arg(self.home()).env_remove("KEEL_HOME");
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Ran {
+        Ran::from(self.command(args).output().expect("keel starts"))
+    }
+
+    /// Runs and asserts success.
+    pub fn ok(&self, args: &[&str]) -> Ran {
+        let ran = self.run(args);
+        assert_eq!(
+            ran.status, 0,
+            "keel {args:?} failed\nstdout: {}\nstderr: {}",
+            ran.stdout, ran.stderr
+        );
+        ran
+    }
+
+    /// Runs and asserts failure.
+    pub fn fails(&self, args: &[&str]) -> Ran {
+        let ran = self.run(args);
+        assert_ne!(ran.status, 0, "keel {args:?} should fail\nstdout: {}", ran.stdout);
+        ran
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut v: Vec<&str> = args.to_vec();
+        v.push("--json");
+        self.ok(&v).json()
+    }
+
+    /// Installs a test plugin from `tests/plugins/<name>`.
+    pub fn install_test_plugin(&self, dir: &str, extra: &[&str]) {
+        let mut args = vec!["plugin", "install", dir];
+        args.extend_from_slice(extra);
+        self.ok(&args);
+    }
+
+    /// `keel run PLUGIN --input INPUT --json`, whatever the outcome.
+    pub fn run_json(&self, plugin: &str, input: Option<&str>) -> Value {
+        let mut args = vec!["run", plugin, "--json"];
+        if let Some(i) = input {
+            args.extend(["--input", i]);
+        }
+        let ran = self.run(&args);
+        let v = ran.json();
+        assert_eq!(
+            ran.status == 0,
+            v["outcome"] == "ok",
+            "exit code and outcome disagree: {v}"
+        );
+        v
+    }
+
+    pub fn records(&self, kind: &str) -> Vec<Value> {
+        self.json(&["records", "list", "--kind", kind, "--limit", "100000"])
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    pub fn audit(&self, filter: &[&str]) -> Vec<Value> {
+        let mut args = vec!["audit"];
+        args.extend_from_slice(filter);
+        self.json(&args).as_array().unwrap().clone()
+    }
+
+    /// The home's SQLite file, for tests that tamper with it.
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.home().join("keel.db")).unwrap()
+    }
+}
+
+/// Writes `files` (relative path, contents) under `dir`.
+pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
+    for (rel, text) in files {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+}

@@ -1,0 +1,129 @@
+//! Install refuses what it cannot trust, with one clear sentence, and leaves
+//! nothing behind.
+
+use crate::harness::{Keel, artifacts, plugin_dir};
+
+fn nothing_installed(keel: &Keel) {
+    assert_eq!(keel.json(&["plugin", "list"]), serde_json::json!([]));
+    let leftovers: Vec<_> = std::fs::read_dir(keel.home().join("plugins"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn with_manifest(keel: &Keel, text: &str) -> String {
+    let dir = keel.folder("bad");
+    std::fs::write(dir.join("keel.toml"), text).unwrap();
+    dir.display().to_string()
+}
+
+#[test]
+fn malformed_manifest_names_field_and_line() {
+    let keel = Keel::new();
+    let dir = with_manifest(
+        &keel,
+        "[plugin]\nid = \"x\"\nversion = \"0.1.0\"\nworld = \"agent\"\n\n[capabilities]\nreed = [\"core/note\"]\n",
+    );
+    let out = keel.fails(&["plugin", "install", &dir, "--component", artifacts::WRITER_WASM]);
+    assert!(out.stderr.contains("keel.toml:7:"), "{}", out.stderr);
+    assert!(out.stderr.contains("reed"), "{}", out.stderr);
+    nothing_installed(&keel);
+
+    let dir = with_manifest(&keel, "[plugin]\nid = \"x\"\nversion = \"0.1.0\"\nworld = \"robot\"\n");
+    let out = keel.fails(&["plugin", "install", &dir, "--component", artifacts::WRITER_WASM]);
+    assert!(out.stderr.contains("keel.toml:4:"), "{}", out.stderr);
+    nothing_installed(&keel);
+}
+
+#[test]
+fn a_core_module_is_not_a_component() {
+    let keel = Keel::new();
+    let dir = keel.folder("core");
+    std::fs::write(dir.join("plugin.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    let manifest = std::fs::read_to_string(format!("{}/keel.toml", artifacts::WRITER_DIR)).unwrap();
+    let manifest: String = manifest
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("component"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.join("keel.toml"), manifest).unwrap();
+    let out = keel.fails(&["plugin", "install", dir.to_str().unwrap()]);
+    assert!(out.stderr.contains("is a core WebAssembly module, not a component"), "{}", out.stderr);
+    nothing_installed(&keel);
+
+    std::fs::write(dir.join("plugin.wasm"), b"hello, not wasm at all").unwrap();
+    let out = keel.fails(&["plugin", "install", dir.to_str().unwrap()]);
+    assert!(out.stderr.contains("not WebAssembly"), "{}", out.stderr);
+    nothing_installed(&keel);
+}
+
+#[test]
+fn imports_beyond_the_manifest_are_refused_by_name() {
+    let keel = Keel::new();
+    // The todo agent calls actions; a manifest granting none must not install it.
+    let todo = plugin_dir("todo");
+    let original = std::fs::read_to_string(todo.join("keel.toml")).unwrap();
+    let component = original
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("component = "))
+        .map(|c| todo.join(c.trim_matches('"')))
+        .unwrap();
+    let stripped: String = original
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("actions") && !l.trim_start().starts_with("component"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let dir = with_manifest(&keel, &stripped);
+    let out = keel.fails(&["plugin", "install", &dir, "--component", component.to_str().unwrap()]);
+    assert!(out.stderr.contains("imports `keel:host/actions@0.1.0`"), "{}", out.stderr);
+    assert!(out.stderr.contains("declares no actions"), "{}", out.stderr);
+    nothing_installed(&keel);
+}
+
+#[test]
+fn directories_must_be_bound_and_exist() {
+    let keel = Keel::new();
+    let files = plugin_dir("files");
+    let out = keel.fails(&["plugin", "install", files.to_str().unwrap()]);
+    assert!(out.stderr.contains("--dir notes=PATH"), "{}", out.stderr);
+    let out = keel.fails(&["plugin", "install", files.to_str().unwrap(), "--dir", "notes=/does/not/exist"]);
+    assert!(out.stderr.contains("pass an existing folder"), "{}", out.stderr);
+    let out = keel.fails(&["plugin", "install", files.to_str().unwrap(), "--dir", "other=/tmp"]);
+    assert!(out.stderr.contains("--dir notes=PATH"), "{}", out.stderr);
+    nothing_installed(&keel);
+}
+
+#[test]
+fn list_inspect_remove_and_unknown_plugin() {
+    let keel = Keel::new();
+    keel.install_test_plugin(artifacts::WRITER_DIR, &[]);
+    let list = keel.json(&["plugin", "list"]);
+    assert_eq!(list[0]["id"], "test-writer");
+    assert!(list[0]["digest"].as_str().unwrap().starts_with("sha256:"));
+    let inspect = keel.json(&["plugin", "inspect", "test-writer"]);
+    assert_eq!(inspect["grant"]["capabilities"]["write"][0], "test/item");
+    let actions = keel.json(&["actions", "list"]);
+    let names: Vec<&str> = actions.as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["create", "update", "link", "schedule", "send"]);
+    keel.ok(&["plugin", "remove", "test-writer"]);
+    let out = keel.fails(&["run", "test-writer"]);
+    assert!(out.stderr.contains("no plugin `test-writer` is installed"), "{}", out.stderr);
+    // Install and removal are audited as the operator.
+    let ops = keel.audit(&["--plugin", "operator"]);
+    let acts: Vec<&str> = ops.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(acts, ["plugin.install", "plugin.remove"]);
+}
+
+#[test]
+fn commands_on_a_missing_home_say_how_to_create_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(crate::harness::bin())
+        .args(["records", "list", "--home"])
+        .arg(dir.path().join("nope"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("keel init --home"), "{err}");
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests: the real `keel` binary, real plugins built for
+//! `wasm32-wasip2` by `tests/artifacts`, a real SQLite file per test.
+
+mod harness;
+mod hostile;
+mod install;
+mod slice;
