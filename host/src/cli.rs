@@ -287,11 +287,7 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
             let runtime = Runtime::new(&home)?;
             let checked = crate::plugins::check(runtime.engine(), runtime.linker(), &req)?;
             let mut db = home.store()?;
-            let row = crate::plugins::install(&home, &mut db, &checked)?;
-            // Warm the compiled cache now so the first run starts fast.
-            runtime
-                .engine()
-                .load(&home.cache_dir(), &row.digest, &checked.component_bytes)?;
+            let row = crate::plugins::install(&home, runtime.engine(), &mut db, &checked)?;
             if json {
                 print_json(&row)?;
             } else {

@@ -80,7 +80,7 @@ pub fn install_embedded(
     };
     let checked = crate::plugins::check(runtime.engine(), runtime.linker(), &req)?;
     let mut db = home.store()?;
-    crate::plugins::install(home, &mut db, &checked)?;
+    crate::plugins::install(home, runtime.engine(), &mut db, &checked)?;
     Ok(())
 }
 

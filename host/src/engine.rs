@@ -128,6 +128,12 @@ impl KeelEngine {
         cache_dir.join(format!("{digest}-{}.cwasm", self.settings_key))
     }
 
+    /// Keeps the compiled form of an installed component so later runs
+    /// start from the cache.
+    pub fn cache(&self, cache_dir: &Path, digest: &str, component: &Component) {
+        self.store_compiled(component, &self.cache_path(cache_dir, digest));
+    }
+
     /// Writes the compiled form atomically; a failure only costs a recompile.
     fn store_compiled(&self, component: &Component, path: &Path) {
         let result = (|| -> anyhow::Result<()> {

@@ -73,6 +73,8 @@ pub struct Checked {
     pub digest: Digest,
     pub grant: Grant,
     pub imports: Vec<String>,
+    /// The compiled component, cached only once the install succeeds.
+    pub component: Component,
 }
 
 impl std::fmt::Debug for Checked {
@@ -142,6 +144,7 @@ pub fn check(
         digest,
         grant,
         imports,
+        component,
     })
 }
 
@@ -194,7 +197,12 @@ pub fn check_imports(
 }
 
 /// Installs (or replaces) a checked plugin in `home`.
-pub fn install(home: &Home, db: &mut Store, checked: &Checked) -> anyhow::Result<PluginRow> {
+pub fn install(
+    home: &Home,
+    engine: &KeelEngine,
+    db: &mut Store,
+    checked: &Checked,
+) -> anyhow::Result<PluginRow> {
     let id = &checked.manifest.plugin.id;
     let dest = home.plugin_dir(id);
     // Write into a fresh folder beside the destination, then swap it in, so
@@ -236,6 +244,7 @@ pub fn install(home: &Home, db: &mut Store, checked: &Checked) -> anyhow::Result
     if previous.exists() {
         let _ = std::fs::remove_dir_all(&previous);
     }
+    engine.cache(&home.cache_dir(), &digest, &checked.component);
     plugins::get(db.conn(), id)?.context("installed plugin row is missing")
 }
 

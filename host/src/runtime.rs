@@ -237,12 +237,11 @@ impl Runtime {
 
     /// Instantiates a plugin in a fresh store and drops it, without calling
     /// anything: the run start `keel bench` measures.
-    pub fn start_only(&mut self, db: Store, plugin: &str) -> anyhow::Result<Store> {
-        let row = installed(&db, plugin)?;
+    pub fn start_only(&mut self, db: Store, row: &PluginRow) -> anyhow::Result<Store> {
         let engine = self.engine.engine().clone();
-        let prepared = self.prepare(&row)?;
-        let host = host_ctx(db, &row, None, None);
-        let mut store = Self::new_store(&engine, &row, host)?;
+        let prepared = self.prepare(row)?;
+        let host = host_ctx(db, row, None, None);
+        let mut store = Self::new_store(&engine, row, host)?;
         prepared
             .pre
             .instantiate(&mut store)

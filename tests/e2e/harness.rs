@@ -29,8 +29,12 @@ impl Ran {
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}): {}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
     }
 }
 
@@ -65,7 +69,10 @@ impl Keel {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(bin());
-        cmd.args(args).arg("--home").arg(self.home()).env_remove("KEEL_HOME");
+        cmd.args(args)
+            .arg("--home")
+            .arg(self.home())
+            .env_remove("KEEL_HOME");
         cmd
     }
 
@@ -87,7 +94,11 @@ impl Keel {
     /// Runs and asserts failure.
     pub fn fails(&self, args: &[&str]) -> Ran {
         let ran = self.run(args);
-        assert_ne!(ran.status, 0, "keel {args:?} should fail\nstdout: {}", ran.stdout);
+        assert_ne!(
+            ran.status, 0,
+            "keel {args:?} should fail\nstdout: {}",
+            ran.stdout
+        );
         ran
     }
 

@@ -24,7 +24,10 @@ fn endless_loop_ends_at_the_deadline() {
     let keel = keel_with(&[artifacts::SPIN_DIR], &[]);
     let v = keel.run_json("test-spin", None);
     assert_eq!(v["outcome"], "deadline", "{v}");
-    assert!(v["detail"].as_str().unwrap().contains("1000 ms deadline"), "{v}");
+    assert!(
+        v["detail"].as_str().unwrap().contains("1000 ms deadline"),
+        "{v}"
+    );
     normal_plugin_still_works(&keel);
 }
 
@@ -47,7 +50,13 @@ fn endless_loop_with_little_fuel_runs_out_of_fuel() {
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(dir.join("keel.toml"), manifest).unwrap();
-    keel.ok(&["plugin", "install", dir.to_str().unwrap(), "--component", artifacts::SPIN_WASM]);
+    keel.ok(&[
+        "plugin",
+        "install",
+        dir.to_str().unwrap(),
+        "--component",
+        artifacts::SPIN_WASM,
+    ]);
     let v = keel.run_json("test-spin", None);
     assert_eq!(v["outcome"], "fuel", "{v}");
     assert!(v["fuel_consumed"].as_u64().unwrap() >= 5_000_000, "{v}");
@@ -120,11 +129,21 @@ fn a_trap_ends_the_run_with_outcome_trap() {
     let keel = keel_with(&[artifacts::TRAP_DIR], &[]);
     let v = keel.run_json("test-trap", None);
     assert_eq!(v["outcome"], "trap", "{v}");
-    assert!(v["detail"].as_str().unwrap().starts_with("test-trap@0.1.0 trapped"), "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("test-trap@0.1.0 trapped"),
+        "{v}"
+    );
     // The failed run is recorded as an event.
     let conn = keel.db();
     let failed: i64 = conn
-        .query_row("SELECT count(*) FROM events WHERE name = 'run.failed' AND run_id = ?1", [v["run"].as_str().unwrap()], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM events WHERE name = 'run.failed' AND run_id = ?1",
+            [v["run"].as_str().unwrap()],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(failed, 1);
     normal_plugin_still_works(&keel);
@@ -136,7 +155,8 @@ fn concurrent_updates_from_two_processes_have_one_winner() {
     keel.install_test_plugin(artifacts::WRITER_DIR, &[]);
     let created = keel.run_json("test-writer", Some(r#"{"op":"create","text":"race"}"#));
     let id = created["summary"].as_str().unwrap().to_string();
-    let input = |n: u32| format!(r#"{{"op":"update","id":"{id}","expected":1,"text":"writer {n}"}}"#);
+    let input =
+        |n: u32| format!(r#"{{"op":"update","id":"{id}","expected":1,"text":"writer {n}"}}"#);
     let children: Vec<_> = (0..2)
         .map(|n| {
             keel.command(&["run", "test-writer", "--json", "--input", &input(n)])

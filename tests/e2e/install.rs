@@ -25,13 +25,28 @@ fn malformed_manifest_names_field_and_line() {
         &keel,
         "[plugin]\nid = \"x\"\nversion = \"0.1.0\"\nworld = \"agent\"\n\n[capabilities]\nreed = [\"core/note\"]\n",
     );
-    let out = keel.fails(&["plugin", "install", &dir, "--component", artifacts::WRITER_WASM]);
+    let out = keel.fails(&[
+        "plugin",
+        "install",
+        &dir,
+        "--component",
+        artifacts::WRITER_WASM,
+    ]);
     assert!(out.stderr.contains("keel.toml:7:"), "{}", out.stderr);
     assert!(out.stderr.contains("reed"), "{}", out.stderr);
     nothing_installed(&keel);
 
-    let dir = with_manifest(&keel, "[plugin]\nid = \"x\"\nversion = \"0.1.0\"\nworld = \"robot\"\n");
-    let out = keel.fails(&["plugin", "install", &dir, "--component", artifacts::WRITER_WASM]);
+    let dir = with_manifest(
+        &keel,
+        "[plugin]\nid = \"x\"\nversion = \"0.1.0\"\nworld = \"robot\"\n",
+    );
+    let out = keel.fails(&[
+        "plugin",
+        "install",
+        &dir,
+        "--component",
+        artifacts::WRITER_WASM,
+    ]);
     assert!(out.stderr.contains("keel.toml:4:"), "{}", out.stderr);
     nothing_installed(&keel);
 }
@@ -49,7 +64,12 @@ fn a_core_module_is_not_a_component() {
         .join("\n");
     std::fs::write(dir.join("keel.toml"), manifest).unwrap();
     let out = keel.fails(&["plugin", "install", dir.to_str().unwrap()]);
-    assert!(out.stderr.contains("is a core WebAssembly module, not a component"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("is a core WebAssembly module, not a component"),
+        "{}",
+        out.stderr
+    );
     nothing_installed(&keel);
 
     std::fs::write(dir.join("plugin.wasm"), b"hello, not wasm at all").unwrap();
@@ -71,12 +91,24 @@ fn imports_beyond_the_manifest_are_refused_by_name() {
         .unwrap();
     let stripped: String = original
         .lines()
-        .filter(|l| !l.trim_start().starts_with("actions") && !l.trim_start().starts_with("component"))
+        .filter(|l| {
+            !l.trim_start().starts_with("actions") && !l.trim_start().starts_with("component")
+        })
         .collect::<Vec<_>>()
         .join("\n");
     let dir = with_manifest(&keel, &stripped);
-    let out = keel.fails(&["plugin", "install", &dir, "--component", component.to_str().unwrap()]);
-    assert!(out.stderr.contains("imports `keel:host/actions@0.1.0`"), "{}", out.stderr);
+    let out = keel.fails(&[
+        "plugin",
+        "install",
+        &dir,
+        "--component",
+        component.to_str().unwrap(),
+    ]);
+    assert!(
+        out.stderr.contains("imports `keel:host/actions@0.1.0`"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("declares no actions"), "{}", out.stderr);
     nothing_installed(&keel);
 }
@@ -87,9 +119,25 @@ fn directories_must_be_bound_and_exist() {
     let files = plugin_dir("files");
     let out = keel.fails(&["plugin", "install", files.to_str().unwrap()]);
     assert!(out.stderr.contains("--dir notes=PATH"), "{}", out.stderr);
-    let out = keel.fails(&["plugin", "install", files.to_str().unwrap(), "--dir", "notes=/does/not/exist"]);
-    assert!(out.stderr.contains("pass an existing folder"), "{}", out.stderr);
-    let out = keel.fails(&["plugin", "install", files.to_str().unwrap(), "--dir", "other=/tmp"]);
+    let out = keel.fails(&[
+        "plugin",
+        "install",
+        files.to_str().unwrap(),
+        "--dir",
+        "notes=/does/not/exist",
+    ]);
+    assert!(
+        out.stderr.contains("pass an existing folder"),
+        "{}",
+        out.stderr
+    );
+    let out = keel.fails(&[
+        "plugin",
+        "install",
+        files.to_str().unwrap(),
+        "--dir",
+        "other=/tmp",
+    ]);
     assert!(out.stderr.contains("--dir notes=PATH"), "{}", out.stderr);
     nothing_installed(&keel);
 }
@@ -104,11 +152,20 @@ fn list_inspect_remove_and_unknown_plugin() {
     let inspect = keel.json(&["plugin", "inspect", "test-writer"]);
     assert_eq!(inspect["grant"]["capabilities"]["write"][0], "test/item");
     let actions = keel.json(&["actions", "list"]);
-    let names: Vec<&str> = actions.as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = actions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["create", "update", "link", "schedule", "send"]);
     keel.ok(&["plugin", "remove", "test-writer"]);
     let out = keel.fails(&["run", "test-writer"]);
-    assert!(out.stderr.contains("no plugin `test-writer` is installed"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no plugin `test-writer` is installed"),
+        "{}",
+        out.stderr
+    );
     // Install and removal are audited as the operator.
     let ops = keel.audit(&["--plugin", "operator"]);
     let acts: Vec<&str> = ops.iter().map(|e| e["action"].as_str().unwrap()).collect();

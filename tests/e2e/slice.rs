@@ -6,7 +6,10 @@ use std::collections::HashSet;
 use crate::harness::{Keel, plugin_dir, write_files};
 
 const NOTES: &[(&str, &str)] = &[
-    ("plan.md", "# Plan\n\n- [ ] call the printer\nTODO: pay rent\n- [x] done already\n"),
+    (
+        "plan.md",
+        "# Plan\n\n- [ ] call the printer\nTODO: pay rent\n- [x] done already\n",
+    ),
     ("sub/idea.txt", "an idea\nno tasks here\n"),
     (
         "mail.eml",
@@ -20,7 +23,13 @@ fn setup() -> (Keel, std::path::PathBuf) {
     let notes = keel.folder("notes");
     write_files(&notes, NOTES);
     let dir = format!("notes={}", notes.display());
-    keel.ok(&["plugin", "install", plugin_dir("files").to_str().unwrap(), "--dir", &dir]);
+    keel.ok(&[
+        "plugin",
+        "install",
+        plugin_dir("files").to_str().unwrap(),
+        "--dir",
+        &dir,
+    ]);
     keel.ok(&["plugin", "install", plugin_dir("todo").to_str().unwrap()]);
     (keel, notes)
 }
@@ -52,9 +61,15 @@ fn ingest_tasks_audit_and_history() {
         .map(|t| t["body"]["title"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(tasks.len(), 3, "{titles:?}");
-    assert!(titles.iter().any(|t| t.contains("call the printer")), "{titles:?}");
+    assert!(
+        titles.iter().any(|t| t.contains("call the printer")),
+        "{titles:?}"
+    );
     assert!(titles.iter().any(|t| t.contains("pay rent")), "{titles:?}");
-    assert!(titles.iter().any(|t| t.contains("bring the contract")), "{titles:?}");
+    assert!(
+        titles.iter().any(|t| t.contains("bring the contract")),
+        "{titles:?}"
+    );
 
     // Each task links derived-from its note, with provenance naming the run.
     let task = &tasks[0];
@@ -113,10 +128,17 @@ fn hand_edited_audit_row_is_named_by_verify() {
     let ok = keel.ok(&["audit", "verify"]);
     assert!(ok.stdout.contains("intact"), "{}", ok.stdout);
     keel.db()
-        .execute("UPDATE audit SET detail = 'nothing to see' WHERE seq = 4", [])
+        .execute(
+            "UPDATE audit SET detail = 'nothing to see' WHERE seq = 4",
+            [],
+        )
         .unwrap();
     let bad = keel.fails(&["audit", "verify"]);
-    assert!(bad.stderr.contains("audit entry 4 is broken"), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("audit entry 4 is broken"),
+        "{}",
+        bad.stderr
+    );
 }
 
 #[test]
@@ -132,7 +154,13 @@ fn kill_during_ingestion_then_rerun_loses_and_duplicates_nothing() {
         .unwrap();
     }
     let dir = format!("notes={}", notes.display());
-    keel.ok(&["plugin", "install", plugin_dir("files").to_str().unwrap(), "--dir", &dir]);
+    keel.ok(&[
+        "plugin",
+        "install",
+        plugin_dir("files").to_str().unwrap(),
+        "--dir",
+        &dir,
+    ]);
 
     let mut child = keel.command(&["run", "files"]).spawn().unwrap();
     // Wait (bounded) until part of the folder is in, then kill -9.
@@ -152,13 +180,19 @@ fn kill_during_ingestion_then_rerun_loses_and_duplicates_nothing() {
     child.kill().unwrap();
     child.wait().unwrap();
     let partial = keel.records("core/document").len();
-    assert!(partial < total, "the run finished before it was killed ({partial})");
+    assert!(
+        partial < total,
+        "the run finished before it was killed ({partial})"
+    );
 
     let rerun = keel.run_json("files", None);
     assert_eq!(rerun["outcome"], "ok", "{rerun}");
     let docs = keel.records("core/document");
     assert_eq!(docs.len(), total);
-    let paths: HashSet<&str> = docs.iter().map(|d| d["body"]["path"].as_str().unwrap()).collect();
+    let paths: HashSet<&str> = docs
+        .iter()
+        .map(|d| d["body"]["path"].as_str().unwrap())
+        .collect();
     assert_eq!(paths.len(), total, "duplicate records");
     assert!(docs.iter().all(|d| d["version"] == 1));
     keel.ok(&["audit", "verify"]);

@@ -1,0 +1,296 @@
+//! `keel-sdk`: write keel plugins in Rust.
+//!
+//! A plugin is a WebAssembly component for one of keel's worlds. Depend on
+//! the world's crate — `keel-agent` or `keel-connector` — which re-exports
+//! this one, implement its trait, and export it:
+//!
+//! ```ignore
+//! use keel_agent::prelude::*;
+//!
+//! struct Todo;
+//!
+//! impl Agent for Todo {
+//!     fn handle(_trigger: Trigger) -> Result<Outcome, Error> {
+//!         let mut made = 0;
+//!         for doc in records::query_all(core::DOCUMENT)? {
+//!             let body: core::Document = doc.body_as()?;
+//!             for line in body.text.lines().filter(|l| l.contains("TODO")) {
+//!                 let task = core::Task::open(line.trim());
+//!                 let id = Identity::new("todo", &format!("{}#{line}", doc.id));
+//!                 let opts = WriteOptions::new().source(&doc.id);
+//!                 let created = actions::create(core::TASK, &task, Some(id), opts)?;
+//!                 actions::link(&created.record.id, &doc.id, "derived-from")?;
+//!                 made += 1;
+//!             }
+//!         }
+//!         Ok(Outcome::new(format!("{made} tasks")))
+//!     }
+//! }
+//!
+//! keel_agent::export_agent!(Todo);
+//! ```
+//!
+//! Every call goes through the host: it checks the plugin's grant, writes
+//! the change with its provenance and an audit entry, and returns an
+//! [`Error`] the plugin can handle (`Denied`, `Conflict`, ...).
+#![deny(missing_docs)]
+
+/// Generated bindings for the imports every plugin has.
+#[allow(missing_docs)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "keel:host/plugin",
+        generate_all,
+    });
+}
+
+pub mod core;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use bindings::keel::host::actions::{Created, SendReceipt, SendState, WriteOptions};
+pub use bindings::keel::host::records::Page;
+pub use bindings::keel::host::types::{
+    Error, Event, Identity, Link, Outcome, Record, SyncResult, Trigger, TriggerKind, Version,
+};
+
+/// Everything a plugin usually needs, for `use keel_sdk::prelude::*`.
+pub mod prelude {
+    pub use crate::{
+        Created, Error, Identity, Outcome, Record, SyncResult, Trigger, TriggerKind, WriteOptions,
+    };
+    pub use crate::{actions, config, core, log, records};
+}
+
+impl Record {
+    /// The body deserialized into `T` (an `Invalid` error if it does not fit).
+    pub fn body_as<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_json::from_str(&self.body)
+            .map_err(|e| Error::Invalid(format!("record {} body does not fit: {e}", self.id)))
+    }
+}
+
+impl Identity {
+    /// `(source, external id)`: where a record came from outside keel.
+    pub fn new(source: &str, external_id: &str) -> Identity {
+        Identity {
+            source: source.to_string(),
+            external_id: external_id.to_string(),
+        }
+    }
+}
+
+impl Outcome {
+    /// An outcome with a one-line summary.
+    pub fn new(summary: impl Into<String>) -> Outcome {
+        Outcome {
+            summary: summary.into(),
+            confidence: None,
+        }
+    }
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            idempotency_key: None,
+            sources: Vec::new(),
+            confidence: None,
+            note: None,
+        }
+    }
+}
+
+impl WriteOptions {
+    /// No key, no sources, no confidence, no note.
+    pub fn new() -> WriteOptions {
+        WriteOptions::default()
+    }
+
+    /// Makes a retried call with the same key a no-op.
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Adds a record this change was derived from.
+    pub fn source(mut self, id: &str) -> Self {
+        self.sources.push(id.to_string());
+        self
+    }
+
+    /// Sets the confidence, 0.0 to 1.0.
+    pub fn confidence(mut self, c: f32) -> Self {
+        self.confidence = Some(c);
+        self
+    }
+
+    /// Says why, in a few words.
+    pub fn note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
+    }
+}
+
+impl Error {
+    /// The sentence the host gave.
+    pub fn message(&self) -> &str {
+        match self {
+            Error::Denied(m)
+            | Error::NotFound(m)
+            | Error::Conflict(m)
+            | Error::Invalid(m)
+            | Error::Limit(m)
+            | Error::Unavailable(m)
+            | Error::Internal(m) => m,
+        }
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<String, Error> {
+    serde_json::to_string(value).map_err(|e| Error::Invalid(format!("cannot encode body: {e}")))
+}
+
+/// Reading records (needs the kind in the manifest's `read`).
+pub mod records {
+    use super::*;
+    use crate::bindings::keel::host::records as wit;
+
+    /// Largest page the host returns.
+    pub const PAGE: u32 = 500;
+
+    /// The record with this id.
+    pub fn get(id: &str) -> Result<Record, Error> {
+        wit::get(id)
+    }
+
+    /// The record for an identity, if one exists.
+    pub fn find(identity: &Identity) -> Result<Option<Record>, Error> {
+        wit::find(identity)
+    }
+
+    /// One page of records of `kind`, oldest first.
+    pub fn query(kind: &str, limit: u32, cursor: Option<&str>) -> Result<Page, Error> {
+        wit::query(kind, limit, cursor)
+    }
+
+    /// Every record of `kind`, paging through the host.
+    pub fn query_all(kind: &str) -> Result<Vec<Record>, Error> {
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = wit::query(kind, PAGE, cursor.as_deref())?;
+            all.extend(page.records);
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// Every version of a record, oldest first.
+    pub fn history(id: &str) -> Result<Vec<Version>, Error> {
+        wit::history(id)
+    }
+
+    /// Links from or to a record.
+    pub fn links(id: &str, rel: Option<&str>) -> Result<Vec<Link>, Error> {
+        wit::links(id, rel)
+    }
+}
+
+/// Changing records and the world (needs the action, and the kind in
+/// `write`, in the manifest).
+pub mod actions {
+    use super::*;
+    use crate::bindings::keel::host::actions as wit;
+
+    /// Creates a record with a typed body; a known identity returns the
+    /// existing record with `existed = true`.
+    pub fn create<T: Serialize>(
+        kind: &str,
+        body: &T,
+        identity: Option<Identity>,
+        options: WriteOptions,
+    ) -> Result<Created, Error> {
+        wit::create(kind, &to_json(body)?, identity.as_ref(), &options)
+    }
+
+    /// Replaces a record's body if it is still at `expected_version`.
+    pub fn update<T: Serialize>(
+        id: &str,
+        expected_version: u64,
+        body: &T,
+        options: WriteOptions,
+    ) -> Result<Record, Error> {
+        wit::update(id, expected_version, &to_json(body)?, &options)
+    }
+
+    /// Adds a typed link (`derived-from`, `about`, ...).
+    pub fn link(from: &str, to: &str, rel: &str) -> Result<(), Error> {
+        wit::link(from, to, rel)
+    }
+
+    /// Schedules `plugin` to run with `input` at `at` (RFC 3339), or now.
+    pub fn schedule<T: Serialize>(
+        plugin: &str,
+        input: &T,
+        at: Option<&str>,
+        options: WriteOptions,
+    ) -> Result<String, Error> {
+        wit::schedule(plugin, &to_json(input)?, at, &options)
+    }
+
+    /// Queues a message for a channel; low confidence waits for review.
+    pub fn send<T: Serialize>(
+        channel: &str,
+        message: &T,
+        options: WriteOptions,
+    ) -> Result<SendReceipt, Error> {
+        wit::send(channel, &to_json(message)?, &options)
+    }
+
+    /// Creates a record from raw JSON text, for bodies built by hand.
+    pub fn create_json(
+        kind: &str,
+        body: &str,
+        identity: Option<Identity>,
+        options: WriteOptions,
+    ) -> Result<Created, Error> {
+        wit::create(kind, body, identity.as_ref(), &options)
+    }
+}
+
+/// Diagnostics for the operator (never secrets).
+pub mod log {
+    use crate::bindings::keel::host::log::{Level, log};
+
+    /// Logs at debug level.
+    pub fn debug(message: &str) {
+        log(Level::Debug, message);
+    }
+    /// Logs at info level.
+    pub fn info(message: &str) {
+        log(Level::Info, message);
+    }
+    /// Logs at warn level.
+    pub fn warn(message: &str) {
+        log(Level::Warn, message);
+    }
+    /// Logs at error level.
+    pub fn error(message: &str) {
+        log(Level::Error, message);
+    }
+}
+
+/// The operator's config values for keys the manifest declares.
+pub mod config {
+    use super::Error;
+
+    /// The value of `key`, if set.
+    pub fn get(key: &str) -> Result<Option<String>, Error> {
+        crate::bindings::keel::host::config::get(key)
+    }
+}
