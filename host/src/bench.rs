@@ -20,8 +20,6 @@ use crate::demo::{BENCH, install_embedded};
 use crate::home::Home;
 use crate::runtime::Runtime;
 
-const START_SAMPLES: usize = 2000;
-const CREATES: u32 = 5000;
 
 #[derive(Debug, Serialize)]
 struct Figures {
@@ -57,7 +55,10 @@ fn p50_us(mut samples: Vec<Duration>) -> f64 {
     samples[samples.len() / 2].as_secs_f64() * 1e6
 }
 
-pub fn run(json: bool) -> anyhow::Result<()> {
+pub fn run(starts: usize, creates: u32, json: bool) -> anyhow::Result<()> {
+    if starts == 0 || creates == 0 {
+        anyhow::bail!("--starts and --creates must be at least 1");
+    }
     let dir = tempfile::Builder::new().prefix("keel-bench-").tempdir()?;
     let home = Home::init(dir.path())?;
     let mut runtime = Runtime::new(&home)?;
@@ -74,8 +75,8 @@ pub fn run(json: bool) -> anyhow::Result<()> {
     // from cache) and is not counted.
     let row = crate::runtime::installed(&db, "bench")?;
     db = runtime.start_only(db, &row)?;
-    let mut keel_samples = Vec::with_capacity(START_SAMPLES);
-    for _ in 0..START_SAMPLES {
+    let mut keel_samples = Vec::with_capacity(starts);
+    for _ in 0..starts {
         let t = Instant::now();
         db = runtime.start_only(db, &row)?;
         keel_samples.push(t.elapsed());
@@ -96,8 +97,8 @@ pub fn run(json: bool) -> anyhow::Result<()> {
     let pre = linker
         .instantiate_pre(&component)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut bare_samples = Vec::with_capacity(START_SAMPLES);
-    for i in 0..=START_SAMPLES {
+    let mut bare_samples = Vec::with_capacity(starts);
+    for i in 0..=starts {
         let t = Instant::now();
         let mut store = wasmtime::Store::new(
             &engine,
@@ -118,19 +119,19 @@ pub fn run(json: bool) -> anyhow::Result<()> {
     }
 
     // Writes through a plugin.
-    let input = serde_json::json!({"op": "create", "n": CREATES}).to_string();
+    let input = serde_json::json!({"op": "create", "n": creates}).to_string();
     let t = Instant::now();
     let (report, _db) = runtime.run(db, "bench", Some(&input))?;
     let create_secs = t.elapsed().as_secs_f64();
     if report.outcome != "ok" {
         anyhow::bail!("the bench plugin failed: {}", report.detail);
     }
-    let sqlite_secs = plain_inserts(&dir.path().join("plain.db"), CREATES)?;
+    let sqlite_secs = plain_inserts(&dir.path().join("plain.db"), creates)?;
 
     let keel = p50_us(keel_samples);
     let bare = p50_us(bare_samples);
-    let create_per_s = f64::from(CREATES) / create_secs;
-    let sqlite_per_s = f64::from(CREATES) / sqlite_secs;
+    let create_per_s = f64::from(creates) / create_secs;
+    let sqlite_per_s = f64::from(creates) / sqlite_secs;
     let figures = Figures {
         instantiate_us_p50: round(keel),
         bare_instantiate_us_p50: round(bare),
@@ -138,8 +139,8 @@ pub fn run(json: bool) -> anyhow::Result<()> {
         create_per_s: round(create_per_s),
         sqlite_insert_per_s: round(sqlite_per_s),
         create_ratio: round(create_per_s / sqlite_per_s),
-        creates: CREATES,
-        start_samples: START_SAMPLES,
+        creates,
+        start_samples: starts,
         rows_per_transaction: 1,
     };
     if json {

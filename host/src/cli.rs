@@ -61,6 +61,12 @@ enum Command {
     },
     /// Measure run start and write throughput against bare baselines.
     Bench {
+        /// How many run starts to time.
+        #[arg(long, default_value_t = 2000)]
+        starts: usize,
+        /// How many records to create through the plugin.
+        #[arg(long, default_value_t = 5000)]
+        creates: u32,
         #[arg(long)]
         json: bool,
     },
@@ -258,7 +264,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Audit(args) => return audit_cmd(&root, args),
         Command::Demo { json } => crate::demo::run(&root, cli.home.is_some(), json)?,
-        Command::Bench { json } => crate::bench::run(json)?,
+        Command::Bench {
+            starts,
+            creates,
+            json,
+        } => crate::bench::run(starts, creates, json)?,
     }
     Ok(ExitCode::SUCCESS)
 }

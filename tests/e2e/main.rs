@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `keel` binary, real plugins built for
 //! `wasm32-wasip2` by `tests/artifacts`, a real SQLite file per test.
 
+mod commands;
 mod harness;
 mod hostile;
 mod install;

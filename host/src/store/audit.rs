@@ -61,11 +61,8 @@ pub fn append(
     outcome: &str,
 ) -> rusqlite::Result<()> {
     let last: Option<(i64, String)> = conn
-        .query_row(
-            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let (seq, prev_hash) = match last {
         Some((seq, hash)) => (seq + 1, hash),
@@ -87,11 +84,12 @@ pub fn append(
         hash: String::new(),
     };
     entry.hash = entry.compute_hash();
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO audit (seq, at, run_id, plugin, plugin_version, digest, action, record_id,
              record_version, outcome, detail, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        params![
+    )?
+    .execute(params![
             entry.seq,
             entry.at,
             entry.run,
@@ -105,8 +103,7 @@ pub fn append(
             entry.detail,
             entry.prev_hash,
             entry.hash
-        ],
-    )?;
+    ])?;
     Ok(())
 }
 
