@@ -5,7 +5,7 @@ mod connector {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "keel:host/connector",
-        imports: { default: trappable },
+        imports: { default: trappable | tracing },
     });
 }
 
@@ -13,7 +13,7 @@ mod agent {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "keel:host/agent",
-        imports: { default: trappable },
+        imports: { default: trappable | tracing },
         with: {
             "keel:host": super::connector::keel::host,
         },

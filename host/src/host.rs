@@ -19,7 +19,7 @@ use crate::store::records::Record;
 pub struct HostCtx {
     pub db: crate::store::Store,
     pub actor: Actor,
-    pub grant: Grant,
+    pub grant: std::sync::Arc<Grant>,
     pub policy: Policy,
     /// `id@version`, for log lines.
     pub label: String,

@@ -3,17 +3,19 @@
 //! context built from the grant alone.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::Serialize;
 use wasmtime::component::{InstancePre, Linker, ResourceTable};
-use wasmtime::{ResourceLimiter, Trap};
+use wasmtime::{ResourceLimiter, Trap, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::types::{SyncResult, Trigger, TriggerKind};
 use crate::bindings::{AgentPre, ConnectorPre};
-use crate::engine::{EPOCH_TICK, KeelEngine};
+use crate::engine::KeelEngine;
+use crate::grant::Grant;
 use crate::home::Home;
 use crate::host::HostCtx;
 use crate::limits;
@@ -23,6 +25,8 @@ use crate::store::{Actor, Store, new_id};
 
 /// Everything one run's `Store` holds.
 pub struct RunState {
+    /// When the run's wall-clock deadline passes.
+    deadline: Instant,
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryLimiter,
@@ -105,6 +109,8 @@ pub struct SyncCounts {
 struct Prepared {
     row: PluginRow,
     pre: InstancePre<RunState>,
+    /// Shared by every run of this plugin in this process.
+    grant: Arc<Grant>,
 }
 
 /// Owns the engine and linker and the prepared plugins of one process.
@@ -180,6 +186,7 @@ impl Runtime {
                 Prepared {
                     row: row.clone(),
                     pre,
+                    grant: Arc::new(row.grant.clone()),
                 },
             );
         }
@@ -215,6 +222,7 @@ impl Runtime {
         let limits = &row.manifest.limits;
         let cap = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
         let state = RunState {
+            deadline: Instant::now() + Duration::from_millis(limits.timeout_ms),
             wasi: wasi.build(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
@@ -229,9 +237,20 @@ impl Runtime {
         store
             .set_fuel(limits.fuel)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let tick = EPOCH_TICK.as_millis().max(1) as u64;
-        store.set_epoch_deadline(limits.timeout_ms.div_ceil(tick) + 1);
-        store.epoch_deadline_trap();
+        // Every epoch tick: commit the run's grouped writes (so the store's
+        // write lock is never held long while the guest computes) and end
+        // the run once its deadline has passed.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            state.host.db.flush().map_err(|e| {
+                wasmtime::Error::msg(format!("cannot commit the run's writes: {e}"))
+            })?;
+            if Instant::now() >= state.deadline {
+                return Err(Trap::Interrupt.into());
+            }
+            Ok(UpdateDeadline::Continue(1))
+        });
         Ok(store)
     }
 
@@ -240,7 +259,7 @@ impl Runtime {
     pub fn start_only(&mut self, db: Store, row: &PluginRow) -> anyhow::Result<Store> {
         let engine = self.engine.engine().clone();
         let prepared = self.prepare(row)?;
-        let host = host_ctx(db, row, None, None);
+        let host = host_ctx(db, row, prepared.grant.clone(), None, None);
         let mut store = Self::new_store(&engine, row, host)?;
         prepared
             .pre
@@ -271,7 +290,8 @@ impl Runtime {
             );
         }
         let engine = self.engine.engine().clone();
-        let pre = self.prepare(&row)?.pre.clone();
+        let prepared = self.prepare(&row)?;
+        let (pre, grant) = (prepared.pre.clone(), prepared.grant.clone());
         let run_id = new_id();
         let trigger_json = serde_json::json!({"kind": "manual", "input": input}).to_string();
         let export = match world {
@@ -281,7 +301,9 @@ impl Runtime {
         plugins::start_run(db.conn(), &run_id, &row, export, &trigger_json)
             .context("cannot record the run's start")?;
         let cursor = plugins::cursor(db.conn(), &row.id)?;
-        let host = host_ctx(db, &row, Some(run_id.clone()), Some(trigger_json));
+        let mut db = db;
+        db.begin_group();
+        let host = host_ctx(db, &row, grant, Some(run_id.clone()), Some(trigger_json));
         let mut store = Self::new_store(&engine, &row, host)?;
 
         let span = tracing::info_span!("run", plugin = %row.label(), run = %run_id);
@@ -330,6 +352,8 @@ impl Runtime {
         let state = store.into_data();
         let limiter = state.limiter;
         let mut db = state.host.db;
+        db.end_group()
+            .context("cannot commit the run's last writes")?;
 
         let (outcome, detail) = match call {
             Ok(Ok(())) => ("ok".to_string(), String::new()),
@@ -388,7 +412,13 @@ pub fn installed(db: &Store, id: &str) -> anyhow::Result<PluginRow> {
     })
 }
 
-fn host_ctx(db: Store, row: &PluginRow, run: Option<String>, trigger: Option<String>) -> HostCtx {
+fn host_ctx(
+    db: Store,
+    row: &PluginRow,
+    grant: Arc<Grant>,
+    run: Option<String>,
+    trigger: Option<String>,
+) -> HostCtx {
     HostCtx {
         db,
         actor: Actor {
@@ -398,7 +428,7 @@ fn host_ctx(db: Store, row: &PluginRow, run: Option<String>, trigger: Option<Str
             run_id: run,
             trigger,
         },
-        grant: row.grant.clone(),
+        grant,
         policy: row.manifest.policy.clone(),
         label: row.label(),
     }

@@ -12,7 +12,7 @@ pub mod records;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -48,6 +48,9 @@ pub enum StoreError {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    group: Option<Group>,
+    /// Transactions committed by this connection (for `keel bench`).
+    commits: u64,
 }
 
 impl std::fmt::Debug for Store {
@@ -133,6 +136,8 @@ impl Store {
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
+            group: None,
+            commits: 0,
         };
         store.configure()?;
         store.migrate()?;
@@ -144,6 +149,8 @@ impl Store {
         let mut store = Store {
             conn: Connection::open_in_memory()?,
             path: PathBuf::from(":memory:"),
+            group: None,
+            commits: 0,
         };
         store.configure()?;
         store.migrate()?;
@@ -157,6 +164,9 @@ impl Store {
         self.conn.pragma_update(None, "journal_mode", "WAL")?;
         self.conn.pragma_update(None, "synchronous", "NORMAL")?;
         self.conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Each call's savepoint keeps its undo pages in a sub-journal; in
+        // memory that costs no file writes per call.
+        self.conn.pragma_update(None, "temp_store", "MEMORY")?;
         Ok(())
     }
 
@@ -170,6 +180,10 @@ impl Store {
                 found: current,
                 known: MIGRATIONS.len(),
             });
+        }
+        if current == MIGRATIONS.len() as i64 {
+            // Up to date: take no write lock, so opening never waits on a run.
+            return Ok(());
         }
         let tx = self
             .conn
@@ -197,9 +211,95 @@ impl Store {
         &mut self.conn
     }
 
+    /// How many transactions this connection has committed through the
+    /// write path.
+    pub fn commits(&self) -> u64 {
+        self.commits
+    }
+
     /// Where the store lives.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Starts group commit: until [`Store::end_group`], host calls share one
+    /// SQLite transaction, each inside its own savepoint, so every call is
+    /// still all-or-nothing while commits are amortised. The transaction
+    /// commits after [`GROUP_MAX_CALLS`] calls, whenever [`Store::flush`] is
+    /// called (the runtime does so on every epoch tick, so the write lock is
+    /// never held long while a guest computes), and at the end.
+    pub fn begin_group(&mut self) {
+        self.group = Some(Group::default());
+    }
+
+    /// Commits what the group holds and returns to one transaction per call.
+    pub fn end_group(&mut self) -> rusqlite::Result<()> {
+        let result = self.flush();
+        self.group = None;
+        result
+    }
+
+    /// Commits the group's open transaction, if any.
+    pub fn flush(&mut self) -> rusqlite::Result<()> {
+        if let Some(group) = &mut self.group
+            && group.open
+        {
+            group.open = false;
+            group.calls = 0;
+            self.conn.execute_batch("COMMIT")?;
+            self.commits += 1;
+        }
+        Ok(())
+    }
+
+    /// Opens the unit one call's rows are written in.
+    fn begin_call(&mut self) -> rusqlite::Result<()> {
+        match &mut self.group {
+            None => self.conn.execute_batch("BEGIN IMMEDIATE"),
+            Some(group) => {
+                if !group.open {
+                    self.conn.execute_batch("BEGIN IMMEDIATE")?;
+                    group.open = true;
+                }
+                self.conn.execute_batch("SAVEPOINT keel_call")
+            }
+        }
+    }
+
+    /// Keeps (`keep`) or undoes the call's rows, committing when due.
+    fn end_call(&mut self, keep: bool) -> rusqlite::Result<()> {
+        match &mut self.group {
+            None if keep => {
+                self.conn.execute_batch("COMMIT")?;
+                self.commits += 1;
+                Ok(())
+            }
+            None => self.conn.execute_batch("ROLLBACK"),
+            Some(group) => {
+                group.calls += 1;
+                let due = group.calls >= GROUP_MAX_CALLS;
+                if keep {
+                    self.conn.execute_batch("RELEASE keel_call")?;
+                } else {
+                    self.conn
+                        .execute_batch("ROLLBACK TO keel_call; RELEASE keel_call")?;
+                }
+                if due { self.flush() } else { Ok(()) }
+            }
+        }
+    }
+
+    /// Runs `work` as one call: kept if it succeeds, undone if it fails.
+    fn in_call<T>(
+        &mut self,
+        work: impl FnOnce(&Connection) -> Result<T, CallError>,
+    ) -> Result<T, CallError> {
+        self.begin_call()?;
+        let result = work(&self.conn);
+        let ended = self.end_call(result.is_ok());
+        let value = result?;
+        ended?;
+        Ok(value)
     }
 
     /// The write path. `permit` is the grant check's verdict, made before
@@ -217,64 +317,59 @@ impl Store {
     ) -> Result<T, CallError>
     where
         T: Serialize + DeserializeOwned,
-        F: FnOnce(&Transaction<'_>) -> (Result<T, CallError>, Touched),
+        F: FnOnce(&Connection) -> (Result<T, CallError>, Touched),
     {
         if let Err((reason, touched)) = permit {
             let denied = CallError::Denied(reason);
             self.audit_failure(actor, action, touched, &denied);
             return Err(denied);
         }
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if let Some(key) = idempotency_key {
-            let first: Option<(String, String)> = tx
-                .query_row(
-                    "SELECT action, result FROM idempotency WHERE plugin = ?1 AND key = ?2",
-                    params![actor.plugin, key],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            if let Some((first_action, result)) = first {
-                if first_action != action {
-                    drop(tx);
-                    let err = CallError::Invalid(format!(
-                        "idempotency key `{key}` was already used for `{first_action}`; use a new key for `{action}`"
+        // What went wrong inside the call, with what it touched, so the
+        // failure can be audited after the call's rows are undone.
+        let mut failed: Option<Touched> = None;
+        let result = self.in_call(|conn| {
+            if let Some(key) = idempotency_key {
+                let first: Option<(String, String)> = conn
+                    .prepare_cached("SELECT action, result FROM idempotency WHERE plugin = ?1 AND key = ?2")?
+                    .query_row(params![actor.plugin, key], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                if let Some((first_action, result)) = first {
+                    if first_action != action {
+                        failed = Some(Touched::detail(format!("key {key}")));
+                        return Err(CallError::Invalid(format!(
+                            "idempotency key `{key}` was already used for `{first_action}`; use a new key for `{action}`"
+                        )));
+                    }
+                    let value: T = serde_json::from_str(&result)?;
+                    let touched = Touched::detail(format!(
+                        "replayed idempotency key `{key}`: nothing written"
                     ));
-                    self.audit_failure(actor, action, Touched::detail(format!("key {key}")), &err);
-                    return Err(err);
+                    audit::append(conn, actor, action, &touched, "allowed")?;
+                    return Ok(value);
                 }
-                let value: T = serde_json::from_str(&result)?;
-                audit::append(
-                    &tx,
-                    actor,
-                    action,
-                    &Touched::detail(format!("replayed idempotency key `{key}`: nothing written")),
-                    "allowed",
-                )?;
-                tx.commit()?;
-                return Ok(value);
             }
-        }
-        let (result, touched) = change(&tx);
-        match result {
-            Ok(value) => {
-                if let Some(key) = idempotency_key {
-                    tx.execute(
-                        "INSERT INTO idempotency (plugin, key, action, result, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![actor.plugin, key, action, serde_json::to_string(&value)?, now()],
-                    )?;
+            let (result, touched) = change(conn);
+            match result {
+                Ok(value) => {
+                    if let Some(key) = idempotency_key {
+                        conn.prepare_cached(
+                            "INSERT INTO idempotency (plugin, key, action, result, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        )?
+                        .execute(params![actor.plugin, key, action, serde_json::to_string(&value)?, now()])?;
+                    }
+                    audit::append(conn, actor, action, &touched, "allowed")?;
+                    Ok(value)
                 }
-                audit::append(&tx, actor, action, &touched, "allowed")?;
-                tx.commit()?;
-                Ok(value)
+                Err(err) => {
+                    failed = Some(touched);
+                    Err(err)
+                }
             }
-            Err(err) => {
-                drop(tx);
-                self.audit_failure(actor, action, touched, &err);
-                Err(err)
-            }
+        });
+        if let Err(err) = &result {
+            self.audit_failure(actor, action, failed.unwrap_or_default(), err);
         }
+        result
     }
 
     /// A read host call: `read` fetches and checks the grant; its outcome,
@@ -286,11 +381,7 @@ impl Store {
         let (result, touched) = read(&self.conn);
         match &result {
             Ok(_) => {
-                let tx = self
-                    .conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)?;
-                audit::append(&tx, actor, action, &touched, "allowed")?;
-                tx.commit()?;
+                self.in_call(|conn| Ok(audit::append(conn, actor, action, &touched, "allowed")?))?
             }
             Err(err) => self.audit_failure(actor, action, touched, err),
         }
@@ -312,17 +403,33 @@ impl Store {
         } else {
             touched.detail = format!("{}: {}", touched.detail, err.message());
         }
-        let result = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .and_then(|tx| {
-                audit::append(&tx, actor, action, &touched, err.outcome())?;
-                tx.commit()
-            });
+        let result =
+            self.in_call(|conn| Ok(audit::append(conn, actor, action, &touched, err.outcome())?));
         if let Err(e) = result {
             tracing::error!(plugin = %actor.label(), action, "could not audit a failed call: {e}");
         }
     }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Calls that returned success to a plugin are kept.
+        if let Err(e) = self.flush() {
+            tracing::error!("could not commit the last writes on close: {e}");
+        }
+    }
+}
+
+/// Calls in one group-commit transaction before it commits regardless of time.
+pub const GROUP_MAX_CALLS: u32 = 1000;
+
+/// Group-commit state; see [`Store::begin_group`].
+#[derive(Debug, Default)]
+struct Group {
+    /// A transaction is open on the connection.
+    open: bool,
+    /// Calls in the open transaction.
+    calls: u32,
 }
 
 #[cfg(test)]

@@ -11,7 +11,11 @@ fn demo_ingests_makes_tasks_and_verifies_the_trail() {
         .arg(&home)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["records_by_kind"]["core/document"], 3, "{v}");
     assert_eq!(v["records_by_kind"]["core/message"], 2, "{v}");
@@ -22,8 +26,17 @@ fn demo_ingests_makes_tasks_and_verifies_the_trail() {
     assert_eq!(runs.len(), 5);
     assert!(runs.iter().all(|r| r["outcome"] == "ok"), "{v}");
     assert_eq!(runs[2]["sync"]["created"], 0, "second sync wrote nothing");
-    assert_eq!(runs[3]["sync"]["updated"], 1, "the edited note is a new version");
-    assert!(v["trail"][0].as_str().unwrap().contains("created by todo@0.1.0"), "{v}");
+    assert_eq!(
+        runs[3]["sync"]["updated"], 1,
+        "the edited note is a new version"
+    );
+    assert!(
+        v["trail"][0]
+            .as_str()
+            .unwrap()
+            .contains("created by todo@0.1.0"),
+        "{v}"
+    );
 
     // A home that already has plugins is refused, and left as it was.
     let again = std::process::Command::new(crate::harness::bin())

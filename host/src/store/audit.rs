@@ -90,19 +90,19 @@ pub fn append(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
-            entry.seq,
-            entry.at,
-            entry.run,
-            entry.plugin,
-            entry.plugin_version,
-            entry.digest,
-            entry.action,
-            entry.record_id,
-            entry.record_version,
-            entry.outcome,
-            entry.detail,
-            entry.prev_hash,
-            entry.hash
+        entry.seq,
+        entry.at,
+        entry.run,
+        entry.plugin,
+        entry.plugin_version,
+        entry.digest,
+        entry.action,
+        entry.record_id,
+        entry.record_version,
+        entry.outcome,
+        entry.detail,
+        entry.prev_hash,
+        entry.hash
     ])?;
     Ok(())
 }

@@ -328,3 +328,60 @@ fn concurrent_updates_have_exactly_one_winner() {
     assert_eq!(records::get(s.conn(), &id).unwrap().unwrap().version, 2);
     assert_eq!(audit::verify(s.conn()).unwrap().broken, None);
 }
+
+#[test]
+fn grouped_calls_stay_all_or_nothing_and_commit_on_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keel.db");
+    let mut s = Store::open(&path).unwrap();
+    let (a, g, p) = (
+        actor(),
+        grant(&["core/note"], &["create", "update"]),
+        Policy::default(),
+    );
+    let c = Caller {
+        actor: &a,
+        grant: &g,
+        policy: &p,
+    };
+    s.begin_group();
+    let r = actions::create(
+        &mut s,
+        c,
+        "core/note",
+        r#"{"n":1}"#,
+        None,
+        &WriteOptions::default(),
+    )
+    .unwrap()
+    .record;
+    // A failing call in the group undoes only its own rows.
+    let err = actions::update(&mut s, c, &r.id, 7, "{}", &WriteOptions::default()).unwrap_err();
+    assert!(matches!(err, CallError::Conflict(_)));
+    let err = actions::create(
+        &mut s,
+        c,
+        "core/note",
+        "[1]",
+        None,
+        &WriteOptions::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, CallError::Invalid(_)));
+    // Another connection sees nothing until the group commits.
+    let other = Store::open(&path).unwrap();
+    assert_eq!(count(&other, "records"), 0);
+    s.flush().unwrap();
+    assert_eq!(count(&other, "records"), 1);
+    assert_eq!(count(&other, "versions"), 1);
+    let outcomes: Vec<String> = audit::list(other.conn(), &audit::Filter::default())
+        .unwrap()
+        .into_iter()
+        .map(|e| e.outcome)
+        .collect();
+    assert_eq!(outcomes, ["allowed", "conflict", "invalid"]);
+    actions::create(&mut s, c, "core/note", "{}", None, &WriteOptions::default()).unwrap();
+    s.end_group().unwrap();
+    assert_eq!(count(&other, "records"), 2);
+    assert_eq!(audit::verify(other.conn()).unwrap().broken, None);
+}

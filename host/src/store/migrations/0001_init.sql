@@ -40,8 +40,10 @@ CREATE TABLE records (
 ) STRICT;
 CREATE INDEX records_kind ON records(kind, id);
 
--- Every version, with its provenance.
+-- Every version, with its provenance. A rowid table: rows carry whole
+-- bodies, which WITHOUT ROWID b-trees handle poorly.
 CREATE TABLE versions (
+    seq         INTEGER PRIMARY KEY,
     record_id   TEXT NOT NULL REFERENCES records(id),
     version     INTEGER NOT NULL,
     body        TEXT NOT NULL,
@@ -54,8 +56,8 @@ CREATE TABLE versions (
     models      TEXT NOT NULL,   -- JSON array
     confidence  REAL,
     note        TEXT,
-    PRIMARY KEY (record_id, version)
-) STRICT, WITHOUT ROWID;
+    UNIQUE (record_id, version)
+) STRICT;
 
 CREATE TABLE identities (
     source      TEXT NOT NULL,
@@ -74,8 +76,9 @@ CREATE TABLE links (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX links_to ON links(to_id);
 
+-- Append-only: no row is ever deleted, so rowids never repeat.
 CREATE TABLE events (
-    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq         INTEGER PRIMARY KEY,
     name        TEXT NOT NULL,
     record_id   TEXT,
     version     INTEGER,
@@ -114,8 +117,8 @@ CREATE TABLE idempotency (
     action      TEXT NOT NULL,
     result      TEXT NOT NULL,
     created_at  TEXT NOT NULL,
-    PRIMARY KEY (plugin, key)
-) STRICT, WITHOUT ROWID;
+    UNIQUE (plugin, key)
+) STRICT;
 
 -- Append-only, hash-chained. No code path updates or deletes a row.
 CREATE TABLE audit (
