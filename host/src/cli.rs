@@ -504,8 +504,10 @@ fn audit_cmd(root: &std::path::Path, args: AuditArgs) -> anyhow::Result<ExitCode
             }
             Some(b) => {
                 eprintln!(
-                    "error: audit entry {} is broken: {}; the log was tampered with after that entry was written",
-                    b.seq, b.reason
+                    "error: audit entry {} does not verify: {}; keep a copy of {} for investigation before changing anything",
+                    b.seq,
+                    b.reason,
+                    home.db_path().display()
                 );
                 ExitCode::FAILURE
             }

@@ -246,13 +246,14 @@ fn trail(db: &crate::store::Store) -> anyhow::Result<Vec<String>> {
         )?;
         for a in audits {
             lines.push(format!(
-                "  audit #{} {} {}@{} {} {}",
+                "  audit #{} {} {}@{} {} {}: {}",
                 a.seq,
                 a.at,
                 a.plugin,
                 a.plugin_version.as_deref().unwrap_or("-"),
                 a.action,
-                a.outcome
+                a.outcome,
+                a.detail
             ));
         }
     }

@@ -135,7 +135,7 @@ fn hand_edited_audit_row_is_named_by_verify() {
         .unwrap();
     let bad = keel.fails(&["audit", "verify"]);
     assert!(
-        bad.stderr.contains("audit entry 4 is broken"),
+        bad.stderr.contains("audit entry 4 does not verify"),
         "{}",
         bad.stderr
     );

@@ -31,7 +31,7 @@ impl Agent for Todo {
                 all
             }
         };
-        let (mut made, mut known) = (0, 0);
+        let (mut made, mut known) = (0usize, 0usize);
         for source in &sources {
             if source.kind != core::DOCUMENT && source.kind != core::MESSAGE {
                 continue;
@@ -64,9 +64,11 @@ impl Agent for Todo {
                 }
             }
         }
+        let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
         Ok(Outcome::new(format!(
-            "{made} tasks created, {known} already known, from {} records",
-            sources.len()
+            "{} created, {known} already known, from {}",
+            plural(made, "task"),
+            plural(sources.len(), "record")
         )))
     }
 }
