@@ -30,6 +30,9 @@ struct Figures {
     sqlite_insert_per_s: f64,
     /// create_per_s / sqlite_insert_per_s (target: at least 0.5).
     create_ratio: f64,
+    /// The same plain inserts with one commit per row, for scale: what keel
+    /// would compete with if every call committed alone.
+    sqlite_insert_one_per_tx_per_s: f64,
     creates: u32,
     start_samples: usize,
     /// Calls per commit in keel's run, and rows per transaction in the
@@ -133,6 +136,7 @@ pub fn run(starts: usize, creates: u32, json: bool) -> anyhow::Result<()> {
     let commits = (db.commits() - commits_before).max(1);
     let batch = u32::try_from(u64::from(creates).div_ceil(commits)).unwrap_or(creates);
     let sqlite_secs = plain_inserts(&dir.path().join("plain.db"), creates, batch)?;
+    let single_secs = plain_inserts(&dir.path().join("plain-single.db"), creates, 1)?;
 
     let keel = p50_us(keel_samples);
     let bare = p50_us(bare_samples);
@@ -145,6 +149,7 @@ pub fn run(starts: usize, creates: u32, json: bool) -> anyhow::Result<()> {
         create_per_s: round(create_per_s),
         sqlite_insert_per_s: round(sqlite_per_s),
         create_ratio: round(create_per_s / sqlite_per_s),
+        sqlite_insert_one_per_tx_per_s: round(f64::from(creates) / single_secs),
         creates,
         start_samples: starts,
         rows_per_transaction: batch,

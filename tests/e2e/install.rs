@@ -184,3 +184,60 @@ fn commands_on_a_missing_home_say_how_to_create_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("keel init --home"), "{err}");
 }
+
+#[test]
+fn compiled_components_are_cached_and_a_broken_cache_is_recompiled() {
+    let keel = Keel::new();
+    keel.install_test_plugin(artifacts::WRITER_DIR, &[]);
+    let digest = keel.json(&["plugin", "list"])[0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let cached: Vec<_> = std::fs::read_dir(keel.home().join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    let name = cached[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        name.starts_with(&digest) && name.ends_with(".cwasm"),
+        "{name}"
+    );
+    // A cache file that no longer loads costs a recompile, not a failure.
+    std::fs::write(&cached[0], b"garbage").unwrap();
+    let v = keel.run_json("test-writer", Some(r#"{"op":"create","text":"x"}"#));
+    assert_eq!(v["outcome"], "ok", "{v}");
+}
+
+#[test]
+fn bad_run_input_is_refused_before_anything_runs() {
+    let keel = Keel::new();
+    keel.install_test_plugin(artifacts::WRITER_DIR, &[]);
+    let out = keel.fails(&["run", "test-writer", "--input", "{not json"]);
+    assert!(
+        out.stderr
+            .contains("--input for test-writer@0.1.0: input is not valid JSON"),
+        "{}",
+        out.stderr
+    );
+    let runs: i64 = keel
+        .db()
+        .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(runs, 0);
+    // A plugin error is the run's outcome, with a non-zero exit.
+    let v = keel.run_json("test-writer", Some(r#"{"op":"explode"}"#));
+    assert_eq!(v["outcome"], "error", "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("op must be create or update"),
+        "{v}"
+    );
+}
