@@ -33,6 +33,10 @@ struct Figures {
     /// The same plain inserts with one commit per row, for scale: what keel
     /// would compete with if every call committed alone.
     sqlite_insert_one_per_tx_per_s: f64,
+    /// The four rows keel writes per create (record, version, event, audit
+    /// entry) inserted as plain SQL into keel's own schema, same batch: the
+    /// part of the gap that is the data model rather than the host.
+    sqlite_keel_rows_per_s: f64,
     creates: u32,
     start_samples: usize,
     /// Calls per commit in keel's run, and rows per transaction in the
@@ -139,6 +143,7 @@ pub fn run(starts: usize, creates: u32, json: bool) -> anyhow::Result<()> {
     let batch = u32::try_from(u64::from(creates).div_ceil(commits)).unwrap_or(creates);
     let sqlite_secs = plain_inserts(&dir.path().join("plain.db"), creates, batch)?;
     let single_secs = plain_inserts(&dir.path().join("plain-single.db"), creates, 1)?;
+    let rows_secs = keel_rows(&dir.path().join("rows.db"), creates, batch)?;
 
     let keel = p50_us(keel_samples);
     let bare = p50_us(bare_samples);
@@ -152,6 +157,7 @@ pub fn run(starts: usize, creates: u32, json: bool) -> anyhow::Result<()> {
         sqlite_insert_per_s: round(sqlite_per_s),
         create_ratio: round(create_per_s / sqlite_per_s),
         sqlite_insert_one_per_tx_per_s: round(f64::from(creates) / single_secs),
+        sqlite_keel_rows_per_s: round(f64::from(creates) / rows_secs),
         creates,
         start_samples: starts,
         rows_per_transaction: batch,
@@ -196,6 +202,46 @@ fn plain_inserts(path: &std::path::Path, n: u32, batch: u32) -> anyhow::Result<f
             let body = serde_json::json!({"i": i, "text": format!("bench item {i} lorem ipsum dolor sit amet")}).to_string();
             tx.prepare_cached("INSERT INTO items (id, kind, body) VALUES (?1, 'bench/item', ?2)")?
                 .execute(rusqlite::params![crate::store::new_id(), body])?;
+            i += 1;
+        }
+        tx.commit()?;
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// Inserts, as plain SQL into keel's own schema, the rows one `create`
+/// writes: record, version, event and audit entry, `batch` creates per
+/// transaction. No grant check, validation, hashing or Wasm.
+fn keel_rows(path: &std::path::Path, n: u32, batch: u32) -> anyhow::Result<f64> {
+    let mut store = crate::store::Store::open(path)?;
+    let conn = store.conn_mut();
+    let at = crate::store::now();
+    let t = Instant::now();
+    let mut i = 0;
+    while i < n {
+        let tx = conn.transaction()?;
+        for _ in 0..batch.min(n - i) {
+            let id = crate::store::new_id();
+            let body = serde_json::json!({"i": i, "text": format!("bench item {i} lorem ipsum dolor sit amet")}).to_string();
+            tx.prepare_cached(
+                "INSERT INTO records (id, kind, body, version, created_at, updated_at, created_by, updated_by)
+                 VALUES (?1, 'bench/item', ?2, 1, ?3, ?3, 'bench@0.1.0', 'bench@0.1.0')",
+            )?
+            .execute(rusqlite::params![id, body, at])?;
+            tx.prepare_cached(
+                "INSERT INTO versions (record_id, version, body, at, actor, sources, models)
+                 VALUES (?1, 1, ?2, ?3, 'bench@0.1.0', '[]', '[]')",
+            )?
+            .execute(rusqlite::params![id, body, at])?;
+            tx.prepare_cached(
+                "INSERT INTO events (name, record_id, version, at) VALUES ('record.created', ?1, 1, ?2)",
+            )?
+            .execute(rusqlite::params![id, at])?;
+            tx.prepare_cached(
+                "INSERT INTO audit (seq, at, plugin, action, record_id, record_version, outcome, detail, prev_hash, hash)
+                 VALUES (?1, ?2, 'bench', 'create', ?3, 1, 'allowed', 'kind bench/item', '', '')",
+            )?
+            .execute(rusqlite::params![i64::from(i) + 1, at, id])?;
             i += 1;
         }
         tx.commit()?;
