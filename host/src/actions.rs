@@ -280,27 +280,9 @@ pub fn link(
     let from_kind = records::get(store.conn(), from)?.map(|r| r.kind);
     let to_kind = records::get(store.conn(), to)?.map(|r| r.kind);
     let grant = caller.grant;
-    let permit = if !grant.allows_action("link") {
-        deny(
-            "action `link` is not granted".into(),
-            Touched::detail(&detail),
-        )
-    } else if let Some(k) = from_kind.as_deref().filter(|k| !grant.can_write(k)) {
-        deny(
-            format!("writing records of kind `{k}` is not granted"),
-            Touched::detail(&detail),
-        )
-    } else if let Some(k) = to_kind
-        .as_deref()
-        .filter(|k| !grant.can_write(k) && !grant.can_read(k))
-    {
-        deny(
-            format!("reading records of kind `{k}` is not granted"),
-            Touched::detail(&detail),
-        )
-    } else {
-        Ok(())
-    };
+    let permit = grant
+        .check_link(from_kind.as_deref(), to_kind.as_deref())
+        .map_err(|reason| (reason, Touched::detail(&detail)));
     let mut touched = Touched::detail(&detail);
     touched.record_id = Some(from.to_string());
     store.write(caller.actor, "link", None, permit, |tx| {
@@ -338,19 +320,9 @@ pub fn schedule(
     limits::check_len("plugin id", plugin, limits::MAX_NAME_BYTES)?;
     let detail = format!("plugin {plugin}");
     let grant = caller.grant;
-    let permit = if !grant.allows_action("schedule") {
-        deny(
-            "action `schedule` is not granted".into(),
-            Touched::detail(&detail),
-        )
-    } else if !grant.capabilities.schedule.iter().any(|p| p == plugin) {
-        deny(
-            format!("scheduling plugin `{plugin}` is not granted"),
-            Touched::detail(&detail),
-        )
-    } else {
-        Ok(())
-    };
+    let permit = grant
+        .check_schedule(plugin)
+        .map_err(|reason| (reason, Touched::detail(&detail)));
     store.write(
         caller.actor,
         "schedule",
@@ -402,19 +374,9 @@ pub fn send(
     limits::check_len("channel", channel, limits::MAX_NAME_BYTES)?;
     let detail = format!("channel {channel}");
     let grant = caller.grant;
-    let permit = if !grant.allows_action("send") {
-        deny(
-            "action `send` is not granted".into(),
-            Touched::detail(&detail),
-        )
-    } else if !grant.capabilities.send.iter().any(|c| c == channel) {
-        deny(
-            format!("sending through channel `{channel}` is not granted"),
-            Touched::detail(&detail),
-        )
-    } else {
-        Ok(())
-    };
+    let permit = grant
+        .check_send(channel)
+        .map_err(|reason| (reason, Touched::detail(&detail)));
     store.write(
         caller.actor,
         "send",

@@ -104,6 +104,46 @@ impl Grant {
         Ok(())
     }
 
+    /// `Err(reason)` unless the grant allows linking a record of `from`
+    /// kind (written) to one of `to` kind (read or written). Unknown records
+    /// pass here and are reported as not found by the action.
+    pub fn check_link(&self, from: Option<&str>, to: Option<&str>) -> Result<(), String> {
+        if !self.allows_action("link") {
+            return Err("action `link` is not granted".into());
+        }
+        if let Some(k) = from.filter(|k| !self.can_write(k)) {
+            return Err(format!("writing records of kind `{k}` is not granted"));
+        }
+        if let Some(k) = to.filter(|k| !self.can_write(k) && !self.can_read(k)) {
+            return Err(format!("reading records of kind `{k}` is not granted"));
+        }
+        Ok(())
+    }
+
+    /// `Err(reason)` unless the grant allows scheduling `plugin`.
+    pub fn check_schedule(&self, plugin: &str) -> Result<(), String> {
+        if !self.allows_action("schedule") {
+            return Err("action `schedule` is not granted".into());
+        }
+        if !self.capabilities.schedule.iter().any(|p| p == plugin) {
+            return Err(format!("scheduling plugin `{plugin}` is not granted"));
+        }
+        Ok(())
+    }
+
+    /// `Err(reason)` unless the grant allows sending through `channel`.
+    pub fn check_send(&self, channel: &str) -> Result<(), String> {
+        if !self.allows_action("send") {
+            return Err("action `send` is not granted".into());
+        }
+        if !self.capabilities.send.iter().any(|c| c == channel) {
+            return Err(format!(
+                "sending through channel `{channel}` is not granted"
+            ));
+        }
+        Ok(())
+    }
+
     /// `Err(reason)` unless the grant allows reading records of `kind`.
     pub fn check_read(&self, kind: &str) -> Result<(), String> {
         if self.can_read(kind) {

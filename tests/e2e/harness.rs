@@ -158,3 +158,26 @@ pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
         std::fs::write(p, text).unwrap();
     }
 }
+
+/// The `keel.toml` in `dir` without the lines setting any of `keys`, to
+/// build variants of a test plugin's manifest.
+pub fn manifest_without(dir: &Path, keys: &[&str]) -> String {
+    std::fs::read_to_string(dir.join("keel.toml"))
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            let key = l.split('=').next().unwrap_or("").trim();
+            !keys.contains(&key)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Keel {
+    /// Installs the first-party `files` connector with `notes` bound.
+    pub fn install_files(&self, notes: &Path) {
+        let dir = format!("notes={}", notes.display());
+        let files = plugin_dir("files");
+        self.ok(&["plugin", "install", files.to_str().unwrap(), "--dir", &dir]);
+    }
+}

@@ -1,7 +1,9 @@
 //! Hostile plugins are contained, their runs end with a clear outcome, what
 //! they tried is audited, and the host runs a normal plugin fine afterwards.
 
-use crate::harness::{Keel, artifacts};
+use std::path::Path;
+
+use crate::harness::{Keel, artifacts, manifest_without};
 
 /// After a hostile run, a normal plugin still runs and writes.
 fn normal_plugin_still_works(keel: &Keel) {
@@ -36,19 +38,8 @@ fn endless_loop_with_little_fuel_runs_out_of_fuel() {
     let keel = Keel::new();
     keel.install_test_plugin(artifacts::WRITER_DIR, &[]);
     let dir = keel.folder("spin-low-fuel");
-    let manifest = std::fs::read_to_string(format!("{}/keel.toml", artifacts::SPIN_DIR)).unwrap();
-    let manifest: String = manifest
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("fuel") && !l.trim_start().starts_with("component"))
-        .map(|l| {
-            if l.trim() == "[limits]" {
-                "[limits]\nfuel = 5_000_000".to_string()
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
+    let manifest = manifest_without(Path::new(artifacts::SPIN_DIR), &["fuel", "component"])
+        .replace("[limits]", "[limits]\nfuel = 5_000_000");
     std::fs::write(dir.join("keel.toml"), manifest).unwrap();
     keel.ok(&[
         "plugin",

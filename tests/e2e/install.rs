@@ -1,7 +1,9 @@
 //! Install refuses what it cannot trust, with one clear sentence, and leaves
 //! nothing behind.
 
-use crate::harness::{Keel, artifacts, plugin_dir};
+use std::path::Path;
+
+use crate::harness::{Keel, artifacts, manifest_without, plugin_dir};
 
 fn nothing_installed(keel: &Keel) {
     assert_eq!(keel.json(&["plugin", "list"]), serde_json::json!([]));
@@ -56,12 +58,7 @@ fn a_core_module_is_not_a_component() {
     let keel = Keel::new();
     let dir = keel.folder("core");
     std::fs::write(dir.join("plugin.wasm"), b"\0asm\x01\0\0\0").unwrap();
-    let manifest = std::fs::read_to_string(format!("{}/keel.toml", artifacts::WRITER_DIR)).unwrap();
-    let manifest: String = manifest
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("component"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let manifest = manifest_without(Path::new(artifacts::WRITER_DIR), &["component"]);
     std::fs::write(dir.join("keel.toml"), manifest).unwrap();
     let out = keel.fails(&["plugin", "install", dir.to_str().unwrap()]);
     assert!(
@@ -89,13 +86,7 @@ fn imports_beyond_the_manifest_are_refused_by_name() {
         .find_map(|l| l.trim().strip_prefix("component = "))
         .map(|c| todo.join(c.trim_matches('"')))
         .unwrap();
-    let stripped: String = original
-        .lines()
-        .filter(|l| {
-            !l.trim_start().starts_with("actions") && !l.trim_start().starts_with("component")
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
+    let stripped = manifest_without(&todo, &["actions", "component"]);
     let dir = with_manifest(&keel, &stripped);
     let out = keel.fails(&[
         "plugin",

@@ -22,14 +22,7 @@ fn setup() -> (Keel, std::path::PathBuf) {
     let keel = Keel::new();
     let notes = keel.folder("notes");
     write_files(&notes, NOTES);
-    let dir = format!("notes={}", notes.display());
-    keel.ok(&[
-        "plugin",
-        "install",
-        plugin_dir("files").to_str().unwrap(),
-        "--dir",
-        &dir,
-    ]);
+    keel.install_files(&notes);
     keel.ok(&["plugin", "install", plugin_dir("todo").to_str().unwrap()]);
     (keel, notes)
 }
@@ -153,14 +146,7 @@ fn kill_during_ingestion_then_rerun_loses_and_duplicates_nothing() {
         )
         .unwrap();
     }
-    let dir = format!("notes={}", notes.display());
-    keel.ok(&[
-        "plugin",
-        "install",
-        plugin_dir("files").to_str().unwrap(),
-        "--dir",
-        &dir,
-    ]);
+    keel.install_files(&notes);
 
     let mut child = keel.command(&["run", "files"]).spawn().unwrap();
     // Wait (bounded) until part of the folder is in, then kill -9.

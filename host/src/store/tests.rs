@@ -28,6 +28,31 @@ fn actor() -> Actor {
     }
 }
 
+/// The actor, grant and policy of a test caller.
+struct Fixture {
+    actor: Actor,
+    grant: Grant,
+    policy: Policy,
+}
+
+impl Fixture {
+    fn new(kinds: &[&str], actions: &[&str]) -> Fixture {
+        Fixture {
+            actor: actor(),
+            grant: grant(kinds, actions),
+            policy: Policy::default(),
+        }
+    }
+
+    fn caller(&self) -> Caller<'_> {
+        Caller {
+            actor: &self.actor,
+            grant: &self.grant,
+            policy: &self.policy,
+        }
+    }
+}
+
 fn count(store: &Store, table: &str) -> i64 {
     store
         .conn()
@@ -38,16 +63,8 @@ fn count(store: &Store, table: &str) -> i64 {
 #[test]
 fn create_writes_record_version_event_and_audit_together() {
     let mut s = Store::open_in_memory().unwrap();
-    let (a, g, p) = (
-        actor(),
-        grant(&["core/note"], &["create"]),
-        Policy::default(),
-    );
-    let c = Caller {
-        actor: &a,
-        grant: &g,
-        policy: &p,
-    };
+    let fx = Fixture::new(&["core/note"], &["create"]);
+    let c = fx.caller();
     let created = actions::create(
         &mut s,
         c,
@@ -68,16 +85,8 @@ fn create_writes_record_version_event_and_audit_together() {
 #[test]
 fn identity_makes_create_idempotent() {
     let mut s = Store::open_in_memory().unwrap();
-    let (a, g, p) = (
-        actor(),
-        grant(&["core/document"], &["create"]),
-        Policy::default(),
-    );
-    let c = Caller {
-        actor: &a,
-        grant: &g,
-        policy: &p,
-    };
+    let fx = Fixture::new(&["core/document"], &["create"]);
+    let c = fx.caller();
     let id = Some(("files:notes", "a.md"));
     let first = actions::create(
         &mut s,
@@ -112,16 +121,8 @@ fn identity_makes_create_idempotent() {
 #[test]
 fn stale_update_is_a_conflict_and_changes_nothing() {
     let mut s = Store::open_in_memory().unwrap();
-    let (a, g, p) = (
-        actor(),
-        grant(&["core/note"], &["create", "update"]),
-        Policy::default(),
-    );
-    let c = Caller {
-        actor: &a,
-        grant: &g,
-        policy: &p,
-    };
+    let fx = Fixture::new(&["core/note"], &["create", "update"]);
+    let c = fx.caller();
     let r = actions::create(
         &mut s,
         c,
@@ -153,16 +154,8 @@ fn stale_update_is_a_conflict_and_changes_nothing() {
 #[test]
 fn idempotency_key_replays_the_first_result() {
     let mut s = Store::open_in_memory().unwrap();
-    let (a, g, p) = (
-        actor(),
-        grant(&["core/note"], &["create"]),
-        Policy::default(),
-    );
-    let c = Caller {
-        actor: &a,
-        grant: &g,
-        policy: &p,
-    };
+    let fx = Fixture::new(&["core/note"], &["create"]);
+    let c = fx.caller();
     let opts = WriteOptions {
         idempotency_key: Some("k1".into()),
         ..WriteOptions::default()
@@ -176,16 +169,8 @@ fn idempotency_key_replays_the_first_result() {
 #[test]
 fn denied_write_is_audited_and_writes_nothing() {
     let mut s = Store::open_in_memory().unwrap();
-    let (a, g, p) = (
-        actor(),
-        grant(&["core/note"], &["create"]),
-        Policy::default(),
-    );
-    let c = Caller {
-        actor: &a,
-        grant: &g,
-        policy: &p,
-    };
+    let fx = Fixture::new(&["core/note"], &["create"]);
+    let c = fx.caller();
     let err = actions::create(
         &mut s,
         c,
@@ -247,16 +232,8 @@ fn send_below_threshold_needs_review() {
 #[test]
 fn verify_names_an_edited_row() {
     let mut s = Store::open_in_memory().unwrap();
-    let (a, g, p) = (
-        actor(),
-        grant(&["core/note"], &["create"]),
-        Policy::default(),
-    );
-    let c = Caller {
-        actor: &a,
-        grant: &g,
-        policy: &p,
-    };
+    let fx = Fixture::new(&["core/note"], &["create"]);
+    let c = fx.caller();
     for _ in 0..5 {
         actions::create(&mut s, c, "core/note", "{}", None, &WriteOptions::default()).unwrap();
     }
@@ -277,16 +254,8 @@ fn concurrent_updates_have_exactly_one_winner() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keel.db");
     let mut s = Store::open(&path).unwrap();
-    let (a, g, p) = (
-        actor(),
-        grant(&["core/note"], &["create", "update"]),
-        Policy::default(),
-    );
-    let c = Caller {
-        actor: &a,
-        grant: &g,
-        policy: &p,
-    };
+    let fx = Fixture::new(&["core/note"], &["create", "update"]);
+    let c = fx.caller();
     let id = actions::create(&mut s, c, "core/note", "{}", None, &WriteOptions::default())
         .unwrap()
         .record
@@ -295,16 +264,11 @@ fn concurrent_updates_have_exactly_one_winner() {
     let barrier = Arc::new(Barrier::new(threads));
     let handles: Vec<_> = (0..threads)
         .map(|i| {
-            let (path, id, barrier, g) = (path.clone(), id.clone(), barrier.clone(), g.clone());
+            let (path, id, barrier) = (path.clone(), id.clone(), barrier.clone());
             std::thread::spawn(move || {
                 let mut s = Store::open(&path).unwrap();
-                let a = actor();
-                let p = Policy::default();
-                let c = Caller {
-                    actor: &a,
-                    grant: &g,
-                    policy: &p,
-                };
+                let fx = Fixture::new(&["core/note"], &["create", "update"]);
+                let c = fx.caller();
                 barrier.wait();
                 actions::update(
                     &mut s,
@@ -334,16 +298,8 @@ fn grouped_calls_stay_all_or_nothing_and_commit_on_flush() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keel.db");
     let mut s = Store::open(&path).unwrap();
-    let (a, g, p) = (
-        actor(),
-        grant(&["core/note"], &["create", "update"]),
-        Policy::default(),
-    );
-    let c = Caller {
-        actor: &a,
-        grant: &g,
-        policy: &p,
-    };
+    let fx = Fixture::new(&["core/note"], &["create", "update"]);
+    let c = fx.caller();
     s.begin_group();
     let r = actions::create(
         &mut s,
