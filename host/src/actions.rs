@@ -112,11 +112,26 @@ fn deny(reason: String, touched: Touched) -> Result<(), (String, Touched)> {
     Err((reason, touched))
 }
 
+/// Size checks made before the grant check (the grant check needs these
+/// values); a failure is audited like any refused call.
+fn precheck(
+    store: &mut Store,
+    caller: Caller<'_>,
+    action: &str,
+    checks: impl FnOnce() -> Result<(), CallError>,
+) -> Result<(), CallError> {
+    checks().map_err(|e| store.refuse(caller.actor, action, e))
+}
+
+fn check_key(opts: &WriteOptions) -> Result<(), CallError> {
+    match &opts.idempotency_key {
+        Some(key) => limits::check_len("idempotency key", key, limits::MAX_NAME_BYTES),
+        None => Ok(()),
+    }
+}
+
 /// Validates options and turns them into provenance.
 fn provenance(conn: &rusqlite::Connection, opts: &WriteOptions) -> Result<Provenance, CallError> {
-    if let Some(key) = &opts.idempotency_key {
-        limits::check_len("idempotency key", key, limits::MAX_NAME_BYTES)?;
-    }
     if opts.sources.len() > limits::MAX_SOURCES {
         return Err(CallError::Limit(format!(
             "{} sources given; at most {} are kept",
@@ -159,7 +174,10 @@ pub fn create(
     identity: Option<(&str, &str)>,
     opts: &WriteOptions,
 ) -> Result<Created, CallError> {
-    limits::check_len("kind", kind, limits::MAX_NAME_BYTES)?;
+    precheck(store, caller, "create", || {
+        limits::check_len("kind", kind, limits::MAX_NAME_BYTES)?;
+        check_key(opts)
+    })?;
     let permit = caller
         .grant
         .check_write("create", kind)
@@ -221,7 +239,10 @@ pub fn update(
     body: &str,
     opts: &WriteOptions,
 ) -> Result<Record, CallError> {
-    limits::check_len("record id", id, limits::MAX_NAME_BYTES)?;
+    precheck(store, caller, "update", || {
+        limits::check_len("record id", id, limits::MAX_NAME_BYTES)?;
+        check_key(opts)
+    })?;
     // A record's kind never changes, so checking it before the transaction
     // is as good as inside it.
     let kind = records::get(store.conn(), id)?.map(|r| r.kind);
@@ -273,9 +294,11 @@ pub fn link(
     to: &str,
     rel: &str,
 ) -> Result<(), CallError> {
-    limits::check_len("record id", from, limits::MAX_NAME_BYTES)?;
-    limits::check_len("record id", to, limits::MAX_NAME_BYTES)?;
-    limits::check_len("relation", rel, limits::MAX_NAME_BYTES)?;
+    precheck(store, caller, "link", || {
+        limits::check_len("record id", from, limits::MAX_NAME_BYTES)?;
+        limits::check_len("record id", to, limits::MAX_NAME_BYTES)?;
+        limits::check_len("relation", rel, limits::MAX_NAME_BYTES)
+    })?;
     let detail = format!("{rel} -> {to}");
     let from_kind = records::get(store.conn(), from)?.map(|r| r.kind);
     let to_kind = records::get(store.conn(), to)?.map(|r| r.kind);
@@ -317,7 +340,10 @@ pub fn schedule(
     at: Option<&str>,
     opts: &WriteOptions,
 ) -> Result<String, CallError> {
-    limits::check_len("plugin id", plugin, limits::MAX_NAME_BYTES)?;
+    precheck(store, caller, "schedule", || {
+        limits::check_len("plugin id", plugin, limits::MAX_NAME_BYTES)?;
+        check_key(opts)
+    })?;
     let detail = format!("plugin {plugin}");
     let grant = caller.grant;
     let permit = grant
@@ -371,7 +397,10 @@ pub fn send(
     message: &str,
     opts: &WriteOptions,
 ) -> Result<SendReceipt, CallError> {
-    limits::check_len("channel", channel, limits::MAX_NAME_BYTES)?;
+    precheck(store, caller, "send", || {
+        limits::check_len("channel", channel, limits::MAX_NAME_BYTES)?;
+        check_key(opts)
+    })?;
     let detail = format!("channel {channel}");
     let grant = caller.grant;
     let permit = grant

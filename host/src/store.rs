@@ -388,6 +388,13 @@ impl Store {
         result
     }
 
+    /// Refuses a call before it touches anything (input over a limit), with
+    /// its audit entry.
+    pub fn refuse(&mut self, actor: &Actor, action: &str, err: CallError) -> CallError {
+        self.audit_failure(actor, action, Touched::default(), &err);
+        err
+    }
+
     /// Audits a call that changed nothing. If even the audit cannot be
     /// written the call's own error is still what the plugin sees; the
     /// failure is logged for the operator.

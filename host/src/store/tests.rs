@@ -341,3 +341,22 @@ fn grouped_calls_stay_all_or_nothing_and_commit_on_flush() {
     assert_eq!(count(&other, "records"), 2);
     assert_eq!(audit::verify(other.conn()).unwrap().broken, None);
 }
+
+#[test]
+fn oversized_inputs_are_refused_and_audited() {
+    let mut s = Store::open_in_memory().unwrap();
+    let fx = Fixture::new(&["core/note"], &["create", "link"]);
+    let c = fx.caller();
+    let long = "x".repeat(crate::limits::MAX_NAME_BYTES + 1);
+    let err = actions::create(&mut s, c, &long, "{}", None, &WriteOptions::default()).unwrap_err();
+    assert!(matches!(err, CallError::Limit(_)), "{err:?}");
+    let err = actions::link(&mut s, c, &long, "b", "about").unwrap_err();
+    assert!(matches!(err, CallError::Limit(_)), "{err:?}");
+    let entries = audit::list(s.conn(), &audit::Filter::default()).unwrap();
+    let seen: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| (e.action.as_str(), e.outcome.as_str()))
+        .collect();
+    assert_eq!(seen, [("create", "limit"), ("link", "limit")]);
+    assert_eq!(count(&s, "records"), 0);
+}
