@@ -373,6 +373,33 @@ actions = ["create", "link"]
         assert!(err.contains("record kind `Task`"), "{err}");
     }
 
+    /// `tests/cases/<name>/keel.toml` parses to `ok` or to an error that
+    /// contains `tests/cases/<name>/expected`.
+    #[test]
+    fn data_driven_cases() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/cases");
+        let mut cases: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        cases.sort();
+        assert!(cases.len() >= 10, "cases missing in {}", root.display());
+        for case in cases {
+            let text = std::fs::read_to_string(case.join("keel.toml")).unwrap();
+            let expected = std::fs::read_to_string(case.join("expected")).unwrap();
+            let expected = expected.trim();
+            let got = match Manifest::parse(&text, "keel.toml") {
+                Ok(_) => "ok".to_string(),
+                Err(e) => e.to_string(),
+            };
+            if expected == "ok" {
+                assert_eq!(got, "ok", "{}", case.display());
+            } else {
+                assert!(got.contains(expected), "{}: got `{got}`", case.display());
+            }
+        }
+    }
+
     #[test]
     fn kind_patterns() {
         let pats = vec!["core/*".to_string(), "todo/item".to_string()];
