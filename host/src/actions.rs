@@ -374,9 +374,17 @@ pub fn schedule(
                 }
                 let id = new_id();
                 tx.execute(
-                    "INSERT INTO jobs (id, plugin, input, run_at, state, created_at, created_by_run)
-                     VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6)",
-                    rusqlite::params![id, plugin, input, run_at, now(), caller.actor.run_id],
+                    "INSERT INTO jobs (id, plugin, input, run_at, priority, state, created_at, updated_at, created_by_run)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6, ?7)",
+                    rusqlite::params![
+                        id,
+                        plugin,
+                        input,
+                        run_at,
+                        crate::store::jobs::Priority::Schedule as i64,
+                        now(),
+                        caller.actor.run_id
+                    ],
                 )?;
                 let data =
                     serde_json::json!({"job": id, "plugin": plugin, "at": run_at}).to_string();

@@ -52,6 +52,12 @@ enum Command {
     /// The action registry.
     #[command(subcommand)]
     Actions(ActionsCmd),
+    /// Durable jobs (written by `schedule`).
+    #[command(subcommand)]
+    Jobs(JobsCmd),
+    /// Runs with their outcome and meters.
+    #[command(subcommand)]
+    Runs(RunsCmd),
     /// The audit log: list entries, or `verify` the hash chain.
     Audit(AuditArgs),
     /// Ingest sample notes and mails, turn TODOs into tasks, show the trail.
@@ -135,6 +141,33 @@ enum RecordsCmd {
 enum ActionsCmd {
     /// List the actions plugins can call.
     List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum JobsCmd {
+    /// List jobs, newest first.
+    List {
+        /// Only jobs in this state: queued, leased, done, dead.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RunsCmd {
+    /// List runs, newest first, with fuel, memory peak, wall time, outcome.
+    List {
+        #[arg(long)]
+        plugin: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
         #[arg(long)]
         json: bool,
     },
@@ -258,6 +291,56 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!(
                         "{:<10} {:<6} {}\n{:<17} needs {}",
                         a.name, a.provider, a.description, "", a.needs
+                    );
+                }
+            }
+        }
+        Command::Jobs(JobsCmd::List { state, limit, json }) => {
+            const STATES: [&str; 4] = ["queued", "leased", "done", "dead"];
+            if let Some(s) = state.as_deref().filter(|s| !STATES.contains(s)) {
+                bail!("unknown job state `{s}`; use one of {}", STATES.join(", "));
+            }
+            let home = Home::open(&root)?;
+            let jobs = crate::store::jobs::list(home.store()?.conn(), state.as_deref(), limit)?;
+            if json {
+                print_json(&jobs)?;
+            } else {
+                for j in jobs {
+                    println!(
+                        "{}  {:<7} {:<16} due {} attempts {}/{}{}",
+                        j.id,
+                        j.state,
+                        j.plugin,
+                        j.run_at,
+                        j.attempts,
+                        j.max_attempts,
+                        j.last_error.map(|e| format!(" — {e}")).unwrap_or_default()
+                    );
+                }
+            }
+        }
+        Command::Runs(RunsCmd::List {
+            plugin,
+            limit,
+            json,
+        }) => {
+            let home = Home::open(&root)?;
+            let runs = plugin_rows::list_runs(home.store()?.conn(), plugin.as_deref(), limit)?;
+            if json {
+                print_json(&runs)?;
+            } else {
+                for r in runs {
+                    println!(
+                        "{}  {}@{} {:<8} {:<8} fuel {:>12}  mem {:>6} KiB  {:>9.1} ms  {}",
+                        r.id,
+                        r.plugin,
+                        r.plugin_version,
+                        r.export,
+                        r.outcome,
+                        r.fuel_consumed.unwrap_or(0),
+                        r.memory_peak.unwrap_or(0) / 1024,
+                        r.wall_us.unwrap_or(0) as f64 / 1000.0,
+                        r.detail.unwrap_or_default()
                     );
                 }
             }

@@ -6,6 +6,7 @@
 //! leaves its audit entry.
 
 pub mod audit;
+pub mod jobs;
 pub mod plugins;
 pub mod records;
 

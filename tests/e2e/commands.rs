@@ -62,3 +62,52 @@ fn bench_reports_the_four_figures() {
     }
     assert_eq!(v["creates"], 50);
 }
+
+#[test]
+fn scheduled_jobs_and_runs_are_listed() {
+    let keel = Keel::new();
+    keel.install_test_plugin(crate::harness::artifacts::WRITER_DIR, &[]);
+    let v = keel.run_json(
+        "test-writer",
+        Some(r#"{"op":"schedule","input":{"op":"create","text":"later"},"at":"2030-01-02T03:04:05+01:00"}"#),
+    );
+    assert_eq!(v["outcome"], "ok", "{v}");
+    let job_id = v["summary"].as_str().unwrap();
+    let jobs = keel.json(&["jobs", "list", "--state", "queued"]);
+    assert_eq!(jobs.as_array().unwrap().len(), 1, "{jobs}");
+    assert_eq!(jobs[0]["id"], job_id);
+    assert_eq!(jobs[0]["plugin"], "test-writer");
+    assert_eq!(jobs[0]["run_at"], "2030-01-02T02:04:05.000Z");
+    assert_eq!(jobs[0]["input"], r#"{"op":"create","text":"later"}"#);
+
+    // Scheduling a plugin the grant does not list is denied and audited.
+    let v = keel.run_json(
+        "test-writer",
+        Some(r#"{"op":"schedule","plugin":"files","input":{}}"#),
+    );
+    assert_eq!(v["outcome"], "error", "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("scheduling plugin `files` is not granted"),
+        "{v}"
+    );
+    let denied = keel.audit(&["--run", v["run"].as_str().unwrap()]);
+    assert_eq!(denied[0]["outcome"], "denied");
+    assert_eq!(keel.json(&["jobs", "list"]).as_array().unwrap().len(), 1);
+    let out = keel.fails(&["jobs", "list", "--state", "sleeping"]);
+    assert!(
+        out.stderr.contains("unknown job state `sleeping`"),
+        "{}",
+        out.stderr
+    );
+
+    let runs = keel.json(&["runs", "list", "--plugin", "test-writer"]);
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["outcome"], "error");
+    assert_eq!(runs[1]["outcome"], "ok");
+    assert!(runs[1]["fuel_consumed"].as_i64().unwrap() > 0);
+    assert!(runs[1]["memory_peak"].as_i64().unwrap() > 0);
+}

@@ -228,7 +228,7 @@ fn bad_run_input_is_refused_before_anything_runs() {
         v["detail"]
             .as_str()
             .unwrap()
-            .contains("op must be create or update"),
+            .contains("op must be create, update or schedule"),
         "{v}"
     );
 }

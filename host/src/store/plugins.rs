@@ -182,26 +182,45 @@ pub fn finish_run(
     tx.commit()
 }
 
+const RUN_COLUMNS: &str =
+    "id, plugin, plugin_version, export, started_at, ended_at, outcome, detail,
+    fuel_consumed, memory_peak, wall_us";
+
+fn row_to_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        id: r.get(0)?,
+        plugin: r.get(1)?,
+        plugin_version: r.get(2)?,
+        export: r.get(3)?,
+        started_at: r.get(4)?,
+        ended_at: r.get(5)?,
+        outcome: r.get(6)?,
+        detail: r.get(7)?,
+        fuel_consumed: r.get(8)?,
+        memory_peak: r.get(9)?,
+        wall_us: r.get(10)?,
+    })
+}
+
 pub fn get_run(conn: &Connection, id: &str) -> rusqlite::Result<Option<RunRow>> {
     conn.query_row(
-        "SELECT id, plugin, plugin_version, export, started_at, ended_at, outcome, detail,
-             fuel_consumed, memory_peak, wall_us FROM runs WHERE id = ?1",
+        &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
         [id],
-        |r| {
-            Ok(RunRow {
-                id: r.get(0)?,
-                plugin: r.get(1)?,
-                plugin_version: r.get(2)?,
-                export: r.get(3)?,
-                started_at: r.get(4)?,
-                ended_at: r.get(5)?,
-                outcome: r.get(6)?,
-                detail: r.get(7)?,
-                fuel_consumed: r.get(8)?,
-                memory_peak: r.get(9)?,
-                wall_us: r.get(10)?,
-            })
-        },
+        row_to_run,
     )
     .optional()
+}
+
+/// Runs, newest first, optionally of one plugin.
+pub fn list_runs(
+    conn: &Connection,
+    plugin: Option<&str>,
+    limit: u32,
+) -> rusqlite::Result<Vec<RunRow>> {
+    conn.prepare(&format!(
+        "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR plugin = ?1)
+         ORDER BY started_at DESC, id DESC LIMIT ?2"
+    ))?
+    .query_map(params![plugin, limit], row_to_run)?
+    .collect()
 }

@@ -87,17 +87,25 @@ CREATE TABLE events (
     data        TEXT
 ) STRICT;
 
+-- Durable jobs: written by `schedule`, leased by workers with a deadline,
+-- retried with backoff, dead-lettered after their last attempt.
 CREATE TABLE jobs (
-    id          TEXT PRIMARY KEY,
-    plugin      TEXT NOT NULL,
-    input       TEXT NOT NULL,
-    run_at      TEXT NOT NULL,
-    state       TEXT NOT NULL,   -- pending (executed by the scheduler)
-    attempts    INTEGER NOT NULL DEFAULT 0,
-    created_at  TEXT NOT NULL,
+    id            TEXT PRIMARY KEY,
+    plugin        TEXT NOT NULL,
+    input         TEXT NOT NULL,
+    run_at        TEXT NOT NULL,   -- due (RFC 3339 UTC, millisecond precision)
+    priority      INTEGER NOT NULL DEFAULT 2,  -- 0 operator, 1 event, 2 schedule
+    state         TEXT NOT NULL,   -- queued | leased | done | dead
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    max_attempts  INTEGER NOT NULL DEFAULT 5,
+    lease_owner   TEXT,
+    lease_until   TEXT,
+    last_error    TEXT,
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL,
     created_by_run TEXT REFERENCES runs(id)
 ) STRICT;
-CREATE INDEX jobs_due ON jobs(state, run_at);
+CREATE INDEX jobs_due ON jobs(state, priority, run_at);
 
 CREATE TABLE outbox (
     id          TEXT PRIMARY KEY,

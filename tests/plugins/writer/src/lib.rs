@@ -1,6 +1,7 @@
 //! Creates or updates `test/item` records as its input says:
 //! `{"op":"create","text":T}` (identity = T; the summary is the record id) or
-//! `{"op":"update","id":I,"expected":N,"text":T}`.
+//! `{"op":"update","id":I,"expected":N,"text":T}` or
+//! `{"op":"schedule","plugin":P,"input":J,"at":T}` (the summary is the job id).
 
 use keel_agent::prelude::*;
 
@@ -29,7 +30,15 @@ impl Agent for Writer {
                     record.version
                 )))
             }
-            _ => Err(Error::Invalid("op must be create or update".into())),
+            Some("schedule") => {
+                let plugin = input["plugin"].as_str().unwrap_or("test-writer");
+                let at = input["at"].as_str();
+                let job = actions::schedule(plugin, &input["input"], at, WriteOptions::new())?;
+                Ok(Outcome::new(job))
+            }
+            _ => Err(Error::Invalid(
+                "op must be create, update or schedule".into(),
+            )),
         }
     }
 }

@@ -1,0 +1,325 @@
+//! The durable job queue. A job is leased by one worker until a deadline;
+//! a job whose worker died is leased again once that deadline passes.
+//! Transient failures are retried with exponential backoff and jitter;
+//! after the last attempt, or on a failure that retrying cannot fix, the job
+//! is dead-lettered. Time is always passed in (`now`), so callers and tests
+//! decide the clock.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+/// First retry delay; doubled per attempt.
+pub const BACKOFF_BASE: Duration = Duration::from_secs(2);
+/// Longest retry delay.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(15 * 60);
+
+/// Who asked for a job; leased in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    Operator = 0,
+    Event = 1,
+    Schedule = 2,
+}
+
+/// One job, as `keel jobs list` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Job {
+    pub id: String,
+    pub plugin: String,
+    pub input: String,
+    pub run_at: String,
+    pub priority: i64,
+    /// `queued`, `leased`, `done` or `dead`.
+    pub state: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+const COLUMNS: &str = "id, plugin, input, run_at, priority, state, attempts, max_attempts,
+    lease_owner, lease_until, last_error, created_at, updated_at";
+
+fn row_to_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
+    Ok(Job {
+        id: r.get(0)?,
+        plugin: r.get(1)?,
+        input: r.get(2)?,
+        run_at: r.get(3)?,
+        priority: r.get(4)?,
+        state: r.get(5)?,
+        attempts: r.get(6)?,
+        max_attempts: r.get(7)?,
+        lease_owner: r.get(8)?,
+        lease_until: r.get(9)?,
+        last_error: r.get(10)?,
+        created_at: r.get(11)?,
+        updated_at: r.get(12)?,
+    })
+}
+
+/// The store's time format: RFC 3339 UTC with milliseconds, which sorts
+/// as text in time order.
+pub fn stamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn after(now: DateTime<Utc>, d: Duration) -> String {
+    stamp(now + chrono::Duration::from_std(d).unwrap_or(chrono::TimeDelta::MAX))
+}
+
+/// Leases the next due job for `worker` until `now + lease`: queued jobs
+/// whose time has come, and leased jobs whose lease expired (their worker
+/// died), highest priority first, then oldest due. One statement, so two
+/// workers never lease the same job.
+pub fn lease(
+    conn: &Connection,
+    worker: &str,
+    now: DateTime<Utc>,
+    lease: Duration,
+) -> rusqlite::Result<Option<Job>> {
+    let now_s = stamp(now);
+    conn.prepare_cached(&format!(
+        "UPDATE jobs SET state = 'leased', lease_owner = ?1, lease_until = ?2,
+             attempts = attempts + 1, updated_at = ?3
+         WHERE id = (
+             SELECT id FROM jobs
+             WHERE (state = 'queued' AND run_at <= ?3) OR (state = 'leased' AND lease_until <= ?3)
+             ORDER BY priority, run_at, id LIMIT 1)
+         RETURNING {COLUMNS}"
+    ))?
+    .query_row(params![worker, after(now, lease), now_s], row_to_job)
+    .optional()
+}
+
+/// Marks a leased job done. False if `worker` no longer holds the lease
+/// (it expired and another worker took the job).
+pub fn complete(
+    conn: &Connection,
+    id: &str,
+    worker: &str,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE jobs SET state = 'done', lease_owner = NULL, lease_until = NULL, updated_at = ?3
+             WHERE id = ?1 AND state = 'leased' AND lease_owner = ?2",
+        )?
+        .execute(params![id, worker, stamp(now)])?;
+    Ok(n == 1)
+}
+
+/// How a failed attempt should be treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Retrying may help (`unavailable`, a missed deadline).
+    Transient,
+    /// Retrying cannot help (`denied`, `invalid`, a trap).
+    Permanent,
+}
+
+/// Records a failed attempt: requeued after a backoff, or dead-lettered.
+/// `jitter` in `0.0..1.0` spreads retries (pass a random number). Returns
+/// the job's new state, or `None` if `worker` no longer holds the lease.
+pub fn fail(
+    conn: &Connection,
+    id: &str,
+    worker: &str,
+    failure: Failure,
+    error: &str,
+    now: DateTime<Utc>,
+    jitter: f64,
+) -> rusqlite::Result<Option<String>> {
+    let job: Option<(i64, i64)> = conn
+        .prepare_cached(
+            "SELECT attempts, max_attempts FROM jobs WHERE id = ?1 AND state = 'leased' AND lease_owner = ?2",
+        )?
+        .query_row(params![id, worker], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((attempts, max_attempts)) = job else {
+        return Ok(None);
+    };
+    let dead = failure == Failure::Permanent || attempts >= max_attempts;
+    let state = if dead { "dead" } else { "queued" };
+    let run_at = after(now, backoff(attempts, jitter));
+    conn.prepare_cached(
+        "UPDATE jobs SET state = ?2, lease_owner = NULL, lease_until = NULL, last_error = ?3,
+             run_at = CASE WHEN ?2 = 'queued' THEN ?4 ELSE run_at END, updated_at = ?5
+         WHERE id = ?1",
+    )?
+    .execute(params![id, state, error, run_at, stamp(now)])?;
+    Ok(Some(state.to_string()))
+}
+
+/// The delay before retry `attempt` (1-based): base × 2^(attempt-1), capped,
+/// plus up to half of it again as jitter.
+pub fn backoff(attempt: i64, jitter: f64) -> Duration {
+    let exp = u32::try_from(attempt.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
+    let delay = BACKOFF_BASE
+        .saturating_mul(2u32.saturating_pow(exp))
+        .min(BACKOFF_MAX);
+    delay + delay.mul_f64(jitter.clamp(0.0, 1.0) / 2.0)
+}
+
+/// Jobs, newest first, optionally in one state.
+pub fn list(conn: &Connection, state: Option<&str>, limit: u32) -> rusqlite::Result<Vec<Job>> {
+    conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM jobs WHERE (?1 IS NULL OR state = ?1) ORDER BY created_at DESC, id DESC LIMIT ?2"
+    ))?
+    .query_map(params![state, limit], row_to_job)?
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    fn enqueue(s: &Store, id: &str, run_at: DateTime<Utc>, priority: Priority, max_attempts: i64) {
+        s.conn()
+            .execute(
+                "INSERT INTO jobs (id, plugin, input, run_at, priority, state, max_attempts, created_at, updated_at)
+                 VALUES (?1, 'p', '{}', ?2, ?3, 'queued', ?4, ?2, ?2)",
+                params![id, stamp(run_at), priority as i64, max_attempts],
+            )
+            .unwrap();
+    }
+
+    const LEASE: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn leases_due_jobs_by_priority_then_time() {
+        let s = Store::open_in_memory().unwrap();
+        enqueue(&s, "sched", at(0), Priority::Schedule, 5);
+        enqueue(&s, "event", at(5), Priority::Event, 5);
+        enqueue(&s, "op", at(8), Priority::Operator, 5);
+        enqueue(&s, "later", at(100), Priority::Operator, 5);
+        let order: Vec<String> = (0..4)
+            .filter_map(|_| lease(s.conn(), "w", at(10), LEASE).unwrap())
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(order, ["op", "event", "sched"]);
+        for id in &order {
+            assert!(complete(s.conn(), id, "w", at(11)).unwrap());
+        }
+        assert!(lease(s.conn(), "w", at(99), LEASE).unwrap().is_none());
+        assert_eq!(
+            lease(s.conn(), "w", at(100), LEASE).unwrap().unwrap().id,
+            "later"
+        );
+    }
+
+    #[test]
+    fn an_expired_lease_is_taken_over_and_the_old_worker_cannot_complete() {
+        let s = Store::open_in_memory().unwrap();
+        enqueue(&s, "j", at(0), Priority::Schedule, 5);
+        let first = lease(s.conn(), "w1", at(0), LEASE).unwrap().unwrap();
+        assert_eq!((first.state.as_str(), first.attempts), ("leased", 1));
+        // Still leased: nobody else gets it.
+        assert!(lease(s.conn(), "w2", at(29), LEASE).unwrap().is_none());
+        // w1 died; after the deadline w2 takes over.
+        let second = lease(s.conn(), "w2", at(31), LEASE).unwrap().unwrap();
+        assert_eq!(
+            (second.lease_owner.as_deref(), second.attempts),
+            (Some("w2"), 2)
+        );
+        assert!(!complete(s.conn(), "j", "w1", at(32)).unwrap());
+        assert!(complete(s.conn(), "j", "w2", at(32)).unwrap());
+        assert_eq!(list(s.conn(), Some("done"), 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn transient_failures_back_off_then_dead_letter() {
+        let s = Store::open_in_memory().unwrap();
+        enqueue(&s, "j", at(0), Priority::Schedule, 3);
+        let mut now = at(0);
+        for attempt in 1..=3 {
+            let job = lease(s.conn(), "w", now, LEASE).unwrap().expect("due");
+            assert_eq!(job.attempts, attempt);
+            let state = fail(
+                s.conn(),
+                "j",
+                "w",
+                Failure::Transient,
+                "unavailable",
+                now,
+                0.0,
+            )
+            .unwrap()
+            .unwrap();
+            if attempt < 3 {
+                assert_eq!(state, "queued");
+                let job = &list(s.conn(), None, 1).unwrap()[0];
+                assert_eq!(job.run_at, after(now, backoff(attempt, 0.0)));
+                // Not due before its backoff has passed.
+                assert!(lease(s.conn(), "w", now, LEASE).unwrap().is_none());
+                now += chrono::Duration::from_std(backoff(attempt, 0.0)).unwrap();
+            } else {
+                assert_eq!(state, "dead");
+            }
+        }
+        assert_eq!(
+            list(s.conn(), Some("dead"), 10).unwrap()[0]
+                .last_error
+                .as_deref(),
+            Some("unavailable")
+        );
+    }
+
+    #[test]
+    fn permanent_failure_is_dead_at_once() {
+        let s = Store::open_in_memory().unwrap();
+        enqueue(&s, "j", at(0), Priority::Schedule, 5);
+        lease(s.conn(), "w", at(0), LEASE).unwrap().unwrap();
+        let state = fail(s.conn(), "j", "w", Failure::Permanent, "denied", at(1), 0.5).unwrap();
+        assert_eq!(state.as_deref(), Some("dead"));
+    }
+
+    #[test]
+    fn racing_workers_lease_each_job_exactly_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keel.db");
+        let s = Store::open(&path).unwrap();
+        for i in 0..200 {
+            enqueue(&s, &format!("j{i:03}"), at(0), Priority::Schedule, 5);
+        }
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let s = Store::open(&path).unwrap();
+                    let mut got = Vec::new();
+                    while let Some(job) = lease(s.conn(), &format!("w{w}"), at(1), LEASE).unwrap() {
+                        got.push(job.id);
+                    }
+                    got
+                })
+            })
+            .collect();
+        let mut all: Vec<String> = workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect();
+        all.sort();
+        let unique: std::collections::BTreeSet<_> = all.iter().cloned().collect();
+        assert_eq!((all.len(), unique.len()), (200, 200));
+    }
+
+    #[test]
+    fn backoff_doubles_with_bounded_jitter_and_a_cap() {
+        assert_eq!(backoff(1, 0.0), Duration::from_secs(2));
+        assert_eq!(backoff(2, 0.0), Duration::from_secs(4));
+        assert_eq!(backoff(3, 1.0), Duration::from_secs(12));
+        assert_eq!(backoff(40, 0.0), BACKOFF_MAX);
+    }
+}
