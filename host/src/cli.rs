@@ -52,6 +52,12 @@ enum Command {
     /// The action registry.
     #[command(subcommand)]
     Actions(ActionsCmd),
+    /// Run the worker: execute due jobs until SIGINT/SIGTERM.
+    Up {
+        /// How long to wait between polls when no job is due.
+        #[arg(long, default_value_t = 500)]
+        idle_ms: u64,
+    },
     /// Durable jobs (written by `schedule`).
     #[command(subcommand)]
     Jobs(JobsCmd),
@@ -203,14 +209,20 @@ enum AuditCmd {
 
 /// Runs the command line and maps errors to one line on stderr.
 pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // `keel up` is a long-running service: it says what it does by default.
+    let default_filter = if matches!(cli.command, Command::Up { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KEEL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -294,6 +306,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
+        }
+        Command::Up { idle_ms } => {
+            let home = Home::open(&root)?;
+            let tally = crate::up::run(&home, std::time::Duration::from_millis(idle_ms))?;
+            println!(
+                "keel up stopped: {} done, {} to retry, {} dead",
+                tally.done, tally.retried, tally.dead
+            );
         }
         Command::Jobs(JobsCmd::List { state, limit, json }) => {
             const STATES: [&str; 4] = ["queued", "leased", "done", "dead"];

@@ -21,6 +21,8 @@
 //! - [`plugins`]: install (checks imports against the manifest), list,
 //!   remove.
 //! - [`home`]: the operator's data folder.
+//! - [`up`]: `keel up`, the worker that executes durable jobs
+//!   ([`store::jobs`]: leases, retries with backoff, dead letters).
 //! - [`cli`], [`demo`], [`bench`]: the `keel` command.
 
 pub mod actions;
@@ -38,3 +40,4 @@ pub mod manifest;
 pub mod plugins;
 pub mod runtime;
 pub mod store;
+pub mod up;

@@ -87,6 +87,10 @@ pub struct RunReport {
     /// `fuel` or `memory`.
     pub outcome: String,
     pub detail: String,
+    /// For outcome `error`: the plugin's error variant (`denied`,
+    /// `unavailable`, ...), which decides whether a job is retried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// A connector's counts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sync: Option<SyncCounts>,
@@ -277,6 +281,17 @@ impl Runtime {
         plugin: &str,
         input: Option<&str>,
     ) -> anyhow::Result<(RunReport, Store)> {
+        self.invoke(db, plugin, Cause::Manual, input)
+    }
+
+    /// Runs `plugin` once for `cause`; see [`Runtime::run`].
+    pub fn invoke(
+        &mut self,
+        db: Store,
+        plugin: &str,
+        cause: Cause<'_>,
+        input: Option<&str>,
+    ) -> anyhow::Result<(RunReport, Store)> {
         let row = installed(&db, plugin)?;
         if let Some(input) = input {
             limits::check_json("input", input)
@@ -293,7 +308,11 @@ impl Runtime {
         let prepared = self.prepare(&row)?;
         let (pre, grant) = (prepared.pre.clone(), prepared.grant.clone());
         let run_id = new_id();
-        let trigger_json = serde_json::json!({"kind": "manual", "input": input}).to_string();
+        let trigger_json = match cause {
+            Cause::Manual => serde_json::json!({"kind": "manual", "input": input}),
+            Cause::Job(job) => serde_json::json!({"kind": "schedule", "job": job, "input": input}),
+        }
+        .to_string();
         let export = match world {
             World::Connector => "sync",
             World::Agent => "handle",
@@ -335,7 +354,10 @@ impl Runtime {
                 }),
             World::Agent => {
                 let trigger = Trigger {
-                    kind: TriggerKind::Manual,
+                    kind: match cause {
+                        Cause::Manual => TriggerKind::Manual,
+                        Cause::Job(_) => TriggerKind::Schedule,
+                    },
                     input: input.map(str::to_string),
                     event: None,
                     record: None,
@@ -355,12 +377,16 @@ impl Runtime {
         db.end_group()
             .context("cannot commit the run's last writes")?;
 
+        let mut error = None;
         let (outcome, detail) = match call {
             Ok(Ok(())) => ("ok".to_string(), String::new()),
-            Ok(Err(e)) => (
-                "error".to_string(),
-                format!("{} returned {e:?}", row.label()),
-            ),
+            Ok(Err(e)) => {
+                error = Some(error_kind(&e).to_string());
+                (
+                    "error".to_string(),
+                    format!("{} returned {e:?}", row.label()),
+                )
+            }
             Err(err) => classify(&err, &limiter, &limits, &row.label()),
         };
         let cursor_too_big = new_cursor
@@ -395,6 +421,7 @@ impl Runtime {
             plugin: row.label(),
             outcome,
             detail,
+            error,
             sync,
             summary,
             fuel_consumed: end.fuel_consumed,
@@ -431,6 +458,28 @@ fn host_ctx(
         grant,
         policy: row.manifest.policy.clone(),
         label: row.label(),
+    }
+}
+
+/// Why a run happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause<'a> {
+    /// The operator ran it (`keel run`).
+    Manual,
+    /// A durable job with this id fired.
+    Job(&'a str),
+}
+
+fn error_kind(e: &crate::bindings::types::Error) -> &'static str {
+    use crate::bindings::types::Error as E;
+    match e {
+        E::Denied(_) => "denied",
+        E::NotFound(_) => "not-found",
+        E::Conflict(_) => "conflict",
+        E::Invalid(_) => "invalid",
+        E::Limit(_) => "limit",
+        E::Unavailable(_) => "unavailable",
+        E::Internal(_) => "internal",
     }
 }
 

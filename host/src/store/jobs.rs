@@ -98,6 +98,22 @@ pub fn lease(
     .optional()
 }
 
+/// Moves the lease of a job `worker` holds to `until` (a run longer than
+/// the default lease). False if the lease is no longer `worker`'s.
+pub fn extend(
+    conn: &Connection,
+    id: &str,
+    worker: &str,
+    until: DateTime<Utc>,
+) -> rusqlite::Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE jobs SET lease_until = ?3 WHERE id = ?1 AND state = 'leased' AND lease_owner = ?2",
+        )?
+        .execute(params![id, worker, stamp(until)])?;
+    Ok(n == 1)
+}
+
 /// Marks a leased job done. False if `worker` no longer holds the lease
 /// (it expired and another worker took the job).
 pub fn complete(

@@ -1,0 +1,216 @@
+//! `keel up`: the worker that executes durable jobs. It leases the next due
+//! job, runs its plugin with a `schedule` trigger, and records the result:
+//! done, retried later with backoff (transient failures), or dead-lettered.
+//! It stops between jobs when asked (SIGINT/SIGTERM), so no run is cut off.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::home::Home;
+use crate::runtime::{Cause, RunReport, Runtime};
+use crate::store::jobs::{self, Failure};
+use crate::store::plugins;
+
+/// How long a job is leased before another worker may take it over, unless
+/// the plugin's own deadline is longer.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
+/// What one pass over the queue did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Tally {
+    pub done: u64,
+    pub retried: u64,
+    pub dead: u64,
+}
+
+/// Whether a failed run is worth retrying.
+fn failure_of(report: &RunReport) -> Failure {
+    match (report.outcome.as_str(), report.error.as_deref()) {
+        ("deadline", _) | ("error", Some("unavailable")) => Failure::Transient,
+        _ => Failure::Permanent,
+    }
+}
+
+/// The worker loop. Owns its runtime; stops when `stop` is set.
+pub struct Worker {
+    home: Home,
+    runtime: Runtime,
+    /// This worker's name in leases: `host:pid`.
+    name: String,
+    /// Set by the signal handlers (or a test) to finish after the current job.
+    stop: Arc<AtomicBool>,
+    /// How long to sleep when no job is due.
+    idle: Duration,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").field("name", &self.name).finish()
+    }
+}
+
+impl Worker {
+    pub fn new(home: &Home, stop: Arc<AtomicBool>, idle: Duration) -> anyhow::Result<Worker> {
+        Ok(Worker {
+            home: home.clone(),
+            runtime: Runtime::new(home)?,
+            name: format!("worker-{}", std::process::id()),
+            stop,
+            idle,
+        })
+    }
+
+    /// Runs jobs until stopped.
+    pub fn run(&mut self) -> anyhow::Result<Tally> {
+        let mut tally = Tally::default();
+        while !self.stop.load(Ordering::Relaxed) {
+            if !self.run_next(&mut tally)? {
+                // Sleep in short steps so a stop request is seen promptly.
+                let mut slept = Duration::ZERO;
+                while slept < self.idle && !self.stop.load(Ordering::Relaxed) {
+                    let step = Duration::from_millis(50).min(self.idle - slept);
+                    std::thread::sleep(step);
+                    slept += step;
+                }
+            }
+        }
+        Ok(tally)
+    }
+
+    /// Leases and runs one due job; false when none is due.
+    pub fn run_next(&mut self, tally: &mut Tally) -> anyhow::Result<bool> {
+        let db = self.home.store()?;
+        let Some(job) = jobs::lease(db.conn(), &self.name, Utc::now(), DEFAULT_LEASE)? else {
+            return Ok(false);
+        };
+        let span = tracing::info_span!("job", id = %job.id, plugin = %job.plugin);
+        let _guard = span.enter();
+        let Some(row) = plugins::get(db.conn(), &job.plugin)? else {
+            let why = format!("no plugin `{}` is installed", job.plugin);
+            jobs::fail(
+                db.conn(),
+                &job.id,
+                &self.name,
+                Failure::Permanent,
+                &why,
+                Utc::now(),
+                0.0,
+            )?;
+            tracing::warn!("dead-lettered: {why}");
+            tally.dead += 1;
+            return Ok(true);
+        };
+        let timeout = Duration::from_millis(row.manifest.limits.timeout_ms);
+        if timeout + Duration::from_secs(30) > DEFAULT_LEASE {
+            let until = Utc::now() + chrono::Duration::from_std(timeout + Duration::from_secs(30))?;
+            jobs::extend(db.conn(), &job.id, &self.name, until)?;
+        }
+        let input = (row.manifest.plugin.world == crate::manifest::World::Agent)
+            .then_some(job.input.as_str());
+        let (report, db) = self
+            .runtime
+            .invoke(db, &job.plugin, Cause::Job(&job.id), input)
+            .with_context(|| format!("job {} could not start", job.id))?;
+        if report.outcome == "ok" {
+            if jobs::complete(db.conn(), &job.id, &self.name, Utc::now())? {
+                tracing::info!(run = %report.run, "done");
+                tally.done += 1;
+            } else {
+                tracing::warn!(run = %report.run, "finished after its lease passed to another worker");
+            }
+            return Ok(true);
+        }
+        // The low bits of a v7 id are random: enough to spread retries.
+        let random = u16::try_from(uuid::Uuid::now_v7().as_u128() & 0xffff).unwrap_or(0);
+        let jitter = f64::from(random) / f64::from(u16::MAX);
+        let state = jobs::fail(
+            db.conn(),
+            &job.id,
+            &self.name,
+            failure_of(&report),
+            &report.detail,
+            Utc::now(),
+            jitter,
+        )?;
+        match state.as_deref() {
+            Some("dead") => {
+                tracing::warn!(run = %report.run, "dead-lettered: {}", report.detail);
+                tally.dead += 1;
+            }
+            Some(_) => {
+                tracing::info!(run = %report.run, "will retry: {}", report.detail);
+                tally.retried += 1;
+            }
+            None => {
+                tracing::warn!(run = %report.run, "failed after its lease passed to another worker")
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// `keel up`: runs the worker until SIGINT or SIGTERM.
+pub fn run(home: &Home, idle: Duration) -> anyhow::Result<Tally> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone())
+            .context("cannot install the signal handlers")?;
+    }
+    let mut worker = Worker::new(home, stop, idle)?;
+    tracing::info!(home = %home.root().display(), worker = %worker.name, "keel up: running jobs; stop with Ctrl-C or SIGTERM");
+    let tally = worker.run()?;
+    tracing::info!(
+        done = tally.done,
+        retried = tally.retried,
+        dead = tally.dead,
+        "keel up: stopped"
+    );
+    Ok(tally)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(outcome: &str, error: Option<&str>) -> RunReport {
+        RunReport {
+            run: "r".into(),
+            plugin: "p@0.1.0".into(),
+            outcome: outcome.into(),
+            detail: String::new(),
+            error: error.map(str::to_string),
+            sync: None,
+            summary: None,
+            fuel_consumed: 0,
+            memory_peak: 0,
+            wall_us: 0,
+        }
+    }
+
+    #[test]
+    fn only_transient_failures_are_retried() {
+        assert_eq!(failure_of(&report("deadline", None)), Failure::Transient);
+        assert_eq!(
+            failure_of(&report("error", Some("unavailable"))),
+            Failure::Transient
+        );
+        for (outcome, error) in [
+            ("error", Some("denied")),
+            ("error", Some("invalid")),
+            ("trap", None),
+            ("fuel", None),
+            ("memory", None),
+        ] {
+            assert_eq!(
+                failure_of(&report(outcome, error)),
+                Failure::Permanent,
+                "{outcome}"
+            );
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! `keel up` executes due jobs, dead-letters what retrying cannot fix, leaves
+//! future jobs queued, and stops cleanly on SIGTERM.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::harness::{Keel, artifacts};
+
+fn count(keel: &Keel, state: &str) -> usize {
+    keel.json(&["jobs", "list", "--state", state])
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+#[test]
+fn up_runs_due_jobs_and_stops_on_sigterm() {
+    let keel = Keel::new();
+    keel.install_test_plugin(artifacts::WRITER_DIR, &[]);
+    let schedule = |input: &str| {
+        let v = keel.run_json("test-writer", Some(input));
+        assert_eq!(v["outcome"], "ok", "{v}");
+        v["summary"].as_str().unwrap().to_string()
+    };
+    let good = schedule(r#"{"op":"schedule","input":{"op":"create","text":"from a job"}}"#);
+    let bad = schedule(r#"{"op":"schedule","input":{"op":"explode"}}"#);
+    let later = schedule(
+        r#"{"op":"schedule","input":{"op":"create","text":"later"},"at":"2099-01-01T00:00:00Z"}"#,
+    );
+
+    let up = keel
+        .command(&["up", "--idle-ms", "100"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut settled = false;
+    for _ in 0..300 {
+        std::thread::sleep(Duration::from_millis(50));
+        if count(&keel, "done") == 1 && count(&keel, "dead") == 1 {
+            settled = true;
+            break;
+        }
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &up.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = up.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(settled, "jobs did not settle\n{stderr}");
+    assert!(out.status.success(), "keel up failed: {stderr}");
+    assert!(stdout.contains("1 done, 0 to retry, 1 dead"), "{stdout}");
+
+    let jobs = keel.json(&["jobs", "list"]);
+    let state_of = |id: &str| {
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["id"] == id)
+            .map(|j| j["state"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(state_of(&good), "done");
+    assert_eq!(state_of(&bad), "dead");
+    assert_eq!(state_of(&later), "queued");
+    let dead = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["id"] == bad.as_str())
+        .unwrap();
+    assert_eq!(dead["attempts"], 1, "invalid input is not retried");
+    assert!(
+        dead["last_error"].as_str().unwrap().contains("op must be"),
+        "{dead}"
+    );
+
+    // The job's record carries the job in its provenance.
+    let items = keel.records("test/item");
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["body"]["text"], "from a job");
+    let shown = keel.json(&[
+        "records",
+        "show",
+        items[0]["id"].as_str().unwrap(),
+        "--history",
+    ]);
+    let trigger: serde_json::Value =
+        serde_json::from_str(shown["history"][0]["trigger"].as_str().unwrap()).unwrap();
+    assert_eq!(trigger["kind"], "schedule");
+    assert_eq!(trigger["job"], good.as_str());
+}
