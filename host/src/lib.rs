@@ -21,6 +21,7 @@
 //! - [`plugins`]: install (checks imports against the manifest), list,
 //!   remove.
 //! - [`home`]: the operator's data folder.
+//! - [`triggers`]: time and event triggers from manifests, turned into jobs.
 //! - [`up`]: `keel up`, the worker that executes durable jobs
 //!   ([`store::jobs`]: leases, retries with backoff, dead letters).
 //! - [`cli`], [`demo`], [`bench`]: the `keel` command.
@@ -40,4 +41,5 @@ pub mod manifest;
 pub mod plugins;
 pub mod runtime;
 pub mod store;
+pub mod triggers;
 pub mod up;

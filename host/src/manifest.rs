@@ -26,6 +26,54 @@ pub struct Manifest {
     pub limits: Limits,
     #[serde(default)]
     pub policy: Policy,
+    /// When `keel up` runs the plugin besides `keel run`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<TriggerSpec>,
+}
+
+/// One `[[triggers]]` entry: `every = "15m"` (a time trigger) or
+/// `on = "record.created"` with `kinds` (an event trigger).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerSpec {
+    /// An interval: a number and `s`, `m`, `h` or `d`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<String>,
+    /// An event name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<String>,
+    /// For record events: the record kinds (exact or `prefix/*`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kinds: Vec<String>,
+}
+
+/// Events a trigger may subscribe to.
+pub const EVENTS: &[&str] = &[
+    "record.created",
+    "record.updated",
+    "link.created",
+    "job.scheduled",
+    "send.queued",
+    "send.needs-review",
+    "run.failed",
+];
+
+/// Shortest interval a time trigger may ask for.
+pub const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Parses `30s`, `15m`, `2h`, `1d`.
+pub fn parse_interval(text: &str) -> Option<std::time::Duration> {
+    let split = text.len().checked_sub(1)?;
+    let (n, unit) = text.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs(secs))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -265,6 +313,54 @@ impl Manifest {
             return Err(format!(
                 "limits.timeout_ms must be between 1 and {MAX_TIMEOUT_MS}"
             ));
+        }
+        for (i, t) in self.triggers.iter().enumerate() {
+            let n = i + 1;
+            match (&t.every, &t.on) {
+                (Some(every), None) => {
+                    if parse_interval(every).is_none_or(|d| d < MIN_INTERVAL) {
+                        return Err(format!(
+                            "triggers #{n}: every = \"{every}\" is not an interval of at least 1s; write e.g. \"30s\", \"15m\", \"2h\" or \"1d\""
+                        ));
+                    }
+                    if !t.kinds.is_empty() {
+                        return Err(format!("triggers #{n}: `kinds` only goes with `on`"));
+                    }
+                }
+                (None, Some(on)) => {
+                    if !EVENTS.contains(&on.as_str()) {
+                        return Err(format!(
+                            "triggers #{n}: unknown event `{on}`; known events are {}",
+                            EVENTS.join(", ")
+                        ));
+                    }
+                    let record_event = on.starts_with("record.");
+                    if record_event && t.kinds.is_empty() {
+                        return Err(format!(
+                            "triggers #{n}: `on = \"{on}\"` needs `kinds`, the record kinds to wake on"
+                        ));
+                    }
+                    for kind in &t.kinds {
+                        if !valid_kind_pattern(kind) {
+                            return Err(format!(
+                                "triggers #{n}: record kind `{kind}` must look like `namespace/name` or `namespace/*`"
+                            ));
+                        }
+                        if !kind_matches(&self.capabilities.read, kind.trim_end_matches("/*"))
+                            && !self.capabilities.read.contains(kind)
+                        {
+                            return Err(format!(
+                                "triggers #{n}: wakes on `{kind}` records, which capabilities.read does not include; add it there"
+                            ));
+                        }
+                    }
+                }
+                _ => {
+                    return Err(format!(
+                        "triggers #{n}: give exactly one of `every` (an interval) or `on` (an event)"
+                    ));
+                }
+            }
         }
         if !(0.0..=1.0).contains(&self.policy.review_below) {
             return Err("policy.review_below must be between 0.0 and 1.0".into());

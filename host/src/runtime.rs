@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use rusqlite::OptionalExtension;
 use serde::Serialize;
 use wasmtime::component::{InstancePre, Linker, ResourceTable};
 use wasmtime::{ResourceLimiter, Trap, UpdateDeadline};
@@ -311,6 +312,9 @@ impl Runtime {
         let trigger_json = match cause {
             Cause::Manual => serde_json::json!({"kind": "manual", "input": input}),
             Cause::Job(job) => serde_json::json!({"kind": "schedule", "job": job, "input": input}),
+            Cause::Event { job, seq } => {
+                serde_json::json!({"kind": "event", "job": job, "event": seq})
+            }
         }
         .to_string();
         let export = match world {
@@ -322,7 +326,11 @@ impl Runtime {
         let cursor = plugins::cursor(db.conn(), &row.id)?;
         let mut db = db;
         db.begin_group();
-        let host = host_ctx(db, &row, grant, Some(run_id.clone()), Some(trigger_json));
+        let mut host = host_ctx(db, &row, grant, Some(run_id.clone()), Some(trigger_json));
+        let (mut woken_by, mut woken_record) = match cause {
+            Cause::Event { seq, .. } => event_for(&mut host, seq)?,
+            _ => (None, None),
+        };
         let mut store = Self::new_store(&engine, &row, host)?;
 
         let span = tracing::info_span!("run", plugin = %row.label(), run = %run_id);
@@ -357,10 +365,11 @@ impl Runtime {
                     kind: match cause {
                         Cause::Manual => TriggerKind::Manual,
                         Cause::Job(_) => TriggerKind::Schedule,
+                        Cause::Event { .. } => TriggerKind::Event,
                     },
                     input: input.map(str::to_string),
-                    event: None,
-                    record: None,
+                    event: woken_by.take(),
+                    record: woken_record.take(),
                 };
                 AgentPre::new(pre)
                     .and_then(|p| p.instantiate(&mut store))
@@ -468,6 +477,70 @@ pub enum Cause<'a> {
     Manual,
     /// A durable job with this id fired.
     Job(&'a str),
+    /// An event job: the plugin subscribes to event `seq`.
+    Event { job: &'a str, seq: i64 },
+}
+
+/// The event that woke a plugin, and its record when the plugin may read
+/// it (handing the record over is audited like a read).
+fn event_for(
+    host: &mut HostCtx,
+    seq: i64,
+) -> anyhow::Result<(
+    Option<crate::bindings::types::Event>,
+    Option<crate::bindings::types::Record>,
+)> {
+    let event: Option<(String, Option<String>, String)> = host
+        .db
+        .conn()
+        .query_row(
+            "SELECT name, record_id, at FROM events WHERE seq = ?1",
+            [seq],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((name, record_id, at)) = event else {
+        anyhow::bail!("event {seq} no longer exists");
+    };
+    let record = match &record_id {
+        Some(id) => {
+            let grant = host.grant.clone();
+            host.db
+                .read(&host.actor, "trigger.record", |conn| {
+                    let found = crate::store::records::get(conn, id)
+                        .map_err(crate::error::CallError::from)
+                        .and_then(|r| {
+                            r.ok_or_else(|| {
+                                crate::error::CallError::NotFound(format!("no record with id {id}"))
+                            })
+                        })
+                        .and_then(|r| {
+                            grant
+                                .check_read(&r.kind)
+                                .map(|()| r)
+                                .map_err(crate::error::CallError::Denied)
+                        });
+                    let touched = match &found {
+                        Ok(r) => crate::store::Touched::record(
+                            &r.id,
+                            r.version,
+                            format!("event {seq} {name}"),
+                        ),
+                        Err(_) => crate::store::Touched::detail(format!("event {seq} {name}")),
+                    };
+                    (found, touched)
+                })
+                .ok()
+        }
+        None => None,
+    };
+    let event = crate::bindings::types::Event {
+        seq: u64::try_from(seq).unwrap_or(0),
+        name,
+        record_id,
+        at,
+    };
+    Ok((Some(event), record.map(Into::into)))
 }
 
 fn error_kind(e: &crate::bindings::types::Error) -> &'static str {

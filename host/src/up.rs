@@ -84,7 +84,16 @@ impl Worker {
 
     /// Leases and runs one due job; false when none is due.
     pub fn run_next(&mut self, tally: &mut Tally) -> anyhow::Result<bool> {
-        let db = self.home.store()?;
+        let mut db = self.home.store()?;
+        let fired = crate::triggers::fire_due(&mut db, Utc::now())?;
+        if fired != crate::triggers::Fired::default() {
+            tracing::info!(
+                interval = fired.interval,
+                event = fired.event,
+                self_skipped = fired.self_skipped,
+                "triggers fired"
+            );
+        }
         let Some(job) = jobs::lease(db.conn(), &self.name, Utc::now(), DEFAULT_LEASE)? else {
             return Ok(false);
         };
@@ -110,11 +119,14 @@ impl Worker {
             let until = Utc::now() + chrono::Duration::from_std(timeout + Duration::from_secs(30))?;
             jobs::extend(db.conn(), &job.id, &self.name, until)?;
         }
-        let input = (row.manifest.plugin.world == crate::manifest::World::Agent)
-            .then_some(job.input.as_str());
+        let is_agent = row.manifest.plugin.world == crate::manifest::World::Agent;
+        let (cause, input) = match (job.cause.as_str(), job.event_seq) {
+            ("event", Some(seq)) => (Cause::Event { job: &job.id, seq }, None),
+            _ => (Cause::Job(&job.id), is_agent.then_some(job.input.as_str())),
+        };
         let (report, db) = self
             .runtime
-            .invoke(db, &job.plugin, Cause::Job(&job.id), input)
+            .invoke(db, &job.plugin, cause, input)
             .with_context(|| format!("job {} could not start", job.id))?;
         if report.outcome == "ok" {
             if jobs::complete(db.conn(), &job.id, &self.name, Utc::now())? {

@@ -93,3 +93,64 @@ fn up_runs_due_jobs_and_stops_on_sigterm() {
     assert_eq!(trigger["kind"], "schedule");
     assert_eq!(trigger["job"], good.as_str());
 }
+
+fn stop(up: std::process::Child) -> (String, String) {
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &up.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = up.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "keel up failed: {stderr}");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+}
+
+#[test]
+fn connector_syncs_on_its_interval_and_the_agent_wakes_on_new_records() {
+    let keel = Keel::new();
+    let notes = keel.folder("notes");
+    crate::harness::write_files(
+        &notes,
+        &[
+            ("a.md", "# A\n- [ ] first\n"),
+            ("b.txt", "TODO: second\n"),
+            ("c.md", "nothing to do\n"),
+        ],
+    );
+    keel.install_files(&notes);
+    let todo = crate::harness::plugin_dir("todo");
+    keel.ok(&["plugin", "install", todo.to_str().unwrap()]);
+
+    let up = keel
+        .command(&["up", "--idle-ms", "100"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut tasks = 0;
+    for _ in 0..300 {
+        std::thread::sleep(Duration::from_millis(50));
+        tasks = keel.records("core/task").len();
+        if tasks == 2 && count(&keel, "queued") == 0 && count(&keel, "leased") == 0 {
+            break;
+        }
+    }
+    let (_, stderr) = stop(up);
+    assert_eq!(tasks, 2, "{stderr}");
+
+    let jobs = keel.json(&["jobs", "list", "--limit", "1000"]);
+    let jobs = jobs.as_array().unwrap();
+    let by = |plugin: &str, cause: &str| {
+        jobs.iter()
+            .filter(|j| j["plugin"] == plugin && j["cause"] == cause)
+            .count()
+    };
+    // One sync at start; one todo run per ingested note (three documents).
+    assert_eq!(by("files", "interval"), 1, "{jobs:?}");
+    assert_eq!(by("todo", "event"), 3, "{jobs:?}");
+    assert!(jobs.iter().all(|j| j["state"] == "done"), "{jobs:?}");
+    // The todo agent's own task records woke nobody.
+    assert_eq!(jobs.len(), 4);
+    keel.ok(&["audit", "verify"]);
+}

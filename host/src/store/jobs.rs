@@ -41,10 +41,14 @@ pub struct Job {
     pub last_error: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// `schedule` (an action), `interval` or `event` (a trigger).
+    pub cause: String,
+    /// For `event` jobs: the event that woke the plugin.
+    pub event_seq: Option<i64>,
 }
 
 const COLUMNS: &str = "id, plugin, input, run_at, priority, state, attempts, max_attempts,
-    lease_owner, lease_until, last_error, created_at, updated_at";
+    lease_owner, lease_until, last_error, created_at, updated_at, cause, event_seq";
 
 fn row_to_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
     Ok(Job {
@@ -61,6 +65,8 @@ fn row_to_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
         last_error: r.get(10)?,
         created_at: r.get(11)?,
         updated_at: r.get(12)?,
+        cause: r.get(13)?,
+        event_seq: r.get(14)?,
     })
 }
 

@@ -103,9 +103,26 @@ CREATE TABLE jobs (
     last_error    TEXT,
     created_at    TEXT NOT NULL,
     updated_at    TEXT NOT NULL,
-    created_by_run TEXT REFERENCES runs(id)
+    created_by_run TEXT REFERENCES runs(id),
+    cause         TEXT NOT NULL DEFAULT 'schedule',  -- schedule | interval | event
+    event_seq     INTEGER,         -- for cause = event: the event
+    fire_key      TEXT UNIQUE      -- one job per trigger firing, across restarts
 ) STRICT;
 CREATE INDEX jobs_due ON jobs(state, priority, run_at);
+
+-- When each time trigger fires next: (plugin, index in its manifest).
+CREATE TABLE trigger_state (
+    plugin      TEXT NOT NULL,
+    trigger     INTEGER NOT NULL,
+    next_fire   TEXT NOT NULL,
+    PRIMARY KEY (plugin, trigger)
+) STRICT, WITHOUT ROWID;
+
+-- How far the scheduler has read the event stream.
+CREATE TABLE cursors (
+    name        TEXT PRIMARY KEY,
+    value       INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
 
 CREATE TABLE outbox (
     id          TEXT PRIMARY KEY,

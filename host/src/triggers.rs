@@ -1,0 +1,251 @@
+//! Triggers: turning time and events into durable jobs. `keel up` calls
+//! [`fire_due`] before it leases work. Each firing has a key, so a restart
+//! never queues the same firing twice; a time trigger missed while keel was
+//! down fires once on start (catch-up), not once per missed tick.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+
+use crate::manifest::{kind_matches, parse_interval};
+use crate::store::Store;
+use crate::store::jobs::{Priority, stamp};
+use crate::store::plugins;
+
+/// Most events read in one pass.
+const EVENT_BATCH: u32 = 1000;
+
+/// What one pass queued.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Fired {
+    pub interval: usize,
+    pub event: usize,
+    /// Events a plugin caused itself and was not woken for.
+    pub self_skipped: usize,
+}
+
+fn queue_job(
+    tx: &rusqlite::Transaction<'_>,
+    plugin: &str,
+    cause: &str,
+    priority: Priority,
+    event_seq: Option<i64>,
+    fire_key: &str,
+    now: &str,
+) -> rusqlite::Result<bool> {
+    let n = tx
+        .prepare_cached(
+            "INSERT INTO jobs (id, plugin, input, run_at, priority, state, created_at, updated_at, cause, event_seq, fire_key)
+             VALUES (?1, ?2, '{}', ?3, ?4, 'queued', ?3, ?3, ?5, ?6, ?7)
+             ON CONFLICT (fire_key) DO NOTHING",
+        )?
+        .execute(params![
+            crate::store::new_id(),
+            plugin,
+            now,
+            priority as i64,
+            cause,
+            event_seq,
+            fire_key
+        ])?;
+    Ok(n == 1)
+}
+
+/// Queues a job for every time trigger that is due and every event a
+/// plugin subscribes to, in one transaction.
+pub fn fire_due(db: &mut Store, now: DateTime<Utc>) -> rusqlite::Result<Fired> {
+    let installed = plugins::list(db.conn())?;
+    let now_s = stamp(now);
+    let tx = db
+        .conn_mut()
+        .transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut fired = Fired::default();
+
+    for p in &installed {
+        for (i, t) in p.manifest.triggers.iter().enumerate() {
+            let Some(every) = t.every.as_deref().and_then(parse_interval) else {
+                continue;
+            };
+            let index = i64::try_from(i).unwrap_or(i64::MAX);
+            let next: Option<String> = tx
+                .prepare_cached(
+                    "SELECT next_fire FROM trigger_state WHERE plugin = ?1 AND trigger = ?2",
+                )?
+                .query_row(params![p.id, index], |r| r.get(0))
+                .optional()?;
+            let slot = next.unwrap_or_else(|| now_s.clone());
+            if slot > now_s {
+                continue;
+            }
+            let key = format!("{}#{index}@{slot}", p.id);
+            if queue_job(
+                &tx,
+                &p.id,
+                "interval",
+                Priority::Schedule,
+                None,
+                &key,
+                &now_s,
+            )? {
+                fired.interval += 1;
+            }
+            let next =
+                stamp(now + chrono::Duration::from_std(every).unwrap_or(chrono::TimeDelta::MAX));
+            tx.prepare_cached(
+                "INSERT INTO trigger_state (plugin, trigger, next_fire) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (plugin, trigger) DO UPDATE SET next_fire = excluded.next_fire",
+            )?
+            .execute(params![p.id, index, next])?;
+        }
+    }
+
+    let subscribers: Vec<_> = installed
+        .iter()
+        .flat_map(|p| p.manifest.triggers.iter().map(move |t| (p, t)))
+        .filter(|(_, t)| t.on.is_some())
+        .collect();
+    if !subscribers.is_empty() {
+        let cursor: i64 = tx
+            .query_row("SELECT value FROM cursors WHERE name = 'events'", [], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .unwrap_or(0);
+        let events: Vec<(i64, String, Option<String>, Option<String>)> = tx
+            .prepare_cached(
+                "SELECT e.seq, e.name, r.kind, runs.plugin FROM events e
+                 LEFT JOIN records r ON r.id = e.record_id
+                 LEFT JOIN runs ON runs.id = e.run_id
+                 WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2",
+            )?
+            .query_map(params![cursor, EVENT_BATCH], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        for (seq, name, kind, caused_by) in &events {
+            for (p, t) in &subscribers {
+                if t.on.as_deref() != Some(name.as_str()) {
+                    continue;
+                }
+                let kind_ok = t.kinds.is_empty()
+                    || kind.as_deref().is_some_and(|k| kind_matches(&t.kinds, k));
+                if !kind_ok {
+                    continue;
+                }
+                if caused_by.as_deref() == Some(p.id.as_str()) {
+                    // A plugin woken by its own writes would wake itself
+                    // forever.
+                    fired.self_skipped += 1;
+                    continue;
+                }
+                let key = format!("{}#event{seq}", p.id);
+                if queue_job(
+                    &tx,
+                    &p.id,
+                    "event",
+                    Priority::Event,
+                    Some(*seq),
+                    &key,
+                    &now_s,
+                )? {
+                    fired.event += 1;
+                }
+            }
+        }
+        if let Some((last, ..)) = events.last() {
+            tx.execute(
+                "INSERT INTO cursors (name, value) VALUES ('events', ?1)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                [last],
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok(fired)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::grant::Grant;
+    use crate::manifest::Manifest;
+    use crate::store::{Actor, jobs};
+
+    fn install(db: &Store, id: &str, extra: &str) {
+        let text = format!(
+            "[plugin]\nid = \"{id}\"\nversion = \"0.1.0\"\nworld = \"agent\"\n[capabilities]\nread = [\"core/document\"]\nwrite = [\"core/document\"]\nactions = [\"create\"]\n{extra}"
+        );
+        let m = Manifest::parse(&text, "keel.toml").unwrap();
+        let g = Grant::new(&m, &BTreeMap::new(), &BTreeMap::new()).unwrap();
+        plugins::upsert(db.conn(), &m, "sha256:00", &g).unwrap();
+    }
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    fn queued(db: &Store) -> Vec<(String, String)> {
+        let mut v: Vec<_> = jobs::list(db.conn(), Some("queued"), 1000)
+            .unwrap()
+            .into_iter()
+            .map(|j| (j.plugin, j.cause))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn interval_fires_at_start_then_once_per_period_and_once_after_downtime() {
+        let mut db = Store::open_in_memory().unwrap();
+        install(&db, "sync", "[[triggers]]\nevery = \"10m\"\n");
+        assert_eq!(fire_due(&mut db, at(0)).unwrap().interval, 1);
+        assert_eq!(fire_due(&mut db, at(599)).unwrap().interval, 0);
+        assert_eq!(fire_due(&mut db, at(600)).unwrap().interval, 1);
+        // Down for a day: one catch-up firing, not 144.
+        assert_eq!(fire_due(&mut db, at(600 + 86_400)).unwrap().interval, 1);
+        assert_eq!(queued(&db).len(), 3);
+    }
+
+    #[test]
+    fn events_wake_subscribers_but_never_the_plugin_that_caused_them() {
+        let mut db = Store::open_in_memory().unwrap();
+        install(
+            &db,
+            "watcher",
+            "[[triggers]]\non = \"record.created\"\nkinds = [\"core/document\"]\n",
+        );
+        install(
+            &db,
+            "writer",
+            "[[triggers]]\non = \"record.created\"\nkinds = [\"core/document\"]\n",
+        );
+        // `writer` writes a document in one of its runs.
+        let row = plugins::get(db.conn(), "writer").unwrap().unwrap();
+        plugins::start_run(db.conn(), "run-1", &row, "handle", "{}").unwrap();
+        let actor = Actor {
+            plugin: "writer".into(),
+            version: Some("0.1.0".into()),
+            digest: None,
+            run_id: Some("run-1".into()),
+            trigger: None,
+        };
+        db.write(&actor, "create", None, Ok(()), |conn| {
+            let r = crate::store::records::insert_new(
+                conn,
+                &actor,
+                "core/document",
+                "{}",
+                None,
+                &Default::default(),
+            );
+            (r.map(|_| ()), crate::store::Touched::default())
+        })
+        .unwrap();
+        let fired = fire_due(&mut db, at(0)).unwrap();
+        assert_eq!((fired.event, fired.self_skipped), (1, 1));
+        assert_eq!(queued(&db), [("watcher".to_string(), "event".to_string())]);
+        // The cursor moved: the same event never fires twice.
+        assert_eq!(fire_due(&mut db, at(1)).unwrap(), Fired::default());
+    }
+}
