@@ -430,8 +430,8 @@ pub fn send(
                 };
                 let id = new_id();
                 tx.execute(
-                    "INSERT INTO outbox (id, channel, message, state, confidence, plugin, run_id, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT INTO outbox (id, channel, message, state, confidence, plugin, run_id, created_at, sources, note)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     rusqlite::params![
                         id,
                         channel,
@@ -440,7 +440,9 @@ pub fn send(
                         prov.confidence.map(f64::from),
                         caller.actor.plugin,
                         caller.actor.run_id,
-                        now()
+                        now(),
+                        serde_json::to_string(&prov.sources)?,
+                        prov.note
                     ],
                 )?;
                 let event = if state == "queued" { "send.queued" } else { "send.needs-review" };

@@ -20,6 +20,7 @@
 //!   `config`), implemented on the per-run [`host::HostCtx`].
 //! - [`plugins`]: install (checks imports against the manifest), list,
 //!   remove.
+//! - [`review`]: the review queue — sends waiting for approval, dead jobs.
 //! - [`home`]: the operator's data folder.
 //! - [`triggers`]: time and event triggers from manifests, turned into jobs.
 //! - [`up`]: `keel up`, the worker that executes durable jobs
@@ -39,6 +40,7 @@ pub mod host;
 pub mod limits;
 pub mod manifest;
 pub mod plugins;
+pub mod review;
 pub mod runtime;
 pub mod store;
 pub mod triggers;

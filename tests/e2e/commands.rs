@@ -111,3 +111,93 @@ fn scheduled_jobs_and_runs_are_listed() {
     assert!(runs[1]["fuel_consumed"].as_i64().unwrap() > 0);
     assert!(runs[1]["memory_peak"].as_i64().unwrap() > 0);
 }
+
+#[test]
+fn unsure_sends_wait_for_review_and_the_operator_decides() {
+    let keel = Keel::new();
+    keel.install_test_plugin(crate::harness::artifacts::WRITER_DIR, &[]);
+    let send = |confidence: f64| {
+        let input = serde_json::json!({
+            "op": "send",
+            "confidence": confidence,
+            "message": {"subject": "Re: invoice", "text": "Paid."}
+        })
+        .to_string();
+        let v = keel.run_json("test-writer", Some(&input));
+        assert_eq!(v["outcome"], "ok", "{v}");
+        v["summary"].as_str().unwrap().to_string()
+    };
+    assert!(send(0.95).ends_with("Queued"));
+    let unsure = send(0.3);
+    assert!(unsure.ends_with("NeedsReview"), "{unsure}");
+    let id = unsure.split(' ').next().unwrap();
+
+    let items = keel.json(&["review", "list"]);
+    assert_eq!(items.as_array().unwrap().len(), 1, "{items}");
+    let item = &items[0];
+    assert_eq!(
+        (item["id"].as_str(), item["kind"].as_str()),
+        (Some(id), Some("send"))
+    );
+    assert_eq!(item["plugin"], "test-writer");
+    assert_eq!(item["provenance"]["note"], "test send");
+    assert!(item["provenance"]["run"].is_string());
+
+    keel.ok(&[
+        "review",
+        "edit",
+        id,
+        "--message",
+        r#"{"subject":"Re: invoice","text":"Paid on Friday."}"#,
+    ]);
+    let shown = keel.json(&["review", "show", id]);
+    assert!(
+        shown["message"]
+            .as_str()
+            .unwrap()
+            .contains("Paid on Friday.")
+    );
+    assert!(
+        shown["original_message"]
+            .as_str()
+            .unwrap()
+            .contains("\"Paid.\"")
+    );
+    let out = keel.fails(&["review", "edit", id, "--message", "[1]"]);
+    assert!(
+        out.stderr.contains("body must be a JSON object"),
+        "{}",
+        out.stderr
+    );
+    keel.ok(&["review", "approve", id]);
+    assert_eq!(keel.json(&["review", "list"]), serde_json::json!([]));
+    let out = keel.fails(&["review", "reject", id]);
+    assert!(out.stderr.contains("no review item"), "{}", out.stderr);
+
+    let decisions: Vec<String> = keel
+        .audit(&["--plugin", "operator"])
+        .iter()
+        .filter(|e| e["action"].as_str().unwrap().starts_with("review."))
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["action"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            "review.edit allowed",
+            "review.edit invalid",
+            "review.approve allowed",
+            "review.reject not-found"
+        ]
+    );
+    let state: String = keel
+        .db()
+        .query_row("SELECT state FROM outbox WHERE id = ?1", [id], |r| r.get(0))
+        .unwrap();
+    assert_eq!(state, "approved");
+}

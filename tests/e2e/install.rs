@@ -228,7 +228,7 @@ fn bad_run_input_is_refused_before_anything_runs() {
         v["detail"]
             .as_str()
             .unwrap()
-            .contains("op must be create, update or schedule"),
+            .contains("op must be create, update, schedule or send"),
         "{v}"
     );
 }

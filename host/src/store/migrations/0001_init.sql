@@ -106,7 +106,8 @@ CREATE TABLE jobs (
     created_by_run TEXT REFERENCES runs(id),
     cause         TEXT NOT NULL DEFAULT 'schedule',  -- schedule | interval | event
     event_seq     INTEGER,         -- for cause = event: the event
-    fire_key      TEXT UNIQUE      -- one job per trigger firing, across restarts
+    fire_key      TEXT UNIQUE,     -- one job per trigger firing, across restarts
+    reviewed_at   TEXT             -- a dead job the operator dismissed
 ) STRICT;
 CREATE INDEX jobs_due ON jobs(state, priority, run_at);
 
@@ -128,11 +129,16 @@ CREATE TABLE outbox (
     id          TEXT PRIMARY KEY,
     channel     TEXT NOT NULL,
     message     TEXT NOT NULL,
-    state       TEXT NOT NULL,   -- queued | needs-review
+    state       TEXT NOT NULL,   -- queued | needs-review | approved | rejected
     confidence  REAL,
     plugin      TEXT NOT NULL,
     run_id      TEXT REFERENCES runs(id),
-    created_at  TEXT NOT NULL
+    created_at  TEXT NOT NULL,
+    sources     TEXT NOT NULL DEFAULT '[]',  -- JSON array of record ids
+    note        TEXT,
+    original_message TEXT,       -- the plugin's draft, when the operator edited it
+    decided_at  TEXT,
+    decision_note TEXT
 ) STRICT;
 
 -- A retried call with the same key returns the first result.

@@ -1,7 +1,8 @@
 //! Creates or updates `test/item` records as its input says:
 //! `{"op":"create","text":T}` (identity = T; the summary is the record id) or
 //! `{"op":"update","id":I,"expected":N,"text":T}` or
-//! `{"op":"schedule","plugin":P,"input":J,"at":T}` (the summary is the job id).
+//! `{"op":"schedule","plugin":P,"input":J,"at":T}` (the summary is the job id) or
+//! `{"op":"send","message":M,"confidence":C}` (the summary is the outbox id and state).
 
 use keel_agent::prelude::*;
 
@@ -36,8 +37,14 @@ impl Agent for Writer {
                 let job = actions::schedule(plugin, &input["input"], at, WriteOptions::new())?;
                 Ok(Outcome::new(job))
             }
+            Some("send") => {
+                let confidence = input["confidence"].as_f64().unwrap_or(0.0) as f32;
+                let options = WriteOptions::new().confidence(confidence).note("test send");
+                let receipt = actions::send("email", &input["message"], options)?;
+                Ok(Outcome::new(format!("{} {:?}", receipt.id, receipt.state)))
+            }
             _ => Err(Error::Invalid(
-                "op must be create, update or schedule".into(),
+                "op must be create, update, schedule or send".into(),
             )),
         }
     }

@@ -1,0 +1,396 @@
+//! The review queue: what waits for the operator. Two kinds of item for
+//! now: sends that need approval (`needs-review` in the outbox) and jobs
+//! that were dead-lettered. Every decision goes through the write path with
+//! the operator as actor, so it is audited like any other change.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::error::CallError;
+use crate::store::records::insert_event;
+use crate::store::{Actor, Store, Touched, now};
+
+/// One item waiting for a decision.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Item {
+    pub id: String,
+    /// `send` or `dead-job`.
+    pub kind: String,
+    pub plugin: String,
+    pub created_at: String,
+    /// One line: the channel and subject, or the job's last error.
+    pub summary: String,
+    /// For sends: the message as JSON text (edited, if the operator did).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// For sends: the plugin's own draft, when the operator edited it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub original_message: Option<String>,
+    pub provenance: Provenance,
+}
+
+/// Who produced the item and why.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct Provenance {
+    pub run: Option<String>,
+    pub sources: Vec<String>,
+    pub confidence: Option<f64>,
+    pub note: Option<String>,
+}
+
+fn send_summary(channel: &str, message: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(message).unwrap_or_default();
+    let subject = ["subject", "title", "text"]
+        .iter()
+        .find_map(|k| v.get(*k).and_then(|s| s.as_str()))
+        .unwrap_or("");
+    format!(
+        "via {channel}: {}",
+        subject.chars().take(80).collect::<String>()
+    )
+}
+
+fn send_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
+    let channel: String = r.get(1)?;
+    let message: String = r.get(2)?;
+    let sources: String = r.get(7)?;
+    Ok(Item {
+        id: r.get(0)?,
+        kind: "send".into(),
+        plugin: r.get(3)?,
+        created_at: r.get(4)?,
+        summary: send_summary(&channel, &message),
+        message: Some(message),
+        original_message: r.get(9)?,
+        provenance: Provenance {
+            run: r.get(5)?,
+            sources: serde_json::from_str(&sources).unwrap_or_default(),
+            confidence: r.get(6)?,
+            note: r.get(8)?,
+        },
+    })
+}
+
+const SEND_COLUMNS: &str =
+    "id, channel, message, plugin, created_at, run_id, confidence, sources, note, original_message";
+
+fn job_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
+    let attempts: i64 = r.get(4)?;
+    let error: Option<String> = r.get(3)?;
+    Ok(Item {
+        id: r.get(0)?,
+        kind: "dead-job".into(),
+        plugin: r.get(1)?,
+        created_at: r.get(2)?,
+        summary: format!(
+            "dead after {attempts} attempt{}: {}",
+            if attempts == 1 { "" } else { "s" },
+            error.unwrap_or_default()
+        ),
+        message: None,
+        original_message: None,
+        provenance: Provenance {
+            run: r.get(5)?,
+            ..Provenance::default()
+        },
+    })
+}
+
+const JOB_COLUMNS: &str = "id, plugin, updated_at, last_error, attempts, created_by_run";
+
+/// Everything waiting for the operator, oldest first.
+pub fn list(conn: &Connection) -> rusqlite::Result<Vec<Item>> {
+    let mut items: Vec<Item> = conn
+        .prepare(&format!(
+            "SELECT {SEND_COLUMNS} FROM outbox WHERE state = 'needs-review' ORDER BY created_at, id"
+        ))?
+        .query_map([], send_item)?
+        .collect::<rusqlite::Result<_>>()?;
+    let jobs: Vec<Item> = conn
+        .prepare(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'dead' AND reviewed_at IS NULL ORDER BY updated_at, id"
+        ))?
+        .query_map([], job_item)?
+        .collect::<rusqlite::Result<_>>()?;
+    items.extend(jobs);
+    items.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+    Ok(items)
+}
+
+/// One item, if it is waiting for a decision.
+pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<Item>> {
+    let send = conn
+        .query_row(
+            &format!("SELECT {SEND_COLUMNS} FROM outbox WHERE id = ?1 AND state = 'needs-review'"),
+            [id],
+            send_item,
+        )
+        .optional()?;
+    if send.is_some() {
+        return Ok(send);
+    }
+    conn.query_row(
+        &format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1 AND state = 'dead' AND reviewed_at IS NULL"
+        ),
+        [id],
+        job_item,
+    )
+    .optional()
+}
+
+/// A decision the operator takes on an item.
+#[derive(Debug, Clone)]
+pub enum Decision {
+    /// Send it (a send), or run it again (a dead job).
+    Approve,
+    /// Do not send it (a send), or dismiss it (a dead job).
+    Reject { reason: Option<String> },
+    /// Replace a send's message; it stays in review until approved.
+    Edit { message: String },
+}
+
+fn missing(id: &str) -> CallError {
+    CallError::NotFound(format!(
+        "no review item {id} is waiting; see `keel review list`"
+    ))
+}
+
+/// Applies `decision` to item `id` through the write path, as the operator.
+pub fn decide(store: &mut Store, id: &str, decision: &Decision) -> Result<Item, CallError> {
+    let action = match decision {
+        Decision::Approve => "review.approve",
+        Decision::Reject { .. } => "review.reject",
+        Decision::Edit { .. } => "review.edit",
+    };
+    let operator = Actor::operator();
+    let Some(item) = get(store.conn(), id)? else {
+        return Err(store.refuse(&operator, action, missing(id)));
+    };
+    let detail = format!("{} {} from {}", item.kind, item.id, item.plugin);
+    store.write(&operator, action, None, Ok(()), |conn| {
+        let result = apply(conn, &operator, &item, decision);
+        (result.map(|()| ()), Touched::detail(detail.clone()))
+    })?;
+    Ok(item)
+}
+
+fn apply(
+    conn: &Connection,
+    operator: &Actor,
+    item: &Item,
+    decision: &Decision,
+) -> Result<(), CallError> {
+    let at = now();
+    let changed = match (item.kind.as_str(), decision) {
+        ("send", Decision::Approve) => {
+            let n = conn.execute(
+                "UPDATE outbox SET state = 'approved', decided_at = ?2 WHERE id = ?1 AND state = 'needs-review'",
+                params![item.id, at],
+            )?;
+            let data = serde_json::json!({"outbox": item.id}).to_string();
+            insert_event(conn, "send.approved", None, None, operator, Some(&data))?;
+            n
+        }
+        ("send", Decision::Reject { reason }) => {
+            let n = conn.execute(
+                "UPDATE outbox SET state = 'rejected', decided_at = ?2, decision_note = ?3
+                 WHERE id = ?1 AND state = 'needs-review'",
+                params![item.id, at, reason],
+            )?;
+            let data = serde_json::json!({"outbox": item.id}).to_string();
+            insert_event(conn, "send.rejected", None, None, operator, Some(&data))?;
+            n
+        }
+        ("send", Decision::Edit { message }) => {
+            crate::limits::check_body(message)?;
+            conn.execute(
+                "UPDATE outbox SET original_message = COALESCE(original_message, message), message = ?2
+                 WHERE id = ?1 AND state = 'needs-review'",
+                params![item.id, message],
+            )?
+        }
+        ("dead-job", Decision::Approve) => conn.execute(
+            "UPDATE jobs SET state = 'queued', attempts = 0, run_at = ?2, updated_at = ?2, last_error = NULL
+             WHERE id = ?1 AND state = 'dead'",
+            params![item.id, at],
+        )?,
+        ("dead-job", Decision::Reject { .. }) => conn.execute(
+            "UPDATE jobs SET reviewed_at = ?2 WHERE id = ?1 AND state = 'dead'",
+            params![item.id, at],
+        )?,
+        ("dead-job", Decision::Edit { .. }) => {
+            return Err(CallError::Invalid(format!(
+                "{} is a dead job; approve it to run it again or reject it to dismiss it",
+                item.id
+            )));
+        }
+        (other, _) => return Err(CallError::Internal(format!("unknown review item kind {other}"))),
+    };
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(missing(&item.id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actions::{self, Caller, WriteOptions};
+    use crate::grant::Grant;
+    use crate::manifest::{Manifest, Policy};
+
+    fn queue_send(s: &mut Store, confidence: f32) -> String {
+        let m = Manifest::parse(
+            "[plugin]\nid = \"mailer\"\nversion = \"0.1.0\"\nworld = \"agent\"\n[capabilities]\nactions = [\"send\"]\nsend = [\"email\"]\n",
+            "keel.toml",
+        )
+        .unwrap();
+        let g = Grant::new(&m, &Default::default(), &Default::default()).unwrap();
+        let a = Actor {
+            plugin: "mailer".into(),
+            version: Some("0.1.0".into()),
+            digest: None,
+            run_id: None,
+            trigger: None,
+        };
+        let p = Policy { review_below: 0.8 };
+        let c = Caller {
+            actor: &a,
+            grant: &g,
+            policy: &p,
+        };
+        let opts = WriteOptions {
+            confidence: Some(confidence),
+            note: Some("reply to Ann".into()),
+            ..WriteOptions::default()
+        };
+        actions::send(
+            s,
+            c,
+            "email",
+            r#"{"subject":"Re: lunch","text":"yes"}"#,
+            &opts,
+        )
+        .unwrap()
+        .id
+    }
+
+    fn state(s: &Store, id: &str) -> String {
+        s.conn()
+            .query_row("SELECT state FROM outbox WHERE id = ?1", [id], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn low_confidence_sends_wait_and_decisions_are_audited() {
+        let mut s = Store::open_in_memory().unwrap();
+        let sure = queue_send(&mut s, 0.95);
+        let unsure = queue_send(&mut s, 0.4);
+        let other = queue_send(&mut s, 0.1);
+        let items = list(s.conn()).unwrap();
+        let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, [unsure.as_str(), other.as_str()]);
+        assert_eq!(items[0].summary, "via email: Re: lunch");
+        assert_eq!(items[0].provenance.note.as_deref(), Some("reply to Ann"));
+        assert_eq!(state(&s, &sure), "queued");
+
+        let edited = r#"{"subject":"Re: lunch","text":"yes, 12:30"}"#;
+        decide(
+            &mut s,
+            &unsure,
+            &Decision::Edit {
+                message: edited.into(),
+            },
+        )
+        .unwrap();
+        let item = get(s.conn(), &unsure).unwrap().unwrap();
+        assert_eq!(item.message.as_deref(), Some(edited));
+        assert_eq!(
+            item.original_message.as_deref(),
+            Some(r#"{"subject":"Re: lunch","text":"yes"}"#)
+        );
+        decide(&mut s, &unsure, &Decision::Approve).unwrap();
+        decide(
+            &mut s,
+            &other,
+            &Decision::Reject {
+                reason: Some("wrong tone".into()),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (state(&s, &unsure), state(&s, &other)),
+            ("approved".into(), "rejected".into())
+        );
+        assert!(list(s.conn()).unwrap().is_empty());
+        // A decided item cannot be decided again.
+        let err = decide(&mut s, &other, &Decision::Approve).unwrap_err();
+        assert!(matches!(err, CallError::NotFound(_)), "{err:?}");
+
+        let ops: Vec<(String, String)> = crate::store::audit::list(
+            s.conn(),
+            &crate::store::audit::Filter {
+                plugin: Some("operator".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.action, e.outcome))
+        .collect();
+        let expected = [
+            "review.edit",
+            "review.approve",
+            "review.reject",
+            "review.approve",
+        ];
+        let outcomes = ["allowed", "allowed", "allowed", "not-found"];
+        let want: Vec<(String, String)> = expected
+            .iter()
+            .zip(outcomes)
+            .map(|(a, o)| (a.to_string(), o.to_string()))
+            .collect();
+        assert_eq!(ops, want);
+        assert_eq!(crate::store::audit::verify(s.conn()).unwrap().broken, None);
+    }
+
+    #[test]
+    fn dead_jobs_can_be_retried_or_dismissed() {
+        let mut s = Store::open_in_memory().unwrap();
+        for id in ["j1", "j2"] {
+            s.conn()
+                .execute(
+                    "INSERT INTO jobs (id, plugin, input, run_at, state, attempts, last_error, created_at, updated_at)
+                     VALUES (?1, 'p', '{}', '2026-01-01T00:00:00.000Z', 'dead', 5, 'unavailable: down', ?2, ?2)",
+                    params![id, now()],
+                )
+                .unwrap();
+        }
+        let items = list(s.conn()).unwrap();
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].summary, "dead after 5 attempts: unavailable: down");
+        decide(&mut s, "j1", &Decision::Approve).unwrap();
+        decide(&mut s, "j2", &Decision::Reject { reason: None }).unwrap();
+        let err = decide(
+            &mut s,
+            "j2",
+            &Decision::Edit {
+                message: "{}".into(),
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, CallError::NotFound(_)));
+        let j1: (String, i64) = s
+            .conn()
+            .query_row(
+                "SELECT state, attempts FROM jobs WHERE id = 'j1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(j1, ("queued".to_string(), 0));
+        assert!(list(s.conn()).unwrap().is_empty());
+    }
+}
