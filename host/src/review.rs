@@ -170,7 +170,7 @@ pub fn decide(store: &mut Store, id: &str, decision: &Decision) -> Result<Item, 
     let detail = format!("{} {} from {}", item.kind, item.id, item.plugin);
     store.write(&operator, action, None, Ok(()), |conn| {
         let result = apply(conn, &operator, &item, decision);
-        (result.map(|()| ()), Touched::detail(detail.clone()))
+        (result, Touched::detail(detail.clone()))
     })?;
     Ok(item)
 }
