@@ -39,6 +39,12 @@ pub struct TriggerSpec {
     /// An interval: a number and `s`, `m`, `h` or `d`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub every: Option<String>,
+    /// A cron expression (`minute hour day month weekday`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// The time zone `cron` is read in (IANA name); UTC when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tz: Option<String>,
     /// An event name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on: Option<String>,
@@ -60,6 +66,41 @@ pub const EVENTS: &[&str] = &[
 
 /// Shortest interval a time trigger may ask for.
 pub const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A parsed cron schedule and the time zone it is read in.
+#[derive(Debug, Clone)]
+pub struct CronSchedule {
+    cron: croner::Cron,
+    tz: chrono_tz::Tz,
+}
+
+impl CronSchedule {
+    /// The first firing strictly after `after`.
+    pub fn next_after(
+        &self,
+        after: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let local = after.with_timezone(&self.tz);
+        self.cron
+            .find_next_occurrence(&local, false)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc))
+    }
+}
+
+/// Parses a cron expression and an optional IANA time zone.
+pub fn parse_cron(expr: &str, tz: Option<&str>) -> Result<CronSchedule, String> {
+    let cron: croner::Cron = expr.parse().map_err(|e| {
+        format!("cron = \"{expr}\" is not a cron expression ({e}); write e.g. \"0 7 * * MON-FRI\"")
+    })?;
+    let tz = match tz {
+        None => chrono_tz::UTC,
+        Some(name) => name.parse().map_err(|_| {
+            format!("tz = \"{name}\" is not a time zone; use an IANA name like \"Europe/Brussels\"")
+        })?,
+    };
+    Ok(CronSchedule { cron, tz })
+}
 
 /// Parses `30s`, `15m`, `2h`, `1d`.
 pub fn parse_interval(text: &str) -> Option<std::time::Duration> {
@@ -316,8 +357,14 @@ impl Manifest {
         }
         for (i, t) in self.triggers.iter().enumerate() {
             let n = i + 1;
-            match (&t.every, &t.on) {
-                (Some(every), None) => {
+            if t.tz.is_some() && t.cron.is_none() {
+                return Err(format!("triggers #{n}: `tz` only goes with `cron`"));
+            }
+            match (&t.every, &t.cron, &t.on) {
+                (None, Some(cron), None) => {
+                    parse_cron(cron, t.tz.as_deref()).map_err(|e| format!("triggers #{n}: {e}"))?;
+                }
+                (Some(every), None, None) => {
                     if parse_interval(every).is_none_or(|d| d < MIN_INTERVAL) {
                         return Err(format!(
                             "triggers #{n}: every = \"{every}\" is not an interval of at least 1s; write e.g. \"30s\", \"15m\", \"2h\" or \"1d\""
@@ -327,7 +374,7 @@ impl Manifest {
                         return Err(format!("triggers #{n}: `kinds` only goes with `on`"));
                     }
                 }
-                (None, Some(on)) => {
+                (None, None, Some(on)) => {
                     if !EVENTS.contains(&on.as_str()) {
                         return Err(format!(
                             "triggers #{n}: unknown event `{on}`; known events are {}",
@@ -357,7 +404,7 @@ impl Manifest {
                 }
                 _ => {
                     return Err(format!(
-                        "triggers #{n}: give exactly one of `every` (an interval) or `on` (an event)"
+                        "triggers #{n}: give exactly one of `every` (an interval), `cron` (a schedule) or `on` (an event)"
                     ));
                 }
             }

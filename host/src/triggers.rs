@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use crate::manifest::{kind_matches, parse_interval};
+use crate::manifest::{CronSchedule, kind_matches, parse_cron, parse_interval};
 use crate::store::Store;
 use crate::store::jobs::{Priority, stamp};
 use crate::store::plugins;
@@ -14,9 +14,16 @@ use crate::store::plugins;
 /// Most events read in one pass.
 const EVENT_BATCH: u32 = 1000;
 
+/// When a time trigger fires.
+enum Timing {
+    Every(std::time::Duration),
+    Cron(Box<CronSchedule>),
+}
+
 /// What one pass queued.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Fired {
+    /// Time triggers (`every` and `cron`).
     pub interval: usize,
     pub event: usize,
     /// Events a plugin caused itself and was not woken for.
@@ -62,8 +69,16 @@ pub fn fire_due(db: &mut Store, now: DateTime<Utc>) -> rusqlite::Result<Fired> {
 
     for p in &installed {
         for (i, t) in p.manifest.triggers.iter().enumerate() {
-            let Some(every) = t.every.as_deref().and_then(parse_interval) else {
-                continue;
+            let timing = match (&t.every, &t.cron) {
+                (Some(every), _) => match parse_interval(every) {
+                    Some(d) => Timing::Every(d),
+                    None => continue,
+                },
+                (None, Some(cron)) => match parse_cron(cron, t.tz.as_deref()) {
+                    Ok(schedule) => Timing::Cron(Box::new(schedule)),
+                    Err(_) => continue,
+                },
+                (None, None) => continue,
             };
             let index = i64::try_from(i).unwrap_or(i64::MAX);
             let next: Option<String> = tx
@@ -72,29 +87,40 @@ pub fn fire_due(db: &mut Store, now: DateTime<Utc>) -> rusqlite::Result<Fired> {
                 )?
                 .query_row(params![p.id, index], |r| r.get(0))
                 .optional()?;
-            let slot = next.unwrap_or_else(|| now_s.clone());
-            if slot > now_s {
+            let following = match &timing {
+                Timing::Every(every) => {
+                    Some(now + chrono::Duration::from_std(*every).unwrap_or(chrono::TimeDelta::MAX))
+                }
+                Timing::Cron(schedule) => schedule.next_after(now),
+            };
+            // An interval fires at start; a cron schedule waits for its
+            // first time.
+            let slot = match (&timing, next) {
+                (_, Some(slot)) => Some(slot),
+                (Timing::Every(_), None) => Some(now_s.clone()),
+                (Timing::Cron(_), None) => None,
+            };
+            if let Some(slot) = &slot {
+                if *slot > now_s {
+                    continue;
+                }
+                let key = format!("{}#{index}@{slot}", p.id);
+                let cause = match timing {
+                    Timing::Every(_) => "interval",
+                    Timing::Cron(_) => "cron",
+                };
+                if queue_job(&tx, &p.id, cause, Priority::Schedule, None, &key, &now_s)? {
+                    fired.interval += 1;
+                }
+            }
+            let Some(following) = following else {
                 continue;
-            }
-            let key = format!("{}#{index}@{slot}", p.id);
-            if queue_job(
-                &tx,
-                &p.id,
-                "interval",
-                Priority::Schedule,
-                None,
-                &key,
-                &now_s,
-            )? {
-                fired.interval += 1;
-            }
-            let next =
-                stamp(now + chrono::Duration::from_std(every).unwrap_or(chrono::TimeDelta::MAX));
+            };
             tx.prepare_cached(
                 "INSERT INTO trigger_state (plugin, trigger, next_fire) VALUES (?1, ?2, ?3)
                  ON CONFLICT (plugin, trigger) DO UPDATE SET next_fire = excluded.next_fire",
             )?
-            .execute(params![p.id, index, next])?;
+            .execute(params![p.id, index, stamp(following)])?;
         }
     }
 
@@ -205,6 +231,34 @@ mod tests {
         // Down for a day: one catch-up firing, not 144.
         assert_eq!(fire_due(&mut db, at(600 + 86_400)).unwrap().interval, 1);
         assert_eq!(queued(&db).len(), 3);
+    }
+
+    #[test]
+    fn cron_waits_for_its_time_in_its_zone_and_catches_up_once() {
+        let mut db = Store::open_in_memory().unwrap();
+        install(
+            &db,
+            "morning",
+            "[[triggers]]\ncron = \"0 7 * * *\"\ntz = \"Europe/Brussels\"\n",
+        );
+        // 2027-01-15 05:30 UTC is 06:30 in Brussels (UTC+1 in winter).
+        let t = |h: u32, m: u32, d: u32| {
+            DateTime::parse_from_rfc3339(&format!("2027-01-{d:02}T{h:02}:{m:02}:00Z"))
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        assert_eq!(fire_due(&mut db, t(5, 30, 15)).unwrap().interval, 0);
+        assert_eq!(fire_due(&mut db, t(5, 59, 15)).unwrap().interval, 0);
+        assert_eq!(fire_due(&mut db, t(6, 0, 15)).unwrap().interval, 1);
+        assert_eq!(fire_due(&mut db, t(6, 1, 15)).unwrap().interval, 0);
+        // Down for three days: one catch-up firing.
+        assert_eq!(fire_due(&mut db, t(12, 0, 18)).unwrap().interval, 1);
+        let causes: Vec<String> = jobs::list(db.conn(), None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|j| j.cause)
+            .collect();
+        assert_eq!(causes, ["cron", "cron"]);
     }
 
     #[test]

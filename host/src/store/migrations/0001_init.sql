@@ -104,7 +104,7 @@ CREATE TABLE jobs (
     created_at    TEXT NOT NULL,
     updated_at    TEXT NOT NULL,
     created_by_run TEXT REFERENCES runs(id),
-    cause         TEXT NOT NULL DEFAULT 'schedule',  -- schedule | interval | event
+    cause         TEXT NOT NULL DEFAULT 'schedule',  -- schedule | interval | cron | event
     event_seq     INTEGER,         -- for cause = event: the event
     fire_key      TEXT UNIQUE,     -- one job per trigger firing, across restarts
     reviewed_at   TEXT             -- a dead job the operator dismissed
