@@ -20,6 +20,9 @@ use crate::store::plugins;
 /// the plugin's own deadline is longer.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 
+/// Failed passes in a row after which `keel up` gives up.
+const MAX_CONSECUTIVE_FAILURES: u32 = 10;
+
 /// What one pass over the queue did.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Tally {
@@ -68,8 +71,23 @@ impl Worker {
     /// Runs jobs until stopped.
     pub fn run(&mut self) -> anyhow::Result<Tally> {
         let mut tally = Tally::default();
+        let mut failures = 0;
         while !self.stop.load(Ordering::Relaxed) {
-            if !self.run_next(&mut tally)? {
+            let ran = match self.run_next(&mut tally) {
+                Ok(ran) => {
+                    failures = 0;
+                    ran
+                }
+                // A busy or briefly unavailable store is waited out; a store
+                // that keeps failing stops the worker with its error.
+                Err(e) if failures < MAX_CONSECUTIVE_FAILURES => {
+                    failures += 1;
+                    tracing::warn!("worker pass failed ({failures} in a row): {e:#}");
+                    false
+                }
+                Err(e) => return Err(e),
+            };
+            if !ran {
                 // Sleep in short steps so a stop request is seen promptly.
                 let mut slept = Duration::ZERO;
                 while slept < self.idle && !self.stop.load(Ordering::Relaxed) {
@@ -85,14 +103,16 @@ impl Worker {
     /// Leases and runs one due job; false when none is due.
     pub fn run_next(&mut self, tally: &mut Tally) -> anyhow::Result<bool> {
         let mut db = self.home.store()?;
-        let fired = crate::triggers::fire_due(&mut db, Utc::now())?;
-        if fired != crate::triggers::Fired::default() {
-            tracing::info!(
+        match crate::triggers::fire_due(&mut db, Utc::now()) {
+            Ok(fired) if fired != crate::triggers::Fired::default() => tracing::info!(
                 interval = fired.interval,
                 event = fired.event,
                 self_skipped = fired.self_skipped,
                 "triggers fired"
-            );
+            ),
+            Ok(_) => {}
+            // Firings are keyed, so a pass that fails is simply made later.
+            Err(e) => tracing::warn!("triggers not fired this pass: {e}"),
         }
         let Some(job) = jobs::lease(db.conn(), &self.name, Utc::now(), DEFAULT_LEASE)? else {
             return Ok(false);
@@ -124,10 +144,27 @@ impl Worker {
             ("event", Some(seq)) => (Cause::Event { job: &job.id, seq }, None),
             _ => (Cause::Job(&job.id), is_agent.then_some(job.input.as_str())),
         };
-        let (report, db) = self
-            .runtime
-            .invoke(db, &job.plugin, cause, input)
-            .with_context(|| format!("job {} could not start", job.id))?;
+        let (report, db) = match self.runtime.invoke(db, &job.plugin, cause, input) {
+            Ok(ran) => ran,
+            Err(e) => {
+                // The plugin could not even start (its component is gone or
+                // does not load): retrying will not help.
+                let why = format!("could not start: {e:#}");
+                let db = self.home.store()?;
+                jobs::fail(
+                    db.conn(),
+                    &job.id,
+                    &self.name,
+                    Failure::Permanent,
+                    &why,
+                    Utc::now(),
+                    0.0,
+                )?;
+                tracing::warn!("dead-lettered: {why}");
+                tally.dead += 1;
+                return Ok(true);
+            }
+        };
         if report.outcome == "ok" {
             if jobs::complete(db.conn(), &job.id, &self.name, Utc::now())? {
                 tracing::info!(run = %report.run, "done");

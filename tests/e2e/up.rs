@@ -146,3 +146,36 @@ fn connector_syncs_on_its_interval_and_the_agent_wakes_on_new_records() {
     assert_eq!(jobs.len(), 4);
     keel.ok(&["audit", "verify"]);
 }
+
+#[test]
+fn a_plugin_that_cannot_start_dead_letters_its_job_and_the_worker_goes_on() {
+    let keel = Keel::new();
+    keel.install_test_plugin(artifacts::WRITER_DIR, &[]);
+    let v = keel.run_json(
+        "test-writer",
+        Some(r#"{"op":"schedule","input":{"op":"create","text":"x"}}"#),
+    );
+    assert_eq!(v["outcome"], "ok", "{v}");
+    std::fs::remove_file(keel.home().join("plugins/test-writer/component.wasm")).unwrap();
+    let up = start(&keel);
+    for _ in 0..300 {
+        std::thread::sleep(Duration::from_millis(50));
+        if count(&keel, "dead") == 1 {
+            break;
+        }
+    }
+    let (stdout, stderr) = stop(up);
+    assert!(
+        stdout.contains("0 done, 0 to retry, 1 dead"),
+        "{stdout}\n{stderr}"
+    );
+    let dead = &keel.json(&["jobs", "list", "--state", "dead"])[0];
+    let error = dead["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("could not start") && error.contains("reinstall it"),
+        "{error}"
+    );
+    // It waits for the operator.
+    let items = keel.json(&["review", "list"]);
+    assert_eq!(items[0]["kind"], "dead-job");
+}
