@@ -39,6 +39,10 @@ struct Figures {
     sqlite_keel_rows_per_s: f64,
     creates: u32,
     start_samples: usize,
+    /// No-op jobs through the durable queue (lease, run, complete) with two
+    /// workers.
+    jobs_per_s: f64,
+    jobs: u32,
     /// Calls per commit in keel's run, and rows per transaction in the
     /// baseline.
     rows_per_transaction: u32,
@@ -63,9 +67,9 @@ fn p50_us(mut samples: Vec<Duration>) -> f64 {
     samples[samples.len() / 2].as_secs_f64() * 1e6
 }
 
-pub fn run(starts: usize, creates: u32, json: bool) -> anyhow::Result<()> {
-    if starts == 0 || creates == 0 {
-        anyhow::bail!("--starts and --creates must be at least 1");
+pub fn run(starts: usize, creates: u32, jobs: u32, json: bool) -> anyhow::Result<()> {
+    if starts == 0 || creates == 0 || jobs == 0 {
+        anyhow::bail!("--starts, --creates and --jobs must be at least 1");
     }
     let dir = tempfile::Builder::new().prefix("keel-bench-").tempdir()?;
     let home = Home::init(dir.path())?;
@@ -145,6 +149,8 @@ pub fn run(starts: usize, creates: u32, json: bool) -> anyhow::Result<()> {
     let single_secs = plain_inserts(&dir.path().join("plain-single.db"), creates, 1)?;
     let rows_secs = keel_rows(&dir.path().join("rows.db"), creates, batch)?;
 
+    let jobs_secs = queue_jobs(&home, jobs)?;
+
     let keel = p50_us(keel_samples);
     let bare = p50_us(bare_samples);
     let create_per_s = f64::from(creates) / create_secs;
@@ -160,6 +166,8 @@ pub fn run(starts: usize, creates: u32, json: bool) -> anyhow::Result<()> {
         sqlite_keel_rows_per_s: round(f64::from(creates) / rows_secs),
         creates,
         start_samples: starts,
+        jobs_per_s: round(f64::from(jobs) / jobs_secs),
+        jobs,
         rows_per_transaction: batch,
     };
     if json {
@@ -172,6 +180,10 @@ pub fn run(starts: usize, creates: u32, json: bool) -> anyhow::Result<()> {
         println!(
             "create:            keel {:.0}/s, plain SQLite {:.0}/s — ratio {:.2} (target ≥ 0.5)",
             figures.create_per_s, figures.sqlite_insert_per_s, figures.create_ratio
+        );
+        println!(
+            "jobs:              {:.0}/s through the queue with 2 workers",
+            figures.jobs_per_s
         );
         if cfg!(debug_assertions) {
             println!("(this is a debug build; measure with `cargo run --release -- bench`)");
@@ -247,4 +259,55 @@ fn keel_rows(path: &std::path::Path, n: u32, batch: u32) -> anyhow::Result<f64> 
         tx.commit()?;
     }
     Ok(t.elapsed().as_secs_f64())
+}
+
+/// Queues `n` no-op jobs for the bench plugin and times two workers
+/// draining the queue (lease, run, complete).
+fn queue_jobs(home: &Home, n: u32) -> anyhow::Result<f64> {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    let mut db = home.store()?;
+    let at = crate::store::now();
+    let tx = db.conn_mut().transaction()?;
+    for _ in 0..n {
+        tx.prepare_cached(
+            "INSERT INTO jobs (id, plugin, input, run_at, state, created_at, updated_at)
+             VALUES (?1, 'bench', '{\"op\":\"noop\"}', ?2, 'queued', ?2, ?2)",
+        )?
+        .execute(rusqlite::params![crate::store::new_id(), at])?;
+    }
+    tx.commit()?;
+    let engine = Arc::new(crate::engine::KeelEngine::new()?);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = (0..2)
+        .map(|i| crate::up::Worker::new(home, engine.clone(), i, stop.clone(), Duration::ZERO))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // Warm each worker's prepared plugin outside the timing.
+    for w in &mut workers {
+        w.prepare("bench")?;
+    }
+    let t = Instant::now();
+    let handles: Vec<_> = workers
+        .into_iter()
+        .map(|mut w| {
+            std::thread::spawn(move || -> anyhow::Result<crate::up::Tally> {
+                let mut tally = crate::up::Tally::default();
+                while w.run_next(&mut tally)? {}
+                Ok(tally)
+            })
+        })
+        .collect();
+    let mut done = 0;
+    for h in handles {
+        done += h
+            .join()
+            .map_err(|_| anyhow::anyhow!("a bench worker panicked"))??
+            .done;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    if done != u64::from(n) {
+        anyhow::bail!("only {done} of {n} bench jobs completed");
+    }
+    Ok(secs)
 }

@@ -57,6 +57,9 @@ enum Command {
         /// How long to wait between polls when no job is due.
         #[arg(long, default_value_t = 500)]
         idle_ms: u64,
+        /// Jobs run at once (default: the number of cores).
+        #[arg(long)]
+        workers: Option<usize>,
     },
     /// The review queue: sends waiting for approval, dead-lettered jobs.
     #[command(subcommand)]
@@ -82,6 +85,9 @@ enum Command {
         /// How many records to create through the plugin.
         #[arg(long, default_value_t = 5000)]
         creates: u32,
+        /// How many no-op jobs to push through the queue.
+        #[arg(long, default_value_t = 500)]
+        jobs: u32,
         #[arg(long)]
         json: bool,
     },
@@ -339,9 +345,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Up { idle_ms } => {
+        Command::Up { idle_ms, workers } => {
             let home = Home::open(&root)?;
-            let tally = crate::up::run(&home, std::time::Duration::from_millis(idle_ms))?;
+            let workers = workers.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            });
+            if workers == 0 {
+                bail!("--workers must be at least 1");
+            }
+            let tally = crate::up::run(&home, workers, std::time::Duration::from_millis(idle_ms))?;
             println!(
                 "keel up stopped: {} done, {} to retry, {} dead",
                 tally.done, tally.retried, tally.dead
@@ -403,8 +415,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench {
             starts,
             creates,
+            jobs,
             json,
-        } => crate::bench::run(starts, creates, json)?,
+        } => crate::bench::run(starts, creates, jobs, json)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -120,7 +120,8 @@ struct Prepared {
 
 /// Owns the engine and linker and the prepared plugins of one process.
 pub struct Runtime {
-    engine: KeelEngine,
+    /// Shared by the runtimes of one process (one per worker thread).
+    engine: Arc<KeelEngine>,
     linker: Linker<RunState>,
     home: Home,
     prepared: HashMap<String, Prepared>,
@@ -144,7 +145,11 @@ pub fn linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<RunState>> {
 
 impl Runtime {
     pub fn new(home: &Home) -> anyhow::Result<Runtime> {
-        let engine = KeelEngine::new()?;
+        Runtime::with_engine(home, Arc::new(KeelEngine::new()?))
+    }
+
+    /// A runtime on an engine another runtime already uses.
+    pub fn with_engine(home: &Home, engine: Arc<KeelEngine>) -> anyhow::Result<Runtime> {
         let linker = linker(engine.engine())?;
         Ok(Runtime {
             engine,

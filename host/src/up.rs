@@ -11,6 +11,7 @@ use anyhow::Context;
 use chrono::Utc;
 use serde::Serialize;
 
+use crate::engine::KeelEngine;
 use crate::home::Home;
 use crate::runtime::{Cause, RunReport, Runtime};
 use crate::store::jobs::{self, Failure};
@@ -58,14 +59,28 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
-    pub fn new(home: &Home, stop: Arc<AtomicBool>, idle: Duration) -> anyhow::Result<Worker> {
+    /// Worker `index` of this process, on a shared engine.
+    pub fn new(
+        home: &Home,
+        engine: Arc<KeelEngine>,
+        index: usize,
+        stop: Arc<AtomicBool>,
+        idle: Duration,
+    ) -> anyhow::Result<Worker> {
         Ok(Worker {
             home: home.clone(),
-            runtime: Runtime::new(home)?,
-            name: format!("worker-{}", std::process::id()),
+            runtime: Runtime::with_engine(home, engine)?,
+            name: format!("worker-{}-{index}", std::process::id()),
             stop,
             idle,
         })
+    }
+
+    /// Loads and pre-instantiates `plugin` now rather than at its first job.
+    pub fn prepare(&mut self, plugin: &str) -> anyhow::Result<()> {
+        let db = self.home.store()?;
+        let row = crate::runtime::installed(&db, plugin)?;
+        self.runtime.start_only(db, &row).map(|_| ())
     }
 
     /// Runs jobs until stopped.
@@ -203,16 +218,59 @@ impl Worker {
     }
 }
 
-/// `keel up`: runs the worker until SIGINT or SIGTERM.
-pub fn run(home: &Home, idle: Duration) -> anyhow::Result<Tally> {
+/// Runs `workers` workers on one engine until `stop` is set; returns
+/// their summed tally.
+pub fn run_workers(
+    home: &Home,
+    workers: usize,
+    stop: Arc<AtomicBool>,
+    idle: Duration,
+) -> anyhow::Result<Tally> {
+    let engine = Arc::new(KeelEngine::new()?);
+    let handles: Vec<_> = (0..workers.max(1))
+        .map(|i| {
+            let mut worker = Worker::new(home, engine.clone(), i, stop.clone(), idle)?;
+            std::thread::Builder::new()
+                .name(format!("keel-worker-{i}"))
+                .spawn(move || worker.run())
+                .context("cannot start a worker thread")
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut total = Tally::default();
+    let mut first_error = None;
+    for handle in handles {
+        match handle.join() {
+            Ok(Ok(t)) => {
+                total.done += t.done;
+                total.retried += t.retried;
+                total.dead += t.dead;
+            }
+            Ok(Err(e)) => {
+                // One worker gave up: stop the others too.
+                stop.store(true, Ordering::Relaxed);
+                first_error.get_or_insert(e);
+            }
+            Err(_) => {
+                stop.store(true, Ordering::Relaxed);
+                first_error.get_or_insert(anyhow::anyhow!("a worker thread panicked"));
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(total),
+    }
+}
+
+/// `keel up`: runs `workers` workers until SIGINT or SIGTERM.
+pub fn run(home: &Home, workers: usize, idle: Duration) -> anyhow::Result<Tally> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone())
             .context("cannot install the signal handlers")?;
     }
-    let mut worker = Worker::new(home, stop, idle)?;
-    tracing::info!(home = %home.root().display(), worker = %worker.name, "keel up: running jobs; stop with Ctrl-C or SIGTERM");
-    let tally = worker.run()?;
+    tracing::info!(home = %home.root().display(), workers, "keel up: running jobs; stop with Ctrl-C or SIGTERM");
+    let tally = run_workers(home, workers, stop, idle)?;
     tracing::info!(
         done = tally.done,
         retried = tally.retried,

@@ -51,16 +51,18 @@ fn demo_ingests_makes_tasks_and_verifies_the_trail() {
 #[test]
 fn bench_reports_the_four_figures() {
     let keel = Keel::new();
-    let v = keel.json(&["bench", "--starts", "20", "--creates", "50"]);
+    let v = keel.json(&["bench", "--starts", "20", "--creates", "50", "--jobs", "20"]);
     for field in [
         "instantiate_us_p50",
         "bare_instantiate_us_p50",
         "create_per_s",
         "sqlite_insert_per_s",
+        "jobs_per_s",
     ] {
         assert!(v[field].as_f64().unwrap() > 0.0, "{field} in {v}");
     }
     assert_eq!(v["creates"], 50);
+    assert_eq!(v["jobs"], 20);
 }
 
 #[test]
