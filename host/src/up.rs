@@ -15,7 +15,7 @@ use crate::engine::KeelEngine;
 use crate::home::Home;
 use crate::runtime::{Cause, RunReport, Runtime};
 use crate::store::jobs::{self, Failure};
-use crate::store::plugins;
+use crate::store::{Store, plugins};
 
 /// How long a job is leased before another worker may take it over, unless
 /// the plugin's own deadline is longer.
@@ -50,6 +50,8 @@ pub struct Worker {
     stop: Arc<AtomicBool>,
     /// How long to sleep when no job is due.
     idle: Duration,
+    /// The store, kept between passes (a run holds it while it runs).
+    db: Option<Store>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -73,7 +75,31 @@ impl Worker {
             name: format!("worker-{}-{index}", std::process::id()),
             stop,
             idle,
+            db: None,
         })
+    }
+
+    /// Dead-letters a job that cannot run at all.
+    fn dead_letter(
+        &mut self,
+        db: Store,
+        id: &str,
+        why: &str,
+        tally: &mut Tally,
+    ) -> anyhow::Result<()> {
+        jobs::fail(
+            db.conn(),
+            id,
+            &self.name,
+            Failure::Permanent,
+            why,
+            Utc::now(),
+            0.0,
+        )?;
+        tracing::warn!("dead-lettered: {why}");
+        tally.dead += 1;
+        self.db = Some(db);
+        Ok(())
     }
 
     /// Loads and pre-instantiates `plugin` now rather than at its first job.
@@ -117,7 +143,10 @@ impl Worker {
 
     /// Leases and runs one due job; false when none is due.
     pub fn run_next(&mut self, tally: &mut Tally) -> anyhow::Result<bool> {
-        let mut db = self.home.store()?;
+        let mut db = match self.db.take() {
+            Some(db) => db,
+            None => self.home.store()?,
+        };
         match crate::triggers::fire_due(&mut db, Utc::now()) {
             Ok(fired) if fired != crate::triggers::Fired::default() => tracing::info!(
                 interval = fired.interval,
@@ -130,23 +159,14 @@ impl Worker {
             Err(e) => tracing::warn!("triggers not fired this pass: {e}"),
         }
         let Some(job) = jobs::lease(db.conn(), &self.name, Utc::now(), DEFAULT_LEASE)? else {
+            self.db = Some(db);
             return Ok(false);
         };
         let span = tracing::info_span!("job", id = %job.id, plugin = %job.plugin);
         let _guard = span.enter();
         let Some(row) = plugins::get(db.conn(), &job.plugin)? else {
             let why = format!("no plugin `{}` is installed", job.plugin);
-            jobs::fail(
-                db.conn(),
-                &job.id,
-                &self.name,
-                Failure::Permanent,
-                &why,
-                Utc::now(),
-                0.0,
-            )?;
-            tracing::warn!("dead-lettered: {why}");
-            tally.dead += 1;
+            self.dead_letter(db, &job.id, &why, tally)?;
             return Ok(true);
         };
         let timeout = Duration::from_millis(row.manifest.limits.timeout_ms);
@@ -166,17 +186,7 @@ impl Worker {
                 // does not load): retrying will not help.
                 let why = format!("could not start: {e:#}");
                 let db = self.home.store()?;
-                jobs::fail(
-                    db.conn(),
-                    &job.id,
-                    &self.name,
-                    Failure::Permanent,
-                    &why,
-                    Utc::now(),
-                    0.0,
-                )?;
-                tracing::warn!("dead-lettered: {why}");
-                tally.dead += 1;
+                self.dead_letter(db, &job.id, &why, tally)?;
                 return Ok(true);
             }
         };
@@ -187,6 +197,7 @@ impl Worker {
             } else {
                 tracing::warn!(run = %report.run, "finished after its lease passed to another worker");
             }
+            self.db = Some(db);
             return Ok(true);
         }
         // The low bits of a v7 id are random: enough to spread retries.
@@ -214,6 +225,7 @@ impl Worker {
                 tracing::warn!(run = %report.run, "failed after its lease passed to another worker")
             }
         }
+        self.db = Some(db);
         Ok(true)
     }
 }
