@@ -374,8 +374,9 @@ pub fn schedule(
                 }
                 let id = new_id();
                 tx.execute(
-                    "INSERT INTO jobs (id, plugin, input, run_at, priority, state, created_at, updated_at, created_by_run)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6, ?7)",
+                    "INSERT INTO jobs (id, plugin, input, run_at, priority, state, created_at, updated_at, created_by_run, depth)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6, ?7,
+                             1 + COALESCE((SELECT j.depth FROM runs r JOIN jobs j ON j.id = r.job_id WHERE r.id = ?7), 0))",
                     rusqlite::params![
                         id,
                         plugin,

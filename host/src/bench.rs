@@ -281,7 +281,13 @@ fn queue_jobs(home: &Home, n: u32) -> anyhow::Result<f64> {
     let engine = Arc::new(crate::engine::KeelEngine::new()?);
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = (0..2)
-        .map(|i| crate::up::Worker::new(home, engine.clone(), i, stop.clone(), Duration::ZERO))
+        .map(|i| {
+            let settings = crate::up::Settings {
+                idle: Duration::ZERO,
+                ..Default::default()
+            };
+            crate::up::Worker::new(home, engine.clone(), i, stop.clone(), &settings)
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     // Warm each worker's prepared plugin outside the timing.
     for w in &mut workers {

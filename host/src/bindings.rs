@@ -1,5 +1,6 @@
-//! Generated bindings for the `keel:host` WIT package. The two worlds import
-//! the same interfaces, so the agent world reuses the connector's.
+//! Generated bindings for the `keel:host` WIT package. Every world imports
+//! the same interfaces, so the agent and channel worlds reuse the
+//! connector's.
 
 mod connector {
     wasmtime::component::bindgen!({
@@ -20,6 +21,18 @@ mod agent {
     });
 }
 
+mod channel {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "keel:host/channel",
+        imports: { default: trappable | tracing },
+        with: {
+            "keel:host": super::connector::keel::host,
+        },
+    });
+}
+
 pub use agent::AgentPre;
+pub use channel::ChannelPre;
 pub use connector::keel::host::{actions, config, log, records, types};
 pub use connector::{Connector, ConnectorPre};

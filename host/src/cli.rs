@@ -60,6 +60,10 @@ enum Command {
         /// Jobs run at once (default: the number of cores).
         #[arg(long)]
         workers: Option<usize>,
+        /// Event or schedule hops a cascade may take before it is stopped
+        /// and sent to the review queue.
+        #[arg(long, default_value_t = crate::up::DEFAULT_MAX_DEPTH)]
+        max_depth: i64,
     },
     /// The review queue: sends waiting for approval, dead-lettered jobs.
     #[command(subcommand)]
@@ -194,7 +198,7 @@ enum ReviewCmd {
 enum JobsCmd {
     /// List jobs, newest first.
     List {
-        /// Only jobs in this state: queued, leased, done, dead.
+        /// Only jobs in this state: queued, leased, done, dead, stopped.
         #[arg(long)]
         state: Option<String>,
         #[arg(long, default_value_t = 100)]
@@ -345,7 +349,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Up { idle_ms, workers } => {
+        Command::Up {
+            idle_ms,
+            workers,
+            max_depth,
+        } => {
             let home = Home::open(&root)?;
             let workers = workers.unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
@@ -353,15 +361,23 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             if workers == 0 {
                 bail!("--workers must be at least 1");
             }
-            let tally = crate::up::run(&home, workers, std::time::Duration::from_millis(idle_ms))?;
+            if max_depth < 1 {
+                bail!("--max-depth must be at least 1");
+            }
+            let settings = crate::up::Settings {
+                workers,
+                idle: std::time::Duration::from_millis(idle_ms),
+                max_depth,
+            };
+            let tally = crate::up::run(&home, &settings)?;
             println!(
-                "keel up stopped: {} done, {} to retry, {} dead",
-                tally.done, tally.retried, tally.dead
+                "keel up stopped: {} done, {} to retry, {} dead, {} stopped",
+                tally.done, tally.retried, tally.dead, tally.stopped
             );
         }
         Command::Review(cmd) => review_cmd(&root, cmd)?,
         Command::Jobs(JobsCmd::List { state, limit, json }) => {
-            const STATES: [&str; 4] = ["queued", "leased", "done", "dead"];
+            const STATES: [&str; 5] = ["queued", "leased", "done", "dead", "stopped"];
             if let Some(s) = state.as_deref().filter(|s| !STATES.contains(s)) {
                 bail!("unknown job state `{s}`; use one of {}", STATES.join(", "));
             }

@@ -21,6 +21,8 @@
 //! - [`plugins`]: install (checks imports against the manifest), list,
 //!   remove.
 //! - [`review`]: the review queue — sends waiting for approval, dead jobs.
+//! - [`delivery`]: queued and approved sends handed to the channel plugin
+//!   that serves their channel, once per send.
 //! - [`home`]: the operator's data folder.
 //! - [`triggers`]: time and event triggers from manifests, turned into jobs.
 //! - [`up`]: `keel up`, the worker that executes durable jobs
@@ -31,6 +33,7 @@ pub mod actions;
 pub mod bench;
 mod bindings;
 pub mod cli;
+pub mod delivery;
 pub mod demo;
 pub mod engine;
 pub mod error;

@@ -29,6 +29,17 @@ pub struct Manifest {
     /// When `keel up` runs the plugin besides `keel run`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub triggers: Vec<TriggerSpec>,
+    /// For a `channel` plugin: the channels it delivers for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<ChannelSpec>,
+}
+
+/// The `[channel]` table of a channel plugin.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSpec {
+    /// Channel names (what senders pass to `send`), e.g. `["email"]`.
+    pub serves: Vec<String>,
 }
 
 /// One `[[triggers]]` entry: `every = "15m"` (a time trigger) or
@@ -61,6 +72,9 @@ pub const EVENTS: &[&str] = &[
     "job.scheduled",
     "send.queued",
     "send.needs-review",
+    "send.approved",
+    "send.rejected",
+    "send.delivered",
     "run.failed",
 ];
 
@@ -136,6 +150,7 @@ pub struct PluginInfo {
 pub enum World {
     Connector,
     Agent,
+    Channel,
 }
 
 impl World {
@@ -143,6 +158,7 @@ impl World {
         match self {
             World::Connector => "connector",
             World::Agent => "agent",
+            World::Channel => "channel",
         }
     }
 }
@@ -408,6 +424,30 @@ impl Manifest {
                     ));
                 }
             }
+        }
+        match (p.world, &self.channel) {
+            (World::Channel, None) => {
+                return Err("a channel plugin needs a [channel] table with `serves`, the channels it delivers for, e.g. serves = [\"email\"]".into());
+            }
+            (World::Channel, Some(c)) => {
+                if c.serves.is_empty() {
+                    return Err("channel.serves is empty; name the channels this plugin delivers for, e.g. serves = [\"email\"]".into());
+                }
+                for name in &c.serves {
+                    if !valid_id(name) {
+                        return Err(format!(
+                            "channel.serves: channel name `{name}` must be a-z, 0-9 and `-`, starting with a letter"
+                        ));
+                    }
+                }
+            }
+            (_, Some(_)) => {
+                return Err(format!(
+                    "[channel] only goes with plugin.world = \"channel\"; this plugin's world is {}",
+                    p.world.as_str()
+                ));
+            }
+            (_, None) => {}
         }
         if !(0.0..=1.0).contains(&self.policy.review_below) {
             return Err("policy.review_below must be between 0.0 and 1.0".into());

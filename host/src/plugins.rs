@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use keel_registry::Digest;
 use wasmtime::component::Component;
 
-use crate::bindings::{AgentPre, ConnectorPre};
+use crate::bindings::{AgentPre, ChannelPre, ConnectorPre};
 use crate::engine::KeelEngine;
 use crate::grant::Grant;
 use crate::home::Home;
@@ -129,6 +129,7 @@ pub fn check(
     let world_ok = match manifest.plugin.world {
         World::Connector => ConnectorPre::new(pre).map(|_| ()),
         World::Agent => AgentPre::new(pre).map(|_| ()),
+        World::Channel => ChannelPre::new(pre).map(|_| ()),
     };
     world_ok.map_err(|e| {
         anyhow::anyhow!(
@@ -204,6 +205,21 @@ pub fn install(
     checked: &Checked,
 ) -> anyhow::Result<PluginRow> {
     let id = &checked.manifest.plugin.id;
+    if let Some(spec) = &checked.manifest.channel {
+        for other in plugins::list(db.conn())? {
+            let Some(theirs) = other.manifest.channel.as_ref().filter(|_| other.id != *id) else {
+                continue;
+            };
+            if let Some(name) = spec.serves.iter().find(|n| theirs.serves.contains(n)) {
+                bail!(
+                    "{}: channel `{name}` is already served by {}; remove that plugin first (`keel plugin remove {}`)",
+                    checked.manifest.label(),
+                    other.label(),
+                    other.id
+                );
+            }
+        }
+    }
     let dest = home.plugin_dir(id);
     // Write into a fresh folder beside the destination, then swap it in, so
     // a failure never leaves a half-written plugin.

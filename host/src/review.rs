@@ -1,6 +1,7 @@
-//! The review queue: what waits for the operator. Two kinds of item for
-//! now: sends that need approval (`needs-review` in the outbox) and jobs
-//! that were dead-lettered. Every decision goes through the write path with
+//! The review queue: what waits for the operator: sends that need approval
+//! (`needs-review` in the outbox), jobs that were dead-lettered, and jobs
+//! `keel up` stopped (a plugin waking itself, a cascade past the depth
+//! limit). Every decision goes through the write path with
 //! the operator as actor, so it is audited like any other change.
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -14,7 +15,7 @@ use crate::store::{Actor, Store, Touched, now};
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Item {
     pub id: String,
-    /// `send` or `dead-job`.
+    /// `send`, `dead-job` or `stopped-cascade`.
     pub kind: String,
     pub plugin: String,
     pub created_at: String,
@@ -77,16 +78,25 @@ const SEND_COLUMNS: &str =
 fn job_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
     let attempts: i64 = r.get(4)?;
     let error: Option<String> = r.get(3)?;
+    let state: String = r.get(6)?;
+    let (kind, summary) = if state == "stopped" {
+        ("stopped-cascade", error.unwrap_or_default())
+    } else {
+        (
+            "dead-job",
+            format!(
+                "dead after {attempts} attempt{}: {}",
+                if attempts == 1 { "" } else { "s" },
+                error.unwrap_or_default()
+            ),
+        )
+    };
     Ok(Item {
         id: r.get(0)?,
-        kind: "dead-job".into(),
+        kind: kind.into(),
         plugin: r.get(1)?,
         created_at: r.get(2)?,
-        summary: format!(
-            "dead after {attempts} attempt{}: {}",
-            if attempts == 1 { "" } else { "s" },
-            error.unwrap_or_default()
-        ),
+        summary,
         message: None,
         original_message: None,
         provenance: Provenance {
@@ -96,7 +106,9 @@ fn job_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
     })
 }
 
-const JOB_COLUMNS: &str = "id, plugin, updated_at, last_error, attempts, created_by_run";
+const JOB_COLUMNS: &str = "j.id, j.plugin, j.updated_at, j.last_error, j.attempts,
+    COALESCE(j.created_by_run, e.run_id), j.state";
+const JOB_FROM: &str = "jobs j LEFT JOIN events e ON e.seq = j.event_seq";
 
 /// Everything waiting for the operator, oldest first.
 pub fn list(conn: &Connection) -> rusqlite::Result<Vec<Item>> {
@@ -108,7 +120,8 @@ pub fn list(conn: &Connection) -> rusqlite::Result<Vec<Item>> {
         .collect::<rusqlite::Result<_>>()?;
     let jobs: Vec<Item> = conn
         .prepare(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'dead' AND reviewed_at IS NULL ORDER BY updated_at, id"
+            "SELECT {JOB_COLUMNS} FROM {JOB_FROM} WHERE j.state IN ('dead', 'stopped') AND j.reviewed_at IS NULL
+             ORDER BY j.updated_at, j.id"
         ))?
         .query_map([], job_item)?
         .collect::<rusqlite::Result<_>>()?;
@@ -131,7 +144,7 @@ pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<Item>> {
     }
     conn.query_row(
         &format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1 AND state = 'dead' AND reviewed_at IS NULL"
+            "SELECT {JOB_COLUMNS} FROM {JOB_FROM} WHERE j.id = ?1 AND j.state IN ('dead', 'stopped') AND j.reviewed_at IS NULL"
         ),
         [id],
         job_item,
@@ -210,19 +223,23 @@ fn apply(
                 params![item.id, message],
             )?
         }
-        ("dead-job", Decision::Approve) => conn.execute(
-            "UPDATE jobs SET state = 'queued', attempts = 0, run_at = ?2, updated_at = ?2, last_error = NULL
-             WHERE id = ?1 AND state = 'dead'",
+        // Approving a stopped job runs it as the start of a new chain: the
+        // operator is now its cause.
+        ("dead-job" | "stopped-cascade", Decision::Approve) => conn.execute(
+            "UPDATE jobs SET state = 'queued', attempts = 0, run_at = ?2, updated_at = ?2, last_error = NULL,
+                 depth = CASE WHEN state = 'stopped' THEN 0 ELSE depth END
+             WHERE id = ?1 AND state IN ('dead', 'stopped')",
             params![item.id, at],
         )?,
-        ("dead-job", Decision::Reject { .. }) => conn.execute(
-            "UPDATE jobs SET reviewed_at = ?2 WHERE id = ?1 AND state = 'dead'",
+        ("dead-job" | "stopped-cascade", Decision::Reject { .. }) => conn.execute(
+            "UPDATE jobs SET reviewed_at = ?2 WHERE id = ?1 AND state IN ('dead', 'stopped')",
             params![item.id, at],
         )?,
-        ("dead-job", Decision::Edit { .. }) => {
+        ("dead-job" | "stopped-cascade", Decision::Edit { .. }) => {
             return Err(CallError::Invalid(format!(
-                "{} is a dead job; approve it to run it again or reject it to dismiss it",
-                item.id
+                "{} is a {}; approve it to run it (again) or reject it to dismiss it",
+                item.id,
+                item.kind.replace('-', " ")
             )));
         }
         (other, _) => return Err(CallError::Internal(format!("unknown review item kind {other}"))),

@@ -13,8 +13,8 @@ use wasmtime::component::{InstancePre, Linker, ResourceTable};
 use wasmtime::{ResourceLimiter, Trap, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::bindings::types::{SyncResult, Trigger, TriggerKind};
-use crate::bindings::{AgentPre, ConnectorPre};
+use crate::bindings::types::{Outgoing, SyncResult, Trigger, TriggerKind};
+use crate::bindings::{AgentPre, ChannelPre, ConnectorPre};
 use crate::engine::KeelEngine;
 use crate::grant::Grant;
 use crate::home::Home;
@@ -98,6 +98,9 @@ pub struct RunReport {
     /// An agent's one-line summary.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
+    /// A channel's receipt for what it delivered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
     pub fuel_consumed: u64,
     pub memory_peak: u64,
     pub wall_us: u64,
@@ -310,6 +313,23 @@ impl Runtime {
                 row.label()
             );
         }
+        let delivery = match (world, cause) {
+            (World::Channel, Cause::Delivery { send, attempt, .. }) => {
+                let found = crate::delivery::load(db.conn(), send)?
+                    .filter(crate::delivery::Send::deliverable)
+                    .with_context(|| format!("send {send} is not waiting for delivery"))?;
+                Some((found, attempt))
+            }
+            (World::Channel, _) => anyhow::bail!(
+                "{} is a channel; `keel up` delivers queued and approved sends through it",
+                row.label()
+            ),
+            (_, Cause::Delivery { .. }) => anyhow::bail!(
+                "{} is not a channel plugin; it cannot deliver sends",
+                row.label()
+            ),
+            _ => None,
+        };
         let engine = self.engine.engine().clone();
         let prepared = self.prepare(&row)?;
         let (pre, grant) = (prepared.pre.clone(), prepared.grant.clone());
@@ -320,13 +340,21 @@ impl Runtime {
             Cause::Event { job, seq } => {
                 serde_json::json!({"kind": "event", "job": job, "event": seq})
             }
+            Cause::Delivery { job, send, attempt } => {
+                serde_json::json!({"kind": "delivery", "job": job, "outbox": send, "attempt": attempt})
+            }
         }
         .to_string();
         let export = match world {
             World::Connector => "sync",
             World::Agent => "handle",
+            World::Channel => "deliver",
         };
-        plugins::start_run(db.conn(), &run_id, &row, export, &trigger_json)
+        let job = match cause {
+            Cause::Manual => None,
+            Cause::Job(job) | Cause::Event { job, .. } | Cause::Delivery { job, .. } => Some(job),
+        };
+        plugins::start_run(db.conn(), &run_id, &row, export, &trigger_json, job)
             .context("cannot record the run's start")?;
         let cursor = plugins::cursor(db.conn(), &row.id)?;
         let mut db = db;
@@ -343,6 +371,7 @@ impl Runtime {
         let started = Instant::now();
         let mut sync = None;
         let mut summary = None;
+        let mut receipt = None;
         let mut new_cursor = None;
         let call: wasmtime::Result<Result<(), crate::bindings::types::Error>> = match world {
             World::Connector => ConnectorPre::new(pre)
@@ -369,8 +398,8 @@ impl Runtime {
                 let trigger = Trigger {
                     kind: match cause {
                         Cause::Manual => TriggerKind::Manual,
-                        Cause::Job(_) => TriggerKind::Schedule,
                         Cause::Event { .. } => TriggerKind::Event,
+                        Cause::Job(_) | Cause::Delivery { .. } => TriggerKind::Schedule,
                     },
                     input: input.map(str::to_string),
                     event: woken_by.take(),
@@ -381,13 +410,44 @@ impl Runtime {
                     .and_then(|a| a.call_handle(&mut store, &trigger))
                     .map(|r| r.map(|o| summary = Some(o.summary)))
             }
+            World::Channel => {
+                let (send, attempt) = delivery.as_ref().context("a channel run without a send")?;
+                let message = Outgoing {
+                    id: send.id.clone(),
+                    channel: send.channel.clone(),
+                    message: send.message.clone(),
+                    idempotency_key: crate::delivery::key(&send.id),
+                    attempt: *attempt,
+                };
+                ChannelPre::new(pre)
+                    .and_then(|p| p.instantiate(&mut store))
+                    .and_then(|c| c.call_deliver(&mut store, &message))
+                    .map(|r| r.map(|r| receipt = Some(r)))
+            }
         };
         let wall_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let fuel_left = store.get_fuel().unwrap_or(0);
         let limits = row.manifest.limits.clone();
         let state = store.into_data();
         let limiter = state.limiter;
-        let mut db = state.host.db;
+        let HostCtx { mut db, actor, .. } = state.host;
+        // A channel's delivery counts once the send is marked delivered,
+        // in the run's own last transaction.
+        let call = match (call, &delivery, &receipt) {
+            (Ok(Ok(())), Some((send, _)), Some(r)) => {
+                let serves = row
+                    .manifest
+                    .channel
+                    .as_ref()
+                    .map(|c| c.serves.clone())
+                    .unwrap_or_default();
+                Ok(
+                    crate::delivery::record(&mut db, &actor, &serves, send, &r.id, r.duplicate)
+                        .map_err(crate::bindings::types::Error::from),
+                )
+            }
+            (call, ..) => call,
+        };
         db.end_group()
             .context("cannot commit the run's last writes")?;
 
@@ -438,6 +498,7 @@ impl Runtime {
             error,
             sync,
             summary,
+            receipt: receipt.map(|r| r.id),
             fuel_consumed: end.fuel_consumed,
             memory_peak: end.memory_peak,
             wall_us,
@@ -484,6 +545,13 @@ pub enum Cause<'a> {
     Job(&'a str),
     /// An event job: the plugin subscribes to event `seq`.
     Event { job: &'a str, seq: i64 },
+    /// A delivery job: a channel plugin delivers outbox entry `send`
+    /// (attempt `attempt`, from 1).
+    Delivery {
+        job: &'a str,
+        send: &'a str,
+        attempt: u32,
+    },
 }
 
 /// The event that woke a plugin, and its record when the plugin may read

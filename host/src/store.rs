@@ -20,7 +20,10 @@ use serde::de::DeserializeOwned;
 use crate::error::CallError;
 
 /// Numbered migrations, applied in order at open. Never edit a released one.
-const MIGRATIONS: &[&str] = &[include_str!("store/migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("store/migrations/0001_init.sql"),
+    include_str!("store/migrations/0002_delivery.sql"),
+];
 
 /// How long a writer waits for another process's transaction.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

@@ -14,6 +14,19 @@ use crate::store::plugins;
 /// Most events read in one pass.
 const EVENT_BATCH: u32 = 1000;
 
+/// One event read from the stream, with what caused it.
+struct Happened {
+    seq: i64,
+    name: String,
+    /// The kind of the record it is about, if any.
+    kind: Option<String>,
+    /// The plugin whose run caused it.
+    caused_by: Option<String>,
+    run: Option<String>,
+    /// The causation depth of that run's job (0 when it had none).
+    depth: i64,
+}
+
 /// When a time trigger fires.
 enum Timing {
     Every(std::time::Duration),
@@ -26,33 +39,45 @@ pub struct Fired {
     /// Time triggers (`every` and `cron`).
     pub interval: usize,
     pub event: usize,
-    /// Events a plugin caused itself and was not woken for.
+    /// Events a plugin caused itself: it is not woken; one `stopped` job
+    /// per causing run reports the loop to the operator.
     pub self_skipped: usize,
+    /// Sends handed to a channel plugin for delivery.
+    pub delivery: usize,
 }
 
-fn queue_job(
-    tx: &rusqlite::Transaction<'_>,
-    plugin: &str,
-    cause: &str,
+/// A job a trigger fires.
+struct Firing<'a> {
+    plugin: &'a str,
+    cause: &'a str,
     priority: Priority,
     event_seq: Option<i64>,
-    fire_key: &str,
-    now: &str,
-) -> rusqlite::Result<bool> {
+    /// Once per key, across passes and restarts.
+    fire_key: String,
+    /// Causation depth: 0 for time triggers, the causing job's + 1 for events.
+    depth: i64,
+    /// Why the job is `stopped` instead of `queued`, if it is.
+    stopped: Option<String>,
+}
+
+fn queue_job(tx: &rusqlite::Transaction<'_>, f: &Firing<'_>, now: &str) -> rusqlite::Result<bool> {
     let n = tx
         .prepare_cached(
-            "INSERT INTO jobs (id, plugin, input, run_at, priority, state, created_at, updated_at, cause, event_seq, fire_key)
-             VALUES (?1, ?2, '{}', ?3, ?4, 'queued', ?3, ?3, ?5, ?6, ?7)
+            "INSERT INTO jobs (id, plugin, input, run_at, priority, state, created_at, updated_at, cause, event_seq, fire_key, depth, last_error)
+             VALUES (?1, ?2, '{}', ?3, ?4, ?5, ?3, ?3, ?6, ?7, ?8, ?9, ?10)
              ON CONFLICT (fire_key) DO NOTHING",
         )?
         .execute(params![
             crate::store::new_id(),
-            plugin,
+            f.plugin,
             now,
-            priority as i64,
-            cause,
-            event_seq,
-            fire_key
+            f.priority as i64,
+            if f.stopped.is_some() { "stopped" } else { "queued" },
+            f.cause,
+            f.event_seq,
+            f.fire_key,
+            f.depth,
+            f.stopped
         ])?;
     Ok(n == 1)
 }
@@ -104,12 +129,19 @@ pub fn fire_due(db: &mut Store, now: DateTime<Utc>) -> rusqlite::Result<Fired> {
                 if *slot > now_s {
                     continue;
                 }
-                let key = format!("{}#{index}@{slot}", p.id);
-                let cause = match timing {
-                    Timing::Every(_) => "interval",
-                    Timing::Cron(_) => "cron",
+                let firing = Firing {
+                    plugin: &p.id,
+                    cause: match timing {
+                        Timing::Every(_) => "interval",
+                        Timing::Cron(_) => "cron",
+                    },
+                    priority: Priority::Schedule,
+                    event_seq: None,
+                    fire_key: format!("{}#{index}@{slot}", p.id),
+                    depth: 0,
+                    stopped: None,
                 };
-                if queue_job(&tx, &p.id, cause, Priority::Schedule, None, &key, &now_s)? {
+                if queue_job(&tx, &firing, &now_s)? {
                     fired.interval += 1;
                 }
             }
@@ -136,18 +168,34 @@ pub fn fire_due(db: &mut Store, now: DateTime<Utc>) -> rusqlite::Result<Fired> {
             })
             .optional()?
             .unwrap_or(0);
-        let events: Vec<(i64, String, Option<String>, Option<String>)> = tx
+        let events: Vec<Happened> = tx
             .prepare_cached(
-                "SELECT e.seq, e.name, r.kind, runs.plugin FROM events e
+                "SELECT e.seq, e.name, r.kind, runs.plugin, e.run_id, COALESCE(cj.depth, 0) FROM events e
                  LEFT JOIN records r ON r.id = e.record_id
                  LEFT JOIN runs ON runs.id = e.run_id
+                 LEFT JOIN jobs cj ON cj.id = runs.job_id
                  WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2",
             )?
             .query_map(params![cursor, EVENT_BATCH], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                Ok(Happened {
+                    seq: r.get(0)?,
+                    name: r.get(1)?,
+                    kind: r.get(2)?,
+                    caused_by: r.get(3)?,
+                    run: r.get(4)?,
+                    depth: r.get(5)?,
+                })
             })?
             .collect::<rusqlite::Result<_>>()?;
-        for (seq, name, kind, caused_by) in &events {
+        for Happened {
+            seq,
+            name,
+            kind,
+            caused_by,
+            run,
+            depth,
+        } in &events
+        {
             for (p, t) in &subscribers {
                 if t.on.as_deref() != Some(name.as_str()) {
                     continue;
@@ -157,34 +205,44 @@ pub fn fire_due(db: &mut Store, now: DateTime<Utc>) -> rusqlite::Result<Fired> {
                 if !kind_ok {
                     continue;
                 }
+                let mut firing = Firing {
+                    plugin: &p.id,
+                    cause: "event",
+                    priority: Priority::Event,
+                    event_seq: Some(*seq),
+                    fire_key: format!("{}#event{seq}", p.id),
+                    depth: depth + 1,
+                    stopped: None,
+                };
                 if caused_by.as_deref() == Some(p.id.as_str()) {
                     // A plugin woken by its own writes would wake itself
-                    // forever.
+                    // forever: it is not run, and the operator hears of it
+                    // once per run that did it.
                     fired.self_skipped += 1;
+                    firing.fire_key =
+                        format!("{}#loop@{}", p.id, run.as_deref().unwrap_or_default());
+                    firing.stopped = Some(format!(
+                        "stopped: {} would wake itself on its own writes (event {seq} {name} from run {}); it subscribes to what it writes",
+                        p.id,
+                        run.as_deref().unwrap_or("?")
+                    ));
+                    queue_job(&tx, &firing, &now_s)?;
                     continue;
                 }
-                let key = format!("{}#event{seq}", p.id);
-                if queue_job(
-                    &tx,
-                    &p.id,
-                    "event",
-                    Priority::Event,
-                    Some(*seq),
-                    &key,
-                    &now_s,
-                )? {
+                if queue_job(&tx, &firing, &now_s)? {
                     fired.event += 1;
                 }
             }
         }
-        if let Some((last, ..)) = events.last() {
+        if let Some(last) = events.last() {
             tx.execute(
                 "INSERT INTO cursors (name, value) VALUES ('events', ?1)
                  ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                [last],
+                [last.seq],
             )?;
         }
     }
+    fired.delivery = crate::delivery::queue_pending(&tx, &installed, &now_s)?;
     tx.commit()?;
     Ok(fired)
 }
@@ -276,7 +334,7 @@ mod tests {
         );
         // `writer` writes a document in one of its runs.
         let row = plugins::get(db.conn(), "writer").unwrap().unwrap();
-        plugins::start_run(db.conn(), "run-1", &row, "handle", "{}").unwrap();
+        plugins::start_run(db.conn(), "run-1", &row, "handle", "{}", None).unwrap();
         let actor = Actor {
             plugin: "writer".into(),
             version: Some("0.1.0".into()),

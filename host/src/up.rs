@@ -24,12 +24,38 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 /// Failed passes in a row after which `keel up` gives up.
 const MAX_CONSECUTIVE_FAILURES: u32 = 10;
 
+/// Event or schedule hops a cascade may take before `keel up` stops it.
+pub const DEFAULT_MAX_DEPTH: i64 = 8;
+
+/// How `keel up` runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Jobs run at once.
+    pub workers: usize,
+    /// How long a worker sleeps when no job is due.
+    pub idle: Duration,
+    /// Jobs deeper in a cascade than this are stopped for review, not run.
+    pub max_depth: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            workers: 1,
+            idle: Duration::from_millis(500),
+            max_depth: DEFAULT_MAX_DEPTH,
+        }
+    }
+}
+
 /// What one pass over the queue did.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Tally {
     pub done: u64,
     pub retried: u64,
     pub dead: u64,
+    /// Jobs stopped for review (cascades past the depth limit).
+    pub stopped: u64,
 }
 
 /// Whether a failed run is worth retrying.
@@ -50,6 +76,7 @@ pub struct Worker {
     stop: Arc<AtomicBool>,
     /// How long to sleep when no job is due.
     idle: Duration,
+    max_depth: i64,
     /// The store, kept between passes (a run holds it while it runs).
     db: Option<Store>,
 }
@@ -67,14 +94,15 @@ impl Worker {
         engine: Arc<KeelEngine>,
         index: usize,
         stop: Arc<AtomicBool>,
-        idle: Duration,
+        settings: &Settings,
     ) -> anyhow::Result<Worker> {
         Ok(Worker {
             home: home.clone(),
             runtime: Runtime::with_engine(home, engine)?,
             name: format!("worker-{}-{index}", std::process::id()),
             stop,
-            idle,
+            idle: settings.idle,
+            max_depth: settings.max_depth,
             db: None,
         })
     }
@@ -151,6 +179,7 @@ impl Worker {
             Ok(fired) if fired != crate::triggers::Fired::default() => tracing::info!(
                 interval = fired.interval,
                 event = fired.event,
+                delivery = fired.delivery,
                 self_skipped = fired.self_skipped,
                 "triggers fired"
             ),
@@ -164,6 +193,22 @@ impl Worker {
         };
         let span = tracing::info_span!("job", id = %job.id, plugin = %job.plugin);
         let _guard = span.enter();
+        if job.depth > self.max_depth {
+            let steps = usize::try_from(self.max_depth).unwrap_or(0) + 1;
+            let chain = jobs::chain(db.conn(), &job.id, steps)?;
+            let why = format!(
+                "stopped: a cascade {} hops deep, past the limit of {} (woken by {}); approve to run it anyway",
+                job.depth,
+                self.max_depth,
+                chain.join(" <- ")
+            );
+            if jobs::stop(db.conn(), &job.id, &self.name, &why, Utc::now())? {
+                tracing::warn!("{why}");
+                tally.stopped += 1;
+            }
+            self.db = Some(db);
+            return Ok(true);
+        }
         let Some(row) = plugins::get(db.conn(), &job.plugin)? else {
             let why = format!("no plugin `{}` is installed", job.plugin);
             self.dead_letter(db, &job.id, &why, tally)?;
@@ -175,8 +220,43 @@ impl Worker {
             jobs::extend(db.conn(), &job.id, &self.name, until)?;
         }
         let is_agent = row.manifest.plugin.world == crate::manifest::World::Agent;
-        let (cause, input) = match (job.cause.as_str(), job.event_seq) {
-            ("event", Some(seq)) => (Cause::Event { job: &job.id, seq }, None),
+        let send = match job.cause.as_str() {
+            crate::delivery::CAUSE => crate::delivery::send_of(&job.input),
+            _ => None,
+        };
+        if let Some(send) = &send {
+            // A send delivered by an earlier attempt (whose worker died
+            // before finishing the job) is not handed over again.
+            let state = crate::delivery::load(db.conn(), send)?.map(|s| s.state);
+            match state.as_deref() {
+                Some("queued" | "approved") => {}
+                Some("delivered") => {
+                    jobs::complete(db.conn(), &job.id, &self.name, Utc::now())?;
+                    tally.done += 1;
+                    self.db = Some(db);
+                    return Ok(true);
+                }
+                other => {
+                    let why = format!(
+                        "send {send} is {}, not waiting for delivery",
+                        other.unwrap_or("gone")
+                    );
+                    self.dead_letter(db, &job.id, &why, tally)?;
+                    return Ok(true);
+                }
+            }
+        }
+        let attempt = u32::try_from(job.attempts).unwrap_or(u32::MAX);
+        let (cause, input) = match (job.cause.as_str(), job.event_seq, &send) {
+            ("event", Some(seq), _) => (Cause::Event { job: &job.id, seq }, None),
+            (_, _, Some(send)) => (
+                Cause::Delivery {
+                    job: &job.id,
+                    send,
+                    attempt,
+                },
+                None,
+            ),
             _ => (Cause::Job(&job.id), is_agent.then_some(job.input.as_str())),
         };
         let (report, db) = match self.runtime.invoke(db, &job.plugin, cause, input) {
@@ -234,14 +314,13 @@ impl Worker {
 /// their summed tally.
 pub fn run_workers(
     home: &Home,
-    workers: usize,
+    settings: &Settings,
     stop: Arc<AtomicBool>,
-    idle: Duration,
 ) -> anyhow::Result<Tally> {
     let engine = Arc::new(KeelEngine::new()?);
-    let handles: Vec<_> = (0..workers.max(1))
+    let handles: Vec<_> = (0..settings.workers.max(1))
         .map(|i| {
-            let mut worker = Worker::new(home, engine.clone(), i, stop.clone(), idle)?;
+            let mut worker = Worker::new(home, engine.clone(), i, stop.clone(), settings)?;
             std::thread::Builder::new()
                 .name(format!("keel-worker-{i}"))
                 .spawn(move || worker.run())
@@ -256,6 +335,7 @@ pub fn run_workers(
                 total.done += t.done;
                 total.retried += t.retried;
                 total.dead += t.dead;
+                total.stopped += t.stopped;
             }
             Ok(Err(e)) => {
                 // One worker gave up: stop the others too.
@@ -274,19 +354,20 @@ pub fn run_workers(
     }
 }
 
-/// `keel up`: runs `workers` workers until SIGINT or SIGTERM.
-pub fn run(home: &Home, workers: usize, idle: Duration) -> anyhow::Result<Tally> {
+/// `keel up`: runs workers until SIGINT or SIGTERM.
+pub fn run(home: &Home, settings: &Settings) -> anyhow::Result<Tally> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone())
             .context("cannot install the signal handlers")?;
     }
-    tracing::info!(home = %home.root().display(), workers, "keel up: running jobs; stop with Ctrl-C or SIGTERM");
-    let tally = run_workers(home, workers, stop, idle)?;
+    tracing::info!(home = %home.root().display(), workers = settings.workers, "keel up: running jobs; stop with Ctrl-C or SIGTERM");
+    let tally = run_workers(home, settings, stop)?;
     tracing::info!(
         done = tally.done,
         retried = tally.retried,
         dead = tally.dead,
+        stopped = tally.stopped,
         "keel up: stopped"
     );
     Ok(tally)
@@ -305,6 +386,7 @@ mod tests {
             error: error.map(str::to_string),
             sync: None,
             summary: None,
+            receipt: None,
             fuel_consumed: 0,
             memory_peak: 0,
             wall_us: 0,

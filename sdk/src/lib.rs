@@ -53,7 +53,8 @@ use serde::de::DeserializeOwned;
 pub use bindings::keel::host::actions::{Created, SendReceipt, SendState, WriteOptions};
 pub use bindings::keel::host::records::Page;
 pub use bindings::keel::host::types::{
-    Error, Event, Identity, Link, Outcome, Record, SyncResult, Trigger, TriggerKind, Version,
+    Error, Event, Identity, Link, Outcome, Outgoing, Receipt, Record, SyncResult, Trigger,
+    TriggerKind, Version,
 };
 
 /// Everything a plugin usually needs, for `use keel_sdk::prelude::*`.

@@ -181,3 +181,36 @@ impl Keel {
         self.ok(&["plugin", "install", files.to_str().unwrap(), "--dir", &dir]);
     }
 }
+
+impl Keel {
+    /// A copy of the plugin manifest in `src` under folder `name`, with
+    /// `replace` applied, `extra` appended and its component path made
+    /// absolute: a variant of a plugin to install.
+    pub fn variant(
+        &self,
+        src: &Path,
+        name: &str,
+        replace: &[(&str, &str)],
+        extra: &str,
+    ) -> PathBuf {
+        let mut text = std::fs::read_to_string(src.join("keel.toml")).unwrap();
+        for (from, to) in replace {
+            assert!(text.contains(from), "{} has no `{from}`", src.display());
+            text = text.replace(from, to);
+        }
+        let text: Vec<String> = text
+            .lines()
+            .map(|l| match l.strip_prefix("component = \"") {
+                Some(rel) => format!("component = \"{}/{rel}", src.display()),
+                None => l.to_string(),
+            })
+            .collect();
+        let dir = self.folder(name);
+        std::fs::write(
+            dir.join("keel.toml"),
+            format!("{}\n{extra}", text.join("\n")),
+        )
+        .unwrap();
+        dir
+    }
+}

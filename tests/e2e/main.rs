@@ -2,8 +2,10 @@
 //! `wasm32-wasip2` by `tests/artifacts`, a real SQLite file per test.
 
 mod commands;
+mod delivery;
 mod harness;
 mod hostile;
 mod install;
+mod loops;
 mod slice;
 mod up;

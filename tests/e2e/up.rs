@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::harness::{Keel, artifacts};
 
-fn count(keel: &Keel, state: &str) -> usize {
+pub fn count(keel: &Keel, state: &str) -> usize {
     keel.json(&["jobs", "list", "--state", state])
         .as_array()
         .unwrap()
@@ -82,7 +82,7 @@ fn up_runs_due_jobs_and_stops_on_sigterm() {
 }
 
 /// `keel up` with a short idle poll, its output captured.
-fn start(keel: &Keel) -> std::process::Child {
+pub fn start(keel: &Keel) -> std::process::Child {
     keel.command(&["up", "--idle-ms", "100"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -91,7 +91,7 @@ fn start(keel: &Keel) -> std::process::Child {
 }
 
 /// SIGTERM, then the exit must be clean; returns stdout and stderr.
-fn stop(up: std::process::Child) -> (String, String) {
+pub fn stop(up: std::process::Child) -> (String, String) {
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &up.id().to_string()])
         .status()

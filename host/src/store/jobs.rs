@@ -32,7 +32,8 @@ pub struct Job {
     pub input: String,
     pub run_at: String,
     pub priority: i64,
-    /// `queued`, `leased`, `done` or `dead`.
+    /// `queued`, `leased`, `done`, `dead`, or `stopped` (a loop or a cascade
+    /// past the depth limit; waits for the operator).
     pub state: String,
     pub attempts: i64,
     pub max_attempts: i64,
@@ -45,10 +46,13 @@ pub struct Job {
     pub cause: String,
     /// For `event` jobs: the event that woke the plugin.
     pub event_seq: Option<i64>,
+    /// How many event or schedule hops led here from a job nobody's run
+    /// caused (the operator's, a time trigger's).
+    pub depth: i64,
 }
 
 const COLUMNS: &str = "id, plugin, input, run_at, priority, state, attempts, max_attempts,
-    lease_owner, lease_until, last_error, created_at, updated_at, cause, event_seq";
+    lease_owner, lease_until, last_error, created_at, updated_at, cause, event_seq, depth";
 
 fn row_to_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
     Ok(Job {
@@ -67,6 +71,7 @@ fn row_to_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
         updated_at: r.get(12)?,
         cause: r.get(13)?,
         event_seq: r.get(14)?,
+        depth: r.get(15)?,
     })
 }
 
@@ -177,6 +182,54 @@ pub fn fail(
     )?
     .execute(params![id, state, error, run_at, stamp(now)])?;
     Ok(Some(state.to_string()))
+}
+
+/// Stops a leased job without running it (a cascade past the depth limit):
+/// it waits in the review queue with `why`. False if `worker` no longer
+/// holds the lease.
+pub fn stop(
+    conn: &Connection,
+    id: &str,
+    worker: &str,
+    why: &str,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE jobs SET state = 'stopped', lease_owner = NULL, lease_until = NULL, last_error = ?3,
+                 attempts = attempts - 1, updated_at = ?4
+             WHERE id = ?1 AND state = 'leased' AND lease_owner = ?2",
+        )?
+        .execute(params![id, worker, why, stamp(now)])?;
+    Ok(n == 1)
+}
+
+/// The causation chain of job `id`, nearest first: each step the plugin
+/// whose run caused the one before (through an event it wrote or a
+/// `schedule` call), at most `max` steps.
+pub fn chain(conn: &Connection, id: &str, max: usize) -> rusqlite::Result<Vec<String>> {
+    let mut steps = Vec::new();
+    let mut job = id.to_string();
+    while steps.len() < max {
+        let parent: Option<(String, Option<String>)> = conn
+            .prepare_cached(
+                "SELECT r.plugin, r.job_id FROM jobs j
+                 LEFT JOIN events e ON e.seq = j.event_seq
+                 JOIN runs r ON r.id = COALESCE(e.run_id, j.created_by_run)
+                 WHERE j.id = ?1",
+            )?
+            .query_row([&job], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((plugin, parent_job)) = parent else {
+            break;
+        };
+        steps.push(plugin);
+        match parent_job {
+            Some(p) => job = p,
+            None => break,
+        }
+    }
+    Ok(steps)
 }
 
 /// The delay before retry `attempt` (1-based): base × 2^(attempt-1), capped,

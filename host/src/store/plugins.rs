@@ -126,11 +126,12 @@ pub fn start_run(
     plugin: &PluginRow,
     export: &str,
     trigger_json: &str,
+    job: Option<&str>,
 ) -> rusqlite::Result<()> {
     conn.execute(
-        "INSERT INTO runs (id, plugin, plugin_version, digest, export, trigger_json, started_at, outcome)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running')",
-        params![id, plugin.id, plugin.version, plugin.digest, export, trigger_json, now()],
+        "INSERT INTO runs (id, plugin, plugin_version, digest, export, trigger_json, started_at, outcome, job_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8)",
+        params![id, plugin.id, plugin.version, plugin.digest, export, trigger_json, now(), job],
     )?;
     Ok(())
 }

@@ -1,8 +1,12 @@
 //! Creates or updates `test/item` records as its input says:
-//! `{"op":"create","text":T}` (identity = T; the summary is the record id) or
+//! `{"op":"create","text":T,"kind":K}` (kind `test/item` unless given;
+//! identity = T; the summary is the record id) or
 //! `{"op":"update","id":I,"expected":N,"text":T}` or
 //! `{"op":"schedule","plugin":P,"input":J,"at":T}` (the summary is the job id) or
 //! `{"op":"send","message":M,"confidence":C}` (the summary is the outbox id and state).
+//! Woken by an event, it echoes it: one new record per event, of the kind in
+//! config `echo-kind` (`test/item` when unset), so manifests that subscribe
+//! it to what it (or another copy of it) writes make loops on purpose.
 
 use keel_agent::prelude::*;
 
@@ -10,6 +14,14 @@ struct Writer;
 
 impl Agent for Writer {
     fn handle(trigger: Trigger) -> Result<Outcome, Error> {
+        if let Some(event) = &trigger.event {
+            let kind = config::get("echo-kind")?.unwrap_or_else(|| "test/item".into());
+            let text = format!("echo of event {}", event.seq);
+            let body = serde_json::json!({ "text": text });
+            let identity = Identity::new("test", &text);
+            let created = actions::create(&kind, &body, Some(identity), WriteOptions::new())?;
+            return Ok(Outcome::new(created.record.id));
+        }
         let input: serde_json::Value =
             serde_json::from_str(trigger.input.as_deref().unwrap_or("{}"))
                 .map_err(|e| Error::Invalid(format!("input: {e}")))?;
@@ -17,9 +29,9 @@ impl Agent for Writer {
         let body = serde_json::json!({ "text": text });
         match input["op"].as_str() {
             Some("create") => {
+                let kind = input["kind"].as_str().unwrap_or("test/item");
                 let identity = Identity::new("test", text);
-                let created =
-                    actions::create("test/item", &body, Some(identity), WriteOptions::new())?;
+                let created = actions::create(kind, &body, Some(identity), WriteOptions::new())?;
                 Ok(Outcome::new(created.record.id))
             }
             Some("update") => {

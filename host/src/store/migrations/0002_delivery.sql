@@ -1,0 +1,16 @@
+-- keel store, schema 2: delivery of sends through channel plugins, and causation depth.
+
+-- The job that delivers a queued or approved send, once one is queued; the
+-- receipt once the channel has it out.
+ALTER TABLE outbox ADD COLUMN delivery_job TEXT;
+ALTER TABLE outbox ADD COLUMN delivered_at TEXT;
+ALTER TABLE outbox ADD COLUMN delivered_by TEXT;   -- channel plugin id@version
+ALTER TABLE outbox ADD COLUMN receipt TEXT;        -- the channel's id for what it delivered
+CREATE INDEX outbox_undelivered ON outbox(state) WHERE delivery_job IS NULL;
+
+-- Causation: which job a run ran, and how deep in a cascade each job is
+-- (0 for the operator's and time triggers' jobs, +1 per event or schedule
+-- hop). `keel up` stops jobs past its depth limit, and a plugin's wake-up
+-- by its own writes, as `stopped` jobs for the operator to review.
+ALTER TABLE runs ADD COLUMN job_id TEXT;
+ALTER TABLE jobs ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;
