@@ -43,6 +43,11 @@ struct Figures {
     /// workers.
     jobs_per_s: f64,
     jobs: u32,
+    /// From a `record.created` event committed by another process's run to
+    /// the start of the subscriber's run under idle `keel up` workers.
+    trigger_latency_ms_p50: f64,
+    trigger_latency_ms_p99: f64,
+    trigger_samples: u32,
     /// Calls per commit in keel's run, and rows per transaction in the
     /// baseline.
     rows_per_transaction: u32,
@@ -68,6 +73,8 @@ fn p50_us(mut samples: Vec<Duration>) -> f64 {
 }
 
 pub fn run(starts: usize, creates: u32, jobs: u32, json: bool) -> anyhow::Result<()> {
+    /// Events whose wake-up latency is measured.
+    const TRIGGER_SAMPLES: u32 = 100;
     if starts == 0 || creates == 0 || jobs == 0 {
         anyhow::bail!("--starts, --creates and --jobs must be at least 1");
     }
@@ -150,6 +157,7 @@ pub fn run(starts: usize, creates: u32, jobs: u32, json: bool) -> anyhow::Result
     let rows_secs = keel_rows(&dir.path().join("rows.db"), creates, batch)?;
 
     let jobs_secs = queue_jobs(&home, jobs)?;
+    let latencies = trigger_latencies(&dir.path().join("latency"), TRIGGER_SAMPLES)?;
 
     let keel = p50_us(keel_samples);
     let bare = p50_us(bare_samples);
@@ -168,6 +176,9 @@ pub fn run(starts: usize, creates: u32, jobs: u32, json: bool) -> anyhow::Result
         start_samples: starts,
         jobs_per_s: round(f64::from(jobs) / jobs_secs),
         jobs,
+        trigger_latency_ms_p50: percentile(&latencies, 0.50),
+        trigger_latency_ms_p99: percentile(&latencies, 0.99),
+        trigger_samples: TRIGGER_SAMPLES,
         rows_per_transaction: batch,
     };
     if json {
@@ -185,11 +196,130 @@ pub fn run(starts: usize, creates: u32, jobs: u32, json: bool) -> anyhow::Result
             "jobs:              {:.0}/s through the queue with 2 workers",
             figures.jobs_per_s
         );
+        println!(
+            "trigger latency:   p50 {:.0} ms, p99 {:.0} ms from event committed to run started",
+            figures.trigger_latency_ms_p50, figures.trigger_latency_ms_p99
+        );
         if cfg!(debug_assertions) {
             println!("(this is a debug build; measure with `cargo run --release -- bench`)");
         }
     }
     Ok(())
+}
+
+/// The `q` quantile of `samples`, nearest rank.
+fn percentile(samples: &[f64], q: f64) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted
+        .get(rank.saturating_sub(1).min(sorted.len().saturating_sub(1)))
+        .copied()
+        .map_or(0.0, round)
+}
+
+/// The bench plugin again, as a subscriber to the records the bench plugin
+/// creates; woken by an event it receives no input and returns at once.
+const LISTENER: crate::demo::Embedded = crate::demo::Embedded {
+    id: "bench-listener",
+    manifest: r#"[plugin]
+id = "bench-listener"
+version = "0.1.0"
+world = "agent"
+description = "Used by `keel bench`: wakes on every new bench/item"
+
+[capabilities]
+read = ["bench/item"]
+write = ["bench/item"]
+actions = ["create"]
+
+[[triggers]]
+on = "record.created"
+kinds = ["bench/item"]
+"#,
+    component: BENCH.component,
+};
+
+/// Event-to-run latency: two idle workers (as `keel up` runs them) and, on
+/// a connection of its own like `keel run` in another process, a producer
+/// that creates one record every few milliseconds. Each sample is the
+/// subscriber's run start minus its event's time, in milliseconds.
+fn trigger_latencies(root: &std::path::Path, samples: u32) -> anyhow::Result<Vec<f64>> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let home = Home::init(root)?;
+    let mut producer = Runtime::new(&home)?;
+    for plugin in [BENCH, LISTENER] {
+        install_embedded(
+            &home,
+            &producer,
+            plugin,
+            &root.join("staging"),
+            BTreeMap::new(),
+        )?;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let settings = crate::up::Settings {
+        workers: 2,
+        ..Default::default()
+    };
+    let workers = {
+        let (home, stop) = (home.clone(), stop.clone());
+        std::thread::spawn(move || crate::up::run_workers(&home, &settings, stop))
+    };
+    // Let the workers start and go idle before the first event.
+    std::thread::sleep(Duration::from_millis(200));
+    let input = r#"{"op":"create","n":1}"#;
+    let mut db = home.store()?;
+    for _ in 0..samples {
+        let (report, back) = producer.run(db, "bench", Some(input))?;
+        db = back;
+        if report.outcome != "ok" {
+            anyhow::bail!("the bench producer failed: {}", report.detail);
+        }
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done = |db: &crate::store::Store| -> anyhow::Result<i64> {
+        Ok(db.conn().query_row(
+            "SELECT count(*) FROM jobs WHERE plugin = 'bench-listener' AND state = 'done'",
+            [],
+            |r| r.get(0),
+        )?)
+    };
+    while done(&db)? < i64::from(samples) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    stop.store(true, Ordering::Relaxed);
+    workers
+        .join()
+        .map_err(|_| anyhow::anyhow!("the bench workers panicked"))??;
+    let pairs: Vec<(String, String)> = db
+        .conn()
+        .prepare(
+            "SELECT e.at, r.started_at FROM jobs j
+             JOIN events e ON e.seq = j.event_seq
+             JOIN runs r ON r.job_id = j.id
+             WHERE j.plugin = 'bench-listener'",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    if pairs.len() != usize::try_from(samples)? {
+        anyhow::bail!(
+            "only {} of {samples} events woke the subscriber",
+            pairs.len()
+        );
+    }
+    let ms = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .map(|t| t.timestamp_millis())
+            .with_context(|| format!("bad time {t}"))
+    };
+    pairs
+        .iter()
+        .map(|(at, started)| Ok((ms(started)? - ms(at)?) as f64))
+        .collect()
 }
 
 fn round(x: f64) -> f64 {

@@ -24,6 +24,9 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 /// Failed passes in a row after which `keel up` gives up.
 const MAX_CONSECUTIVE_FAILURES: u32 = 10;
 
+/// How often an idle worker looks for commits by others.
+const IDLE_STEP: Duration = Duration::from_millis(5);
+
 /// Event or schedule hops a cascade may take before `keel up` stops it.
 pub const DEFAULT_MAX_DEPTH: i64 = 8;
 
@@ -157,16 +160,35 @@ impl Worker {
                 Err(e) => return Err(e),
             };
             if !ran {
-                // Sleep in short steps so a stop request is seen promptly.
-                let mut slept = Duration::ZERO;
-                while slept < self.idle && !self.stop.load(Ordering::Relaxed) {
-                    let step = Duration::from_millis(50).min(self.idle - slept);
-                    std::thread::sleep(step);
-                    slept += step;
-                }
+                self.idle_wait();
             }
         }
         Ok(tally)
+    }
+
+    /// Waits up to the idle time for work: in short steps, so a stop
+    /// request is seen promptly, and only until another process or worker
+    /// commits to the store (`PRAGMA data_version` moves), so an event
+    /// written elsewhere wakes its subscribers at once instead of after
+    /// the whole idle time.
+    fn idle_wait(&mut self) {
+        let version = |db: &Option<Store>| {
+            db.as_ref().and_then(|db| {
+                db.conn()
+                    .pragma_query_value(None, "data_version", |r| r.get::<_, i64>(0))
+                    .ok()
+            })
+        };
+        let seen = version(&self.db);
+        let mut slept = Duration::ZERO;
+        while slept < self.idle && !self.stop.load(Ordering::Relaxed) {
+            let step = IDLE_STEP.min(self.idle - slept);
+            std::thread::sleep(step);
+            slept += step;
+            if seen.is_some() && version(&self.db) != seen {
+                break;
+            }
+        }
     }
 
     /// Leases and runs one due job; false when none is due.
