@@ -9,7 +9,14 @@ fn main() {
     let host = Path::new(env!("CARGO_MANIFEST_DIR"));
     let repo = host.parent().expect("host/ sits in the repository");
     let out = guest_build::build_guests(repo, &repo.join("plugins").join("Cargo.toml"));
-    for name in ["files", "todo", "bench", "outbox_file"] {
+    for name in [
+        "files",
+        "todo",
+        "bench",
+        "outbox_file",
+        "planner",
+        "executor",
+    ] {
         let wasm = out.join(format!("keel_plugin_{name}.wasm"));
         assert!(
             wasm.exists(),

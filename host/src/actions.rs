@@ -74,6 +74,23 @@ pub fn core_actions() -> Vec<ActionSpec> {
             input: json!({"type": "object", "required": ["channel", "message"], "properties": {
                 "channel": {"type": "string"}, "message": {"type": "object"}, "options": opts}}),
         },
+        ActionSpec {
+            name: "claim",
+            provider: "keel",
+            description: "Lease an open core/task exclusively for a while (release gives it back)",
+            needs: "actions: claim; read: core/task",
+            input: json!({"type": "object", "required": ["task", "ttl-ms"], "properties": {
+                "task": {"type": "string"}, "ttl-ms": {"type": "integer", "minimum": 1, "maximum": crate::tasks::MAX_CLAIM_MS}}}),
+        },
+        ActionSpec {
+            name: "complete",
+            provider: "keel",
+            description: "End a claimed core/task as done, failed or blocked, with a result",
+            needs: "actions: complete; a live claim on the task",
+            input: json!({"type": "object", "required": ["task", "end", "result"], "properties": {
+                "task": {"type": "string"}, "end": {"enum": ["done", "failed", "blocked"]},
+                "result": {}, "options": opts}}),
+        },
     ]
 }
 

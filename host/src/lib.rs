@@ -21,6 +21,8 @@
 //! - [`plugins`]: install (checks imports against the manifest), list,
 //!   remove.
 //! - [`review`]: the review queue — sends waiting for approval, dead jobs.
+//! - [`tasks`]: claims on `core/task` records (the multi-agent handoff)
+//!   and the supervisor that reopens expired claims.
 //! - [`delivery`]: queued and approved sends handed to the channel plugin
 //!   that serves their channel, once per send.
 //! - [`home`]: the operator's data folder.
@@ -46,5 +48,6 @@ pub mod plugins;
 pub mod review;
 pub mod runtime;
 pub mod store;
+pub mod tasks;
 pub mod triggers;
 pub mod up;

@@ -13,7 +13,9 @@ pub const MAX_MEMORY_MB: u64 = 4096;
 pub const MAX_TIMEOUT_MS: u64 = 600_000;
 
 /// The core actions a manifest may ask for.
-pub const CORE_ACTIONS: &[&str] = &["create", "update", "link", "schedule", "send"];
+pub const CORE_ACTIONS: &[&str] = &[
+    "create", "update", "link", "schedule", "send", "claim", "complete",
+];
 
 /// A parsed and validated `keel.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

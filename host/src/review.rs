@@ -15,7 +15,7 @@ use crate::store::{Actor, Store, Touched, now};
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Item {
     pub id: String,
-    /// `send`, `dead-job` or `stopped-cascade`.
+    /// `send`, `dead-job`, `stopped-cascade` or `blocked-task`.
     pub kind: String,
     pub plugin: String,
     pub created_at: String,
@@ -110,6 +110,27 @@ const JOB_COLUMNS: &str = "j.id, j.plugin, j.updated_at, j.last_error, j.attempt
     COALESCE(j.created_by_run, e.run_id), j.state";
 const JOB_FROM: &str = "jobs j LEFT JOIN events e ON e.seq = j.event_seq";
 
+fn task_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
+    let title: Option<String> = r.get(3)?;
+    let why: Option<String> = r.get(4)?;
+    Ok(Item {
+        id: r.get(0)?,
+        kind: "blocked-task".into(),
+        plugin: r.get(1)?,
+        created_at: r.get(2)?,
+        summary: format!("{}: {}", title.unwrap_or_default(), why.unwrap_or_default()),
+        message: None,
+        original_message: None,
+        provenance: Provenance::default(),
+    })
+}
+
+/// Tasks the supervisor blocked because their claims kept expiring.
+const TASK_QUERY: &str = "SELECT id, created_by, updated_at, json_extract(body, '$.title'),
+    json_extract(body, '$.escalated') FROM records
+    WHERE kind = 'core/task' AND json_extract(body, '$.state') = 'blocked'
+      AND json_extract(body, '$.escalated') IS NOT NULL";
+
 /// Everything waiting for the operator, oldest first.
 pub fn list(conn: &Connection) -> rusqlite::Result<Vec<Item>> {
     let mut items: Vec<Item> = conn
@@ -126,6 +147,11 @@ pub fn list(conn: &Connection) -> rusqlite::Result<Vec<Item>> {
         .query_map([], job_item)?
         .collect::<rusqlite::Result<_>>()?;
     items.extend(jobs);
+    let tasks: Vec<Item> = conn
+        .prepare(TASK_QUERY)?
+        .query_map([], task_item)?
+        .collect::<rusqlite::Result<_>>()?;
+    items.extend(tasks);
     items.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
     Ok(items)
 }
@@ -141,6 +167,12 @@ pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<Item>> {
         .optional()?;
     if send.is_some() {
         return Ok(send);
+    }
+    let task = conn
+        .query_row(&format!("{TASK_QUERY} AND id = ?1"), [id], task_item)
+        .optional()?;
+    if task.is_some() {
+        return Ok(task);
     }
     conn.query_row(
         &format!(
@@ -242,6 +274,7 @@ fn apply(
                 item.kind.replace('-', " ")
             )));
         }
+        ("blocked-task", decision) => return decide_task(conn, operator, item, decision),
         (other, _) => return Err(CallError::Internal(format!("unknown review item kind {other}"))),
     };
     if changed == 1 {
@@ -249,6 +282,50 @@ fn apply(
     } else {
         Err(missing(&item.id))
     }
+}
+
+/// A blocked task: approve reopens it (its claim count starts again),
+/// reject marks it failed.
+fn decide_task(
+    conn: &Connection,
+    operator: &Actor,
+    item: &Item,
+    decision: &Decision,
+) -> Result<(), CallError> {
+    let current = crate::store::records::get(conn, &item.id)?.ok_or_else(|| missing(&item.id))?;
+    let mut body: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&current.body).map_err(|e| CallError::Internal(e.to_string()))?;
+    let (state, note) = match decision {
+        Decision::Approve => ("open", "reopened by the operator".to_string()),
+        Decision::Reject { reason } => (
+            "failed",
+            format!(
+                "failed by the operator{}",
+                reason
+                    .as_ref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ),
+        ),
+        Decision::Edit { .. } => {
+            return Err(CallError::Invalid(format!(
+                "{} is a blocked task; approve it to reopen it or reject it to fail it",
+                item.id
+            )));
+        }
+    };
+    body.remove("escalated");
+    body.insert("state".into(), serde_json::json!(state));
+    if state == "open" {
+        body.insert("claims".into(), serde_json::json!(0));
+    }
+    let prov = crate::store::records::Provenance {
+        note: Some(note),
+        ..Default::default()
+    };
+    let text = serde_json::Value::Object(body).to_string();
+    crate::store::records::update_body(conn, operator, &current, &text, &prov)?;
+    Ok(())
 }
 
 #[cfg(test)]

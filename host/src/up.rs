@@ -24,6 +24,9 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 /// Failed passes in a row after which `keel up` gives up.
 const MAX_CONSECUTIVE_FAILURES: u32 = 10;
 
+/// How often a worker runs the supervisor pass (expired claims, lost runs).
+const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
+
 /// How often an idle worker looks for commits by others.
 const IDLE_STEP: Duration = Duration::from_millis(5);
 
@@ -82,6 +85,8 @@ pub struct Worker {
     max_depth: i64,
     /// The store, kept between passes (a run holds it while it runs).
     db: Option<Store>,
+    /// When this worker last ran the supervisor pass.
+    supervised: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -107,6 +112,7 @@ impl Worker {
             idle: settings.idle,
             max_depth: settings.max_depth,
             db: None,
+            supervised: None,
         })
     }
 
@@ -208,6 +214,22 @@ impl Worker {
             Ok(_) => {}
             // Firings are keyed, so a pass that fails is simply made later.
             Err(e) => tracing::warn!("triggers not fired this pass: {e}"),
+        }
+        if self
+            .supervised
+            .is_none_or(|t| t.elapsed() >= SUPERVISE_EVERY)
+        {
+            self.supervised = Some(std::time::Instant::now());
+            match crate::tasks::supervise(&mut db, Utc::now()) {
+                Ok(s) if s != crate::tasks::Supervised::default() => tracing::info!(
+                    reopened = s.reopened,
+                    escalated = s.escalated,
+                    lost_runs = s.lost_runs,
+                    "supervisor"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("supervisor pass failed: {e}"),
+            }
         }
         let Some(job) = jobs::lease(db.conn(), &self.name, Utc::now(), DEFAULT_LEASE)? else {
             self.db = Some(db);

@@ -66,6 +66,19 @@ pub struct Task {
     pub source: Option<String>,
     /// The line of the source it came from.
     pub line: Option<u32>,
+    /// The kind of work it is (`note`, `email`...), so an executor can
+    /// tell which tasks it can do; none for work only a person can do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skill: Option<String>,
+    /// Who holds it while `claimed` (kept by the host).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claim: Option<Claim>,
+    /// How many times it was claimed (kept by the host).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claims: Option<u32>,
+    /// What came of it, once ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
 }
 
 impl Task {
@@ -79,6 +92,18 @@ impl Task {
     }
 }
 
+/// A claim on a task, as the host keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Claim {
+    /// The plugin holding it.
+    pub by: String,
+    /// The run that claimed it.
+    pub run: Option<String>,
+    /// When it expires (RFC 3339).
+    pub until: String,
+}
+
 /// The body of a `core/note`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -87,6 +112,10 @@ pub struct Note {
     pub title: String,
     /// The text.
     pub text: String,
+    /// What the note is: `goal` (for the planner), `summary`, `result`...;
+    /// empty for a plain note.
+    #[serde(rename = "type", skip_serializing_if = "String::is_empty")]
+    pub note_type: String,
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ pub mod core;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use bindings::keel::host::actions::{Created, SendReceipt, SendState, WriteOptions};
+pub use bindings::keel::host::actions::{Created, SendReceipt, SendState, TaskEnd, WriteOptions};
 pub use bindings::keel::host::records::Page;
 pub use bindings::keel::host::types::{
     Error, Event, Identity, Link, Outcome, Outgoing, Receipt, Record, SyncResult, Trigger,
@@ -60,7 +60,8 @@ pub use bindings::keel::host::types::{
 /// Everything a plugin usually needs, for `use keel_sdk::prelude::*`.
 pub mod prelude {
     pub use crate::{
-        Created, Error, Identity, Outcome, Record, SyncResult, Trigger, TriggerKind, WriteOptions,
+        Created, Error, Identity, Outcome, Record, SyncResult, TaskEnd, Trigger, TriggerKind,
+        WriteOptions,
     };
     pub use crate::{actions, config, core, log, records};
 }
@@ -251,6 +252,28 @@ pub mod actions {
         options: WriteOptions,
     ) -> Result<SendReceipt, Error> {
         wit::send(channel, &to_json(message)?, &options)
+    }
+
+    /// Claims an open `core/task` for `ttl`: of agents claiming at once,
+    /// one wins and the others get [`Error::Conflict`].
+    pub fn claim(task: &str, ttl: std::time::Duration) -> Result<Record, Error> {
+        let ms = u32::try_from(ttl.as_millis()).unwrap_or(u32::MAX);
+        wit::claim(task, ms)
+    }
+
+    /// Ends a task this plugin holds the claim on, keeping `result`.
+    pub fn complete<T: Serialize>(
+        task: &str,
+        end: TaskEnd,
+        result: &T,
+        options: WriteOptions,
+    ) -> Result<Record, Error> {
+        wit::complete(task, end, &to_json(result)?, &options)
+    }
+
+    /// Gives back a claim this plugin holds; the task is open again.
+    pub fn release(task: &str) -> Result<Record, Error> {
+        wit::release(task)
     }
 
     /// Creates a record from raw JSON text, for bodies built by hand.

@@ -149,7 +149,12 @@ fn list_inspect_remove_and_unknown_plugin() {
         .iter()
         .map(|a| a["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["create", "update", "link", "schedule", "send"]);
+    assert_eq!(
+        names,
+        [
+            "create", "update", "link", "schedule", "send", "claim", "complete"
+        ]
+    );
     keel.ok(&["plugin", "remove", "test-writer"]);
     let out = keel.fails(&["run", "test-writer"]);
     assert!(

@@ -7,5 +7,6 @@ mod harness;
 mod hostile;
 mod install;
 mod loops;
+mod orchestration;
 mod slice;
 mod up;

@@ -4,7 +4,7 @@
 use super::{HostCtx, reply};
 use crate::actions::{self, Caller, WriteOptions};
 use crate::bindings::actions::WriteOptions as WitWriteOptions;
-use crate::bindings::actions::{Created, Host, SendReceipt, SendState};
+use crate::bindings::actions::{Created, Host, SendReceipt, SendState, TaskEnd};
 use crate::bindings::types::{self, Identity};
 use crate::error::CallError;
 use crate::store::Store;
@@ -117,6 +117,43 @@ impl Host for HostCtx {
             at.as_deref(),
             &options(opts),
         ))
+    }
+
+    fn claim(
+        &mut self,
+        task: String,
+        ttl_ms: u32,
+    ) -> wasmtime::Result<Result<types::Record, types::Error>> {
+        let (db, caller) = self.parts();
+        reply(crate::tasks::claim(db, caller, &task, ttl_ms))
+    }
+
+    fn complete(
+        &mut self,
+        task: String,
+        end: TaskEnd,
+        result: String,
+        opts: WitWriteOptions,
+    ) -> wasmtime::Result<Result<types::Record, types::Error>> {
+        let end = match end {
+            TaskEnd::Done => crate::tasks::End::Done,
+            TaskEnd::Failed => crate::tasks::End::Failed,
+            TaskEnd::Blocked => crate::tasks::End::Blocked,
+        };
+        let (db, caller) = self.parts();
+        reply(crate::tasks::complete(
+            db,
+            caller,
+            &task,
+            end,
+            &result,
+            &options(opts),
+        ))
+    }
+
+    fn release(&mut self, task: String) -> wasmtime::Result<Result<types::Record, types::Error>> {
+        let (db, caller) = self.parts();
+        reply(crate::tasks::release(db, caller, &task))
     }
 
     fn send(
