@@ -64,6 +64,10 @@ enum Command {
         /// and sent to the review queue.
         #[arg(long, default_value_t = crate::up::DEFAULT_MAX_DEPTH)]
         max_depth: i64,
+        /// How long a worker holds a job before another may take it over
+        /// (at least the plugin's deadline plus 5 s).
+        #[arg(long, default_value_t = 60_000)]
+        lease_ms: u64,
     },
     /// The review queue: sends waiting for approval, dead-lettered jobs.
     #[command(subcommand)]
@@ -353,6 +357,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             idle_ms,
             workers,
             max_depth,
+            lease_ms,
         } => {
             let home = Home::open(&root)?;
             let workers = workers.unwrap_or_else(|| {
@@ -364,10 +369,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             if max_depth < 1 {
                 bail!("--max-depth must be at least 1");
             }
+            if lease_ms == 0 {
+                bail!("--lease-ms must be at least 1");
+            }
             let settings = crate::up::Settings {
                 workers,
                 idle: std::time::Duration::from_millis(idle_ms),
                 max_depth,
+                lease: std::time::Duration::from_millis(lease_ms),
             };
             let tally = crate::up::run(&home, &settings)?;
             println!(

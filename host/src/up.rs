@@ -18,8 +18,12 @@ use crate::store::jobs::{self, Failure};
 use crate::store::{Store, plugins};
 
 /// How long a job is leased before another worker may take it over, unless
-/// the plugin's own deadline is longer.
+/// the plugin's own deadline (plus [`LEASE_MARGIN`]) is longer.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
+/// Time past a plugin's deadline a lease always covers: loading the plugin
+/// and recording the run's end.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// Failed passes in a row after which `keel up` gives up.
 const MAX_CONSECUTIVE_FAILURES: u32 = 10;
@@ -42,6 +46,9 @@ pub struct Settings {
     pub idle: Duration,
     /// Jobs deeper in a cascade than this are stopped for review, not run.
     pub max_depth: i64,
+    /// How long a worker holds a job before another may take it over (at
+    /// least the plugin's deadline plus [`LEASE_MARGIN`]).
+    pub lease: Duration,
 }
 
 impl Default for Settings {
@@ -50,6 +57,7 @@ impl Default for Settings {
             workers: 1,
             idle: Duration::from_millis(500),
             max_depth: DEFAULT_MAX_DEPTH,
+            lease: DEFAULT_LEASE,
         }
     }
 }
@@ -83,6 +91,7 @@ pub struct Worker {
     /// How long to sleep when no job is due.
     idle: Duration,
     max_depth: i64,
+    lease: Duration,
     /// The store, kept between passes (a run holds it while it runs).
     db: Option<Store>,
     /// When this worker last ran the supervisor pass.
@@ -111,6 +120,7 @@ impl Worker {
             stop,
             idle: settings.idle,
             max_depth: settings.max_depth,
+            lease: settings.lease,
             db: None,
             supervised: None,
         })
@@ -231,7 +241,7 @@ impl Worker {
                 Err(e) => tracing::warn!("supervisor pass failed: {e}"),
             }
         }
-        let Some(job) = jobs::lease(db.conn(), &self.name, Utc::now(), DEFAULT_LEASE)? else {
+        let Some(job) = jobs::lease(db.conn(), &self.name, Utc::now(), self.lease)? else {
             self.db = Some(db);
             return Ok(false);
         };
@@ -258,9 +268,9 @@ impl Worker {
             self.dead_letter(db, &job.id, &why, tally)?;
             return Ok(true);
         };
-        let timeout = Duration::from_millis(row.manifest.limits.timeout_ms);
-        if timeout + Duration::from_secs(30) > DEFAULT_LEASE {
-            let until = Utc::now() + chrono::Duration::from_std(timeout + Duration::from_secs(30))?;
+        let needed = Duration::from_millis(row.manifest.limits.timeout_ms) + LEASE_MARGIN;
+        if needed > self.lease {
+            let until = Utc::now() + chrono::Duration::from_std(needed)?;
             jobs::extend(db.conn(), &job.id, &self.name, until)?;
         }
         let is_agent = row.manifest.plugin.world == crate::manifest::World::Agent;

@@ -2,6 +2,7 @@
 //! `wasm32-wasip2` by `tests/artifacts`, a real SQLite file per test.
 
 mod commands;
+mod crash;
 mod delivery;
 mod harness;
 mod hostile;

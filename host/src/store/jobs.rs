@@ -88,7 +88,8 @@ fn after(now: DateTime<Utc>, d: Duration) -> String {
 /// Leases the next due job for `worker` until `now + lease`: queued jobs
 /// whose time has come, and leased jobs whose lease expired (their worker
 /// died), highest priority first, then oldest due. One statement, so two
-/// workers never lease the same job.
+/// workers never lease the same job. Each kind of candidate is found by its
+/// own index walk (an `OR` would sort every queued job on each lease).
 pub fn lease(
     conn: &Connection,
     worker: &str,
@@ -100,8 +101,12 @@ pub fn lease(
         "UPDATE jobs SET state = 'leased', lease_owner = ?1, lease_until = ?2,
              attempts = attempts + 1, updated_at = ?3
          WHERE id = (
-             SELECT id FROM jobs
-             WHERE (state = 'queued' AND run_at <= ?3) OR (state = 'leased' AND lease_until <= ?3)
+             SELECT id FROM (
+                 SELECT * FROM (SELECT id, priority, run_at FROM jobs
+                     WHERE state = 'queued' AND run_at <= ?3 ORDER BY priority, run_at, id LIMIT 1)
+                 UNION ALL
+                 SELECT * FROM (SELECT id, priority, run_at FROM jobs
+                     WHERE state = 'leased' AND lease_until <= ?3 ORDER BY priority, run_at, id LIMIT 1))
              ORDER BY priority, run_at, id LIMIT 1)
          RETURNING {COLUMNS}"
     ))?

@@ -14,3 +14,7 @@ CREATE INDEX outbox_undelivered ON outbox(state) WHERE delivery_job IS NULL;
 -- by its own writes, as `stopped` jobs for the operator to review.
 ALTER TABLE runs ADD COLUMN job_id TEXT;
 ALTER TABLE jobs ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;
+
+-- Leasing walks the due index in order, so it ends with the id.
+DROP INDEX jobs_due;
+CREATE INDEX jobs_due ON jobs(state, priority, run_at, id);

@@ -1,8 +1,9 @@
 //! Creates or updates `test/item` records as its input says:
-//! `{"op":"create","text":T,"kind":K}` (kind `test/item` unless given;
+//! `{"op":"create","text":T,"kind":K,"sleep_ms":MS}` (kind `test/item` unless given, after MS ms;
 //! identity = T; the summary is the record id) or
 //! `{"op":"update","id":I,"expected":N,"text":T}` or
 //! `{"op":"schedule","plugin":P,"input":J,"at":T}` (the summary is the job id) or
+//! `{"op":"burst","n":N}` (N jobs creating `burst-0`..`burst-N-1`) or
 //! `{"op":"send","message":M,"confidence":C}` (the summary is the outbox id and state).
 //! Woken by an event, it echoes it: one new record per event, of the kind in
 //! config `echo-kind` (`test/item` when unset), so manifests that subscribe
@@ -29,6 +30,10 @@ impl Agent for Writer {
         let body = serde_json::json!({ "text": text });
         match input["op"].as_str() {
             Some("create") => {
+                if let Some(ms) = input["sleep_ms"].as_u64() {
+                    // A slow job: time for a test to stop the worker mid-run.
+                    std::thread::sleep(std::time::Duration::from_millis(ms));
+                }
                 let kind = input["kind"].as_str().unwrap_or("test/item");
                 let identity = Identity::new("test", text);
                 let created = actions::create(kind, &body, Some(identity), WriteOptions::new())?;
@@ -42,6 +47,14 @@ impl Agent for Writer {
                     "updated to version {}",
                     record.version
                 )))
+            }
+            Some("burst") => {
+                let n = input["n"].as_u64().unwrap_or(0);
+                for i in 0..n {
+                    let job = serde_json::json!({"op": "create", "text": format!("burst-{i}")});
+                    actions::schedule("test-writer", &job, None, WriteOptions::new())?;
+                }
+                Ok(Outcome::new(format!("{n} jobs")))
             }
             Some("schedule") => {
                 let plugin = input["plugin"].as_str().unwrap_or("test-writer");
