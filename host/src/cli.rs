@@ -118,6 +118,14 @@ enum PluginCmd {
         /// Set a config value the manifest declares: KEY=VALUE.
         #[arg(long = "config", value_name = "KEY=VALUE")]
         config: Vec<String>,
+        /// At most this many runs at once under `keel up` (lowers the
+        /// manifest's limits.concurrency).
+        #[arg(long)]
+        concurrency: Option<u32>,
+        /// At most this many runs started per unit under `keel up`, like
+        /// 30/m (slows the manifest's limits.rate).
+        #[arg(long)]
+        rate: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -456,8 +464,18 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
             component,
             dirs,
             config,
+            concurrency,
+            rate,
             json,
         } => {
+            if concurrency == Some(0) {
+                bail!("--concurrency must be at least 1");
+            }
+            let rate = rate
+                .as_deref()
+                .map(crate::manifest::parse_rate)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--{e}"))?;
             let req = InstallRequest {
                 source: path,
                 manifest,
@@ -467,6 +485,8 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
                     .map(|(k, v)| (k, PathBuf::from(v)))
                     .collect(),
                 config: pairs(&config, "KEY=VALUE")?,
+                concurrency,
+                rate,
             };
             let runtime = Runtime::new(&home)?;
             let checked = crate::plugins::check(runtime.engine(), runtime.linker(), &req)?;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{Capabilities, DirAccess, Manifest, kind_matches};
+use crate::manifest::{Capabilities, DirAccess, Manifest, Rate, kind_matches, parse_rate};
 
 /// One directory the operator bound to a logical name.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -22,6 +22,13 @@ pub struct Grant {
     pub capabilities: Capabilities,
     pub dirs: BTreeMap<String, DirBinding>,
     pub config: BTreeMap<String, String>,
+    /// Runs at once under `keel up`: the manifest's, lowered by the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// Runs started per unit of time under `keel up`: the manifest's,
+    /// slowed by the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
 }
 
 impl Grant {
@@ -74,11 +81,29 @@ impl Grant {
                 list_or_none(caps.config.iter())
             ));
         }
+        let rate = match &manifest.limits.rate {
+            Some(text) => Some(parse_rate(text)?),
+            None => None,
+        };
         Ok(Grant {
             capabilities: caps.clone(),
             dirs: bound,
             config: config.clone(),
+            concurrency: manifest.limits.concurrency,
+            rate,
         })
+    }
+
+    /// Applies the operator's caps: a plugin never runs more at once or
+    /// more often than the smaller of what it asked and what the operator
+    /// allows.
+    pub fn cap(&mut self, concurrency: Option<u32>, rate: Option<Rate>) {
+        if let Some(c) = concurrency {
+            self.concurrency = Some(self.concurrency.map_or(c, |mine| mine.min(c)));
+        }
+        if let Some(r) = rate {
+            self.rate = Some(self.rate.map_or(r, |mine| mine.min(r)));
+        }
     }
 
     pub fn can_read(&self, kind: &str) -> bool {

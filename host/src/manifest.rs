@@ -218,6 +218,70 @@ pub struct Limits {
     pub fuel: u64,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Runs of this plugin at once under `keel up`, across all workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// Runs started under `keel up` per unit of time, `"N/s"`, `"N/m"`,
+    /// `"N/h"` or `"N/d"`: a token bucket holding N.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<String>,
+}
+
+/// A parsed `limits.rate`: `per` runs every `every`, in bursts of `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Rate {
+    pub per: u32,
+    pub every_secs: u64,
+}
+
+impl Rate {
+    /// Tokens added per second.
+    pub fn per_second(&self) -> f64 {
+        f64::from(self.per) / self.every_secs.max(1) as f64
+    }
+
+    /// The slower of two rates.
+    pub fn min(self, other: Rate) -> Rate {
+        if other.per_second() < self.per_second() {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unit = match self.every_secs {
+            1 => "s",
+            60 => "m",
+            3600 => "h",
+            _ => "d",
+        };
+        write!(f, "{}/{unit}", self.per)
+    }
+}
+
+/// Parses `30/m`, `5/s`, `100/h`, `1000/d`.
+pub fn parse_rate(text: &str) -> Result<Rate, String> {
+    let bad = || {
+        format!(
+            "rate `{text}` is not a rate; write runs per unit, like \"30/m\", \"5/s\", \"100/h\" or \"1000/d\""
+        )
+    };
+    let (n, unit) = text.split_once('/').ok_or_else(bad)?;
+    let per: u32 = n.trim().parse().map_err(|_| bad())?;
+    let every_secs = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    if per == 0 {
+        return Err(bad());
+    }
+    Ok(Rate { per, every_secs })
 }
 
 fn default_memory_mb() -> u64 {
@@ -236,6 +300,8 @@ impl Default for Limits {
             memory_mb: default_memory_mb(),
             fuel: default_fuel(),
             timeout_ms: default_timeout_ms(),
+            concurrency: None,
+            rate: None,
         }
     }
 }
@@ -372,6 +438,12 @@ impl Manifest {
             return Err(format!(
                 "limits.timeout_ms must be between 1 and {MAX_TIMEOUT_MS}"
             ));
+        }
+        if l.concurrency == Some(0) {
+            return Err("limits.concurrency must be at least 1".into());
+        }
+        if let Some(rate) = &l.rate {
+            parse_rate(rate).map_err(|e| format!("limits.{e}"))?;
         }
         for (i, t) in self.triggers.iter().enumerate() {
             let n = i + 1;

@@ -33,6 +33,10 @@ pub struct InstallRequest {
     pub component: Option<PathBuf>,
     pub dirs: BTreeMap<String, PathBuf>,
     pub config: BTreeMap<String, String>,
+    /// The operator's cap on runs at once.
+    pub concurrency: Option<u32>,
+    /// The operator's cap on runs started per unit of time.
+    pub rate: Option<crate::manifest::Rate>,
 }
 
 /// Finds the manifest and component an install request names.
@@ -137,7 +141,8 @@ pub fn check(
             manifest.plugin.world.as_str()
         )
     })?;
-    let grant = Grant::new(&manifest, &req.dirs, &req.config).map_err(anyhow::Error::msg)?;
+    let mut grant = Grant::new(&manifest, &req.dirs, &req.config).map_err(anyhow::Error::msg)?;
+    grant.cap(req.concurrency, req.rate);
     Ok(Checked {
         manifest,
         manifest_text,

@@ -22,7 +22,7 @@ use crate::error::CallError;
 /// Numbered migrations, applied in order at open. Never edit a released one.
 const MIGRATIONS: &[&str] = &[
     include_str!("store/migrations/0001_init.sql"),
-    include_str!("store/migrations/0002_delivery.sql"),
+    include_str!("store/migrations/0002_scheduler.sql"),
 ];
 
 /// How long a writer waits for another process's transaction.

@@ -86,13 +86,22 @@ fn queue_job(tx: &rusqlite::Transaction<'_>, f: &Firing<'_>, now: &str) -> rusql
 /// plugin subscribes to, in one transaction.
 pub fn fire_due(db: &mut Store, now: DateTime<Utc>) -> rusqlite::Result<Fired> {
     let installed = plugins::list(db.conn())?;
+    fire(db, &installed, now)
+}
+
+/// [`fire_due`] for the plugins in `installed`.
+pub fn fire(
+    db: &mut Store,
+    installed: &[plugins::PluginRow],
+    now: DateTime<Utc>,
+) -> rusqlite::Result<Fired> {
     let now_s = stamp(now);
     let tx = db
         .conn_mut()
         .transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut fired = Fired::default();
 
-    for p in &installed {
+    for p in installed {
         for (i, t) in p.manifest.triggers.iter().enumerate() {
             let timing = match (&t.every, &t.cron) {
                 (Some(every), _) => match parse_interval(every) {
@@ -242,7 +251,7 @@ pub fn fire_due(db: &mut Store, now: DateTime<Utc>) -> rusqlite::Result<Fired> {
             )?;
         }
     }
-    fired.delivery = crate::delivery::queue_pending(&tx, &installed, &now_s)?;
+    fired.delivery = crate::delivery::queue_pending(&tx, installed, &now_s)?;
     tx.commit()?;
     Ok(fired)
 }

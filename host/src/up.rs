@@ -213,7 +213,8 @@ impl Worker {
             Some(db) => db,
             None => self.home.store()?,
         };
-        match crate::triggers::fire_due(&mut db, Utc::now()) {
+        let installed = plugins::list(db.conn())?;
+        match crate::triggers::fire(&mut db, &installed, Utc::now()) {
             Ok(fired) if fired != crate::triggers::Fired::default() => tracing::info!(
                 interval = fired.interval,
                 event = fired.event,
@@ -241,7 +242,23 @@ impl Worker {
                 Err(e) => tracing::warn!("supervisor pass failed: {e}"),
             }
         }
-        let Some(job) = jobs::lease(db.conn(), &self.name, Utc::now(), self.lease)? else {
+        let throttles: Vec<jobs::Throttle> = installed
+            .iter()
+            .filter(|p| p.grant.concurrency.is_some() || p.grant.rate.is_some())
+            .map(|p| jobs::Throttle {
+                plugin: p.id.clone(),
+                concurrency: p.grant.concurrency,
+                rate: p.grant.rate,
+            })
+            .collect();
+        let leased = jobs::lease_throttled(
+            db.conn_mut(),
+            &self.name,
+            Utc::now(),
+            self.lease,
+            &throttles,
+        )?;
+        let Some(job) = leased else {
             self.db = Some(db);
             return Ok(false);
         };

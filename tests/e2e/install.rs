@@ -237,3 +237,45 @@ fn bad_run_input_is_refused_before_anything_runs() {
         "{v}"
     );
 }
+
+#[test]
+fn the_operator_lowers_run_limits_but_never_raises_them() {
+    let keel = Keel::new();
+    let limited = keel.variant(
+        std::path::Path::new(artifacts::WRITER_DIR),
+        "limited",
+        &[(
+            "memory_mb = 32",
+            "memory_mb = 32\nconcurrency = 1\nrate = \"60/m\"",
+        )],
+        "",
+    );
+    let dir = limited.to_str().unwrap();
+    keel.ok(&[
+        "plugin",
+        "install",
+        dir,
+        "--concurrency",
+        "4",
+        "--rate",
+        "10/m",
+    ]);
+    let grant = &keel.json(&["plugin", "inspect", "test-writer"])["grant"];
+    assert_eq!(grant["concurrency"], 1, "{grant}");
+    assert_eq!(
+        grant["rate"],
+        serde_json::json!({"per": 10, "every_secs": 60})
+    );
+    let out = keel.fails(&["plugin", "install", dir, "--rate", "lots"]);
+    assert!(
+        out.stderr.contains("--rate `lots` is not a rate"),
+        "{}",
+        out.stderr
+    );
+    let out = keel.fails(&["plugin", "install", dir, "--concurrency", "0"]);
+    assert!(
+        out.stderr.contains("--concurrency must be at least 1"),
+        "{}",
+        out.stderr
+    );
+}

@@ -179,3 +179,50 @@ fn a_plugin_that_cannot_start_dead_letters_its_job_and_the_worker_goes_on() {
     let items = keel.json(&["review", "list"]);
     assert_eq!(items[0]["kind"], "dead-job");
 }
+
+#[test]
+fn a_plugin_limited_to_one_run_at_once_never_overlaps_under_two_workers() {
+    let keel = Keel::new();
+    let dir = keel.variant(
+        std::path::Path::new(artifacts::WRITER_DIR),
+        "single",
+        &[("memory_mb = 32", "memory_mb = 32\nconcurrency = 1")],
+        "",
+    );
+    keel.ok(&["plugin", "install", dir.to_str().unwrap()]);
+    for i in 0..4 {
+        let input = format!(
+            r#"{{"op":"schedule","input":{{"op":"create","text":"slow {i}","sleep_ms":200}}}}"#
+        );
+        assert_eq!(keel.run_json("test-writer", Some(&input))["outcome"], "ok");
+    }
+    let up = keel
+        .command(&["up", "--idle-ms", "50", "--workers", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..300 {
+        std::thread::sleep(Duration::from_millis(50));
+        if count(&keel, "done") == 4 {
+            break;
+        }
+    }
+    let (_, stderr) = stop(up);
+    assert_eq!(count(&keel, "done"), 4, "{stderr}");
+    // The four job runs, in start order, each ended before the next began.
+    let runs: Vec<(String, String)> = keel
+        .db()
+        .prepare(
+            "SELECT started_at, ended_at FROM runs WHERE job_id IS NOT NULL ORDER BY started_at",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(runs.len(), 4);
+    for pair in runs.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "runs overlap: {runs:?}");
+    }
+}

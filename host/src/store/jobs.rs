@@ -11,6 +11,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+use crate::manifest::Rate;
+
 /// First retry delay; doubled per attempt.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(2);
 /// Longest retry delay.
@@ -96,22 +98,127 @@ pub fn lease(
     now: DateTime<Utc>,
     lease: Duration,
 ) -> rusqlite::Result<Option<Job>> {
+    lease_except(conn, worker, now, lease, &[])
+}
+
+/// [`lease`], passing over the jobs of the plugins in `skip`.
+fn lease_except(
+    conn: &Connection,
+    worker: &str,
+    now: DateTime<Utc>,
+    lease: Duration,
+    skip: &[&str],
+) -> rusqlite::Result<Option<Job>> {
     let now_s = stamp(now);
+    let skip = serde_json::to_string(skip).unwrap_or_else(|_| "[]".into());
     conn.prepare_cached(&format!(
         "UPDATE jobs SET state = 'leased', lease_owner = ?1, lease_until = ?2,
              attempts = attempts + 1, updated_at = ?3
          WHERE id = (
              SELECT id FROM (
                  SELECT * FROM (SELECT id, priority, run_at FROM jobs
-                     WHERE state = 'queued' AND run_at <= ?3 ORDER BY priority, run_at, id LIMIT 1)
+                     WHERE state = 'queued' AND run_at <= ?3
+                       AND plugin NOT IN (SELECT value FROM json_each(?4))
+                     ORDER BY priority, run_at, id LIMIT 1)
                  UNION ALL
                  SELECT * FROM (SELECT id, priority, run_at FROM jobs
-                     WHERE state = 'leased' AND lease_until <= ?3 ORDER BY priority, run_at, id LIMIT 1))
+                     WHERE state = 'leased' AND lease_until <= ?3
+                       AND plugin NOT IN (SELECT value FROM json_each(?4))
+                     ORDER BY priority, run_at, id LIMIT 1))
              ORDER BY priority, run_at, id LIMIT 1)
          RETURNING {COLUMNS}"
     ))?
-    .query_row(params![worker, after(now, lease), now_s], row_to_job)
+    .query_row(params![worker, after(now, lease), now_s, skip], row_to_job)
     .optional()
+}
+
+/// What limits one plugin's runs under `keel up` (from its grant).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Throttle {
+    pub plugin: String,
+    /// Most of its jobs leased at once.
+    pub concurrency: Option<u32>,
+    /// Most of its jobs started per unit of time (a token bucket).
+    pub rate: Option<Rate>,
+}
+
+/// The tokens in `plugin`'s bucket at `now`: what it held, refilled for
+/// the time since, up to a full bucket (a new bucket is full).
+fn tokens(
+    conn: &Connection,
+    plugin: &str,
+    rate: Rate,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<f64> {
+    let full = f64::from(rate.per);
+    let held: Option<(f64, String)> = conn
+        .prepare_cached("SELECT tokens, updated_at FROM rate_buckets WHERE plugin = ?1")?
+        .query_row([plugin], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(match held {
+        None => full,
+        Some((tokens, at)) => {
+            let since = DateTime::parse_from_rfc3339(&at)
+                .map(|at| (now - at.with_timezone(&Utc)).num_milliseconds().max(0))
+                .unwrap_or(0) as f64
+                / 1000.0;
+            (tokens + since * rate.per_second()).min(full)
+        }
+    })
+}
+
+/// [`lease`] under per-plugin limits: passes over plugins with
+/// `concurrency` jobs leased already or no token left in their rate
+/// bucket, and takes a token for the job it leases. Counting and leasing
+/// happen in one write transaction, so workers of every process see each
+/// other's leases and tokens.
+pub fn lease_throttled(
+    conn: &mut Connection,
+    worker: &str,
+    now: DateTime<Utc>,
+    lease: Duration,
+    throttles: &[Throttle],
+) -> rusqlite::Result<Option<Job>> {
+    if throttles.is_empty() {
+        return lease_except(conn, worker, now, lease, &[]);
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let running: std::collections::HashMap<String, i64> = tx
+        .prepare_cached(
+            "SELECT plugin, count(*) FROM jobs WHERE state = 'leased' AND lease_until > ?1 GROUP BY plugin",
+        )?
+        .query_map([stamp(now)], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut skip = Vec::new();
+    for t in throttles {
+        let busy = t
+            .concurrency
+            .is_some_and(|c| running.get(&t.plugin).copied().unwrap_or(0) >= i64::from(c));
+        let dry = match t.rate {
+            Some(rate) => tokens(&tx, &t.plugin, rate, now)? < 1.0,
+            None => false,
+        };
+        if busy || dry {
+            skip.push(t.plugin.as_str());
+        }
+    }
+    let job = lease_except(&tx, worker, now, lease, &skip)?;
+    if let Some(job) = &job {
+        if let Some(rate) = throttles
+            .iter()
+            .find(|t| t.plugin == job.plugin)
+            .and_then(|t| t.rate)
+        {
+            let left = tokens(&tx, &job.plugin, rate, now)? - 1.0;
+            tx.prepare_cached(
+                "INSERT INTO rate_buckets (plugin, tokens, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (plugin) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at",
+            )?
+            .execute(params![job.plugin, left, stamp(now)])?;
+        }
+    }
+    tx.commit()?;
+    Ok(job)
 }
 
 /// Moves the lease of a job `worker` holds to `until` (a run longer than
@@ -393,6 +500,71 @@ mod tests {
         all.sort();
         let unique: std::collections::BTreeSet<_> = all.iter().cloned().collect();
         assert_eq!((all.len(), unique.len()), (200, 200));
+    }
+
+    fn throttle(plugin: &str, concurrency: Option<u32>, rate: Option<&str>) -> Throttle {
+        Throttle {
+            plugin: plugin.into(),
+            concurrency,
+            rate: rate.map(|r| crate::manifest::parse_rate(r).unwrap()),
+        }
+    }
+
+    fn enqueue_for(s: &Store, id: &str, plugin: &str) {
+        s.conn()
+            .execute(
+                "INSERT INTO jobs (id, plugin, input, run_at, state, created_at, updated_at)
+                 VALUES (?1, ?2, '{}', ?3, 'queued', ?3, ?3)",
+                params![id, plugin, stamp(at(0))],
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn concurrency_limits_hold_jobs_back_until_a_slot_frees() {
+        let mut s = Store::open_in_memory().unwrap();
+        for i in 0..3 {
+            enqueue_for(&s, &format!("slow{i}"), "slow");
+        }
+        enqueue_for(&s, "z-other", "other");
+        let limits = [throttle("slow", Some(2), None)];
+        let next = |s: &mut Store, now| {
+            lease_throttled(s.conn_mut(), "w", now, LEASE, &limits)
+                .unwrap()
+                .map(|j| j.id)
+        };
+        // Two of `slow` at once, then `other` passes the third.
+        assert_eq!(next(&mut s, at(1)).as_deref(), Some("slow0"));
+        assert_eq!(next(&mut s, at(1)).as_deref(), Some("slow1"));
+        assert_eq!(next(&mut s, at(1)).as_deref(), Some("z-other"));
+        assert_eq!(next(&mut s, at(1)), None);
+        assert!(complete(s.conn(), "slow0", "w", at(2)).unwrap());
+        assert_eq!(next(&mut s, at(2)).as_deref(), Some("slow2"));
+    }
+
+    #[test]
+    fn a_rate_limit_is_a_token_bucket() {
+        let mut s = Store::open_in_memory().unwrap();
+        for i in 0..6 {
+            enqueue_for(&s, &format!("j{i}"), "chatty");
+        }
+        // Two per minute: a full bucket of two, then one every 30 s.
+        let limits = [throttle("chatty", None, Some("2/m"))];
+        let mut next = |now| {
+            lease_throttled(s.conn_mut(), "w", now, LEASE, &limits)
+                .unwrap()
+                .map(|j| j.id)
+        };
+        assert!(next(at(0)).is_some());
+        assert!(next(at(1)).is_some());
+        assert_eq!(next(at(2)), None);
+        assert_eq!(next(at(29)), None);
+        assert!(next(at(31)).is_some());
+        assert_eq!(next(at(32)), None);
+        // Idle time refills the bucket only up to its size.
+        assert!(next(at(600)).is_some());
+        assert!(next(at(600)).is_some());
+        assert_eq!(next(at(600)), None);
     }
 
     #[test]

@@ -1,4 +1,4 @@
--- keel store, schema 2: delivery of sends through channel plugins, and causation depth.
+-- keel store, schema 2: delivery through channel plugins, causation depth, rate limits.
 
 -- The job that delivers a queued or approved send, once one is queued; the
 -- receipt once the channel has it out.
@@ -18,3 +18,11 @@ ALTER TABLE jobs ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;
 -- Leasing walks the due index in order, so it ends with the id.
 DROP INDEX jobs_due;
 CREATE INDEX jobs_due ON jobs(state, priority, run_at, id);
+
+-- Per-plugin rate limits: a token bucket per plugin, shared by every
+-- worker and process, refilled by elapsed time when read.
+CREATE TABLE rate_buckets (
+    plugin      TEXT PRIMARY KEY,
+    tokens      REAL NOT NULL,
+    updated_at  TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
