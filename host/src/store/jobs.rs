@@ -203,19 +203,20 @@ pub fn lease_throttled(
         }
     }
     let job = lease_except(&tx, worker, now, lease, &skip)?;
-    if let Some(job) = &job {
-        if let Some(rate) = throttles
+    let rated = job.as_ref().and_then(|job| {
+        throttles
             .iter()
             .find(|t| t.plugin == job.plugin)
             .and_then(|t| t.rate)
-        {
-            let left = tokens(&tx, &job.plugin, rate, now)? - 1.0;
-            tx.prepare_cached(
-                "INSERT INTO rate_buckets (plugin, tokens, updated_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (plugin) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at",
-            )?
-            .execute(params![job.plugin, left, stamp(now)])?;
-        }
+            .map(|rate| (job, rate))
+    });
+    if let Some((job, rate)) = rated {
+        let left = tokens(&tx, &job.plugin, rate, now)? - 1.0;
+        tx.prepare_cached(
+            "INSERT INTO rate_buckets (plugin, tokens, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (plugin) DO UPDATE SET tokens = excluded.tokens, updated_at = excluded.updated_at",
+        )?
+        .execute(params![job.plugin, left, stamp(now)])?;
     }
     tx.commit()?;
     Ok(job)
