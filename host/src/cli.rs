@@ -68,6 +68,9 @@ enum Command {
         /// (at least the plugin's deadline plus 5 s).
         #[arg(long, default_value_t = 60_000)]
         lease_ms: u64,
+        /// Accept plugins' webhooks on this address, e.g. 127.0.0.1:7373.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
     },
     /// The review queue: sends waiting for approval, dead-lettered jobs.
     #[command(subcommand)]
@@ -366,6 +369,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             workers,
             max_depth,
             lease_ms,
+            listen,
         } => {
             let home = Home::open(&root)?;
             let workers = workers.unwrap_or_else(|| {
@@ -385,6 +389,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 idle: std::time::Duration::from_millis(idle_ms),
                 max_depth,
                 lease: std::time::Duration::from_millis(lease_ms),
+                listen,
             };
             let tally = crate::up::run(&home, &settings)?;
             println!(
@@ -516,8 +521,18 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
         PluginCmd::Inspect { id, json } => {
             let db = home.store()?;
             let row = crate::runtime::installed(&db, &id)?;
+            let webhooks = crate::webhooks::list(db.conn(), &row.id)?;
             if json {
-                print_json(&row)?;
+                #[derive(Serialize)]
+                struct Inspected<'a> {
+                    #[serde(flatten)]
+                    row: &'a crate::store::plugins::PluginRow,
+                    webhooks: &'a [crate::webhooks::Hook],
+                }
+                print_json(&Inspected {
+                    row: &row,
+                    webhooks: &webhooks,
+                })?;
             } else {
                 println!("{} ({}) {}", row.label(), row.world, row.digest);
                 if !row.manifest.plugin.description.is_empty() {
@@ -539,6 +554,18 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
                     "  limits:   {} MiB, {} fuel, {} ms",
                     l.memory_mb, l.fuel, l.timeout_ms
                 );
+                if let Some(c) = row.grant.concurrency {
+                    println!("  at once:  {c}");
+                }
+                if let Some(r) = row.grant.rate {
+                    println!("  rate:     {r}");
+                }
+                for h in &webhooks {
+                    println!(
+                        "  webhook {}: POST {} (keel up --listen), secret {}, up to {} bytes",
+                        h.hook, h.path, h.secret, h.max_bytes
+                    );
+                }
             }
         }
         PluginCmd::Remove { id } => {

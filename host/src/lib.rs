@@ -27,6 +27,8 @@
 //!   that serves their channel, once per send.
 //! - [`home`]: the operator's data folder.
 //! - [`triggers`]: time and event triggers from manifests, turned into jobs.
+//! - [`webhooks`]: authenticated POSTs on `keel up --listen` turned into
+//!   events and jobs.
 //! - [`up`]: `keel up`, the worker that executes durable jobs
 //!   ([`store::jobs`]: leases, retries with backoff, dead letters).
 //! - [`cli`], [`demo`], [`bench`]: the `keel` command.
@@ -51,3 +53,4 @@ pub mod store;
 pub mod tasks;
 pub mod triggers;
 pub mod up;
+pub mod webhooks;

@@ -64,7 +64,17 @@ pub struct TriggerSpec {
     /// For record events: the record kinds (exact or `prefix/*`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kinds: Vec<String>,
+    /// A webhook name: `keel up --listen` accepts authenticated POSTs at
+    /// `/hooks/<plugin>/<name>` and runs the plugin with the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+    /// For a webhook: the largest body accepted (default and most: 1 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
 }
+
+/// The largest webhook body keel accepts.
+pub const MAX_WEBHOOK_BYTES: u64 = 1024 * 1024;
 
 /// Events a trigger may subscribe to.
 pub const EVENTS: &[&str] = &[
@@ -450,6 +460,35 @@ impl Manifest {
             if t.tz.is_some() && t.cron.is_none() {
                 return Err(format!("triggers #{n}: `tz` only goes with `cron`"));
             }
+            if let Some(hook) = &t.webhook {
+                if t.every.is_some() || t.cron.is_some() || t.on.is_some() || !t.kinds.is_empty() {
+                    return Err(format!(
+                        "triggers #{n}: give exactly one of `every` (an interval), `cron` (a schedule), `on` (an event) or `webhook` (a name)"
+                    ));
+                }
+                if !valid_id(hook) {
+                    return Err(format!(
+                        "triggers #{n}: webhook name `{hook}` must be a-z, 0-9 and `-`, starting with a letter"
+                    ));
+                }
+                let same = self.triggers[..i]
+                    .iter()
+                    .any(|o| o.webhook.as_deref() == Some(hook));
+                if same {
+                    return Err(format!("triggers #{n}: webhook `{hook}` is declared twice"));
+                }
+                if t.max_bytes.is_some_and(|b| b == 0 || b > MAX_WEBHOOK_BYTES) {
+                    return Err(format!(
+                        "triggers #{n}: max_bytes must be between 1 and {MAX_WEBHOOK_BYTES}"
+                    ));
+                }
+                continue;
+            }
+            if t.max_bytes.is_some() {
+                return Err(format!(
+                    "triggers #{n}: `max_bytes` only goes with `webhook`"
+                ));
+            }
             match (&t.every, &t.cron, &t.on) {
                 (None, Some(cron), None) => {
                     parse_cron(cron, t.tz.as_deref()).map_err(|e| format!("triggers #{n}: {e}"))?;
@@ -494,7 +533,7 @@ impl Manifest {
                 }
                 _ => {
                     return Err(format!(
-                        "triggers #{n}: give exactly one of `every` (an interval), `cron` (a schedule) or `on` (an event)"
+                        "triggers #{n}: give exactly one of `every` (an interval), `cron` (a schedule), `on` (an event) or `webhook` (a name)"
                     ));
                 }
             }

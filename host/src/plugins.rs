@@ -248,11 +248,10 @@ pub fn install(
     let digest = checked.digest.to_string();
     let label = checked.manifest.label();
     let result = db.write(&Actor::operator(), "plugin.install", None, Ok(()), |tx| {
-        let r = plugins::upsert(tx, &checked.manifest, &digest, &checked.grant);
-        (
-            r.map_err(Into::into),
-            Touched::detail(format!("{label} {digest}")),
-        )
+        let r = plugins::upsert(tx, &checked.manifest, &digest, &checked.grant)
+            .map_err(Into::into)
+            .and_then(|()| crate::webhooks::sync(tx, &checked.manifest));
+        (r, Touched::detail(format!("{label} {digest}")))
     });
     if let Err(e) = result {
         // Put the old plugin back: the store still points at it.
@@ -274,7 +273,7 @@ pub fn remove(home: &Home, db: &mut Store, id: &str) -> anyhow::Result<()> {
     let row = crate::runtime::installed(db, id)?;
     let label = row.label();
     db.write(&Actor::operator(), "plugin.remove", None, Ok(()), |tx| {
-        let r = plugins::remove(tx, id).map(|_| ());
+        let r = plugins::remove(tx, id).and_then(|_| crate::webhooks::remove(tx, id));
         (r.map_err(Into::into), Touched::detail(label.clone()))
     })?;
     let dir = home.plugin_dir(id);

@@ -49,6 +49,8 @@ pub struct Settings {
     /// How long a worker holds a job before another may take it over (at
     /// least the plugin's deadline plus [`LEASE_MARGIN`]).
     pub lease: Duration,
+    /// Where to accept webhooks (`keel up --listen`); none: not at all.
+    pub listen: Option<String>,
 }
 
 impl Default for Settings {
@@ -58,6 +60,7 @@ impl Default for Settings {
             idle: Duration::from_millis(500),
             max_depth: DEFAULT_MAX_DEPTH,
             lease: DEFAULT_LEASE,
+            listen: None,
         }
     }
 }
@@ -320,6 +323,10 @@ impl Worker {
         let attempt = u32::try_from(job.attempts).unwrap_or(u32::MAX);
         let (cause, input) = match (job.cause.as_str(), job.event_seq, &send) {
             ("event", Some(seq), _) => (Cause::Event { job: &job.id, seq }, None),
+            // An agent gets the webhook's body; a connector is woken to sync.
+            (crate::webhooks::CAUSE, Some(seq), _) if is_agent => {
+                (Cause::Event { job: &job.id, seq }, Some(job.input.as_str()))
+            }
             (_, _, Some(send)) => (
                 Cause::Delivery {
                     job: &job.id,
@@ -432,8 +439,30 @@ pub fn run(home: &Home, settings: &Settings) -> anyhow::Result<Tally> {
         signal_hook::flag::register(signal, stop.clone())
             .context("cannot install the signal handlers")?;
     }
+    let listener = match &settings.listen {
+        Some(addr) => {
+            let (local, handle) = crate::webhooks::serve(home, addr, stop.clone())?;
+            tracing::info!("webhooks: listening on http://{local}/hooks/<plugin>/<hook>");
+            Some(handle)
+        }
+        None => {
+            if crate::webhooks::any(home.store()?.conn())? {
+                tracing::warn!(
+                    "plugins declare webhooks, but keel up has no --listen ADDR: they are not served"
+                );
+            }
+            None
+        }
+    };
     tracing::info!(home = %home.root().display(), workers = settings.workers, "keel up: running jobs; stop with Ctrl-C or SIGTERM");
-    let tally = run_workers(home, settings, stop)?;
+    let tally = run_workers(home, settings, stop.clone());
+    stop.store(true, Ordering::Relaxed);
+    if let Some(handle) = listener
+        && handle.join().is_err()
+    {
+        tracing::warn!("the webhook listener panicked");
+    }
+    let tally = tally?;
     tracing::info!(
         done = tally.done,
         retried = tally.retried,

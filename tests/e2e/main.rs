@@ -11,3 +11,4 @@ mod loops;
 mod orchestration;
 mod slice;
 mod up;
+mod webhooks;

@@ -1,4 +1,4 @@
--- keel store, schema 2: delivery through channel plugins, causation depth, rate limits.
+-- keel store, schema 2: delivery through channel plugins, causation depth, rate limits, webhooks.
 
 -- The job that delivers a queued or approved send, once one is queued; the
 -- receipt once the channel has it out.
@@ -25,4 +25,15 @@ CREATE TABLE rate_buckets (
     plugin      TEXT PRIMARY KEY,
     tokens      REAL NOT NULL,
     updated_at  TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+
+-- Webhooks a plugin declares: POST /hooks/<plugin>/<hook> on `keel up
+-- --listen`, authenticated by the hook's secret (made at install, kept
+-- across reinstalls).
+CREATE TABLE webhooks (
+    plugin      TEXT NOT NULL,
+    hook        TEXT NOT NULL,
+    secret      TEXT NOT NULL,
+    max_bytes   INTEGER NOT NULL,
+    PRIMARY KEY (plugin, hook)
 ) STRICT, WITHOUT ROWID;
