@@ -32,7 +32,19 @@ mod channel {
     });
 }
 
+mod provider {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "keel:host/provider",
+        imports: { default: trappable | tracing },
+        with: {
+            "keel:host": super::connector::keel::host,
+        },
+    });
+}
+
 pub use agent::AgentPre;
 pub use channel::ChannelPre;
 pub use connector::keel::host::{actions, config, log, records, types};
 pub use connector::{Connector, ConnectorPre};
+pub use provider::ProviderPre;

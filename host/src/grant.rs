@@ -169,6 +169,22 @@ impl Grant {
         Ok(())
     }
 
+    /// `Err(reason)` unless the grant allows invoking `action`
+    /// (`<plugin>/<name>`).
+    pub fn check_invoke(&self, action: &str) -> Result<(), String> {
+        let provider = action.split_once('/').map(|(p, _)| p).unwrap_or("");
+        let allowed = self
+            .capabilities
+            .invoke
+            .iter()
+            .any(|g| g == action || g.strip_suffix("/*") == Some(provider));
+        if allowed {
+            Ok(())
+        } else {
+            Err(format!("invoking `{action}` is not granted"))
+        }
+    }
+
     /// `Err(reason)` unless the grant allows reading records of `kind`.
     pub fn check_read(&self, kind: &str) -> Result<(), String> {
         if self.can_read(kind) {

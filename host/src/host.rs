@@ -23,6 +23,12 @@ pub struct HostCtx {
     pub policy: Policy,
     /// `id@version`, for log lines.
     pub label: String,
+    /// Where providers invoked from this run are loaded from.
+    pub home: crate::home::Home,
+    pub engine: std::sync::Arc<crate::engine::KeelEngine>,
+    /// How many `invoke` calls deep this run is (0 for a run nobody
+    /// invoked).
+    pub invoke_depth: u32,
 }
 
 /// Selects [`HostCtx`] out of the store data for the generated linker code.

@@ -12,6 +12,8 @@
 //!   transaction. [`store::audit`] is the hash-chained audit log.
 //! - [`actions`]: the action registry — `create`, `update`, `link`,
 //!   `schedule`, `send` — each a grant check plus the write path.
+//! - [`invoke`]: actions plugins provide (`provider` world) and
+//!   `actions.invoke`, which runs the provider as a linked run.
 //! - [`engine`]: the wasmtime engine (pooling, fuel, epochs) and the
 //!   compiled-component cache.
 //! - [`runtime`]: runs — a fresh `Store` per invocation, WASI from the grant,
@@ -44,6 +46,7 @@ pub mod error;
 pub mod grant;
 pub mod home;
 pub mod host;
+pub mod invoke;
 pub mod limits;
 pub mod manifest;
 pub mod plugins;

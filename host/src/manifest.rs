@@ -34,6 +34,25 @@ pub struct Manifest {
     /// For a `channel` plugin: the channels it delivers for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<ChannelSpec>,
+    /// For a `provider` plugin: the actions it offers to other plugins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub provides: Vec<ProvidedAction>,
+}
+
+/// One `[[provides]]` entry: an action a provider offers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProvidedAction {
+    /// Short name; others call it as `<plugin>/<name>`.
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// The JSON Schema its input must match (a TOML table).
+    pub input: serde_json::Value,
+    /// What it does with the provider's grant, for the operator: core
+    /// actions and record kinds from the provider's capabilities.
+    #[serde(default)]
+    pub needs: Vec<String>,
 }
 
 /// The `[channel]` table of a channel plugin.
@@ -163,6 +182,7 @@ pub enum World {
     Connector,
     Agent,
     Channel,
+    Provider,
 }
 
 impl World {
@@ -171,6 +191,7 @@ impl World {
             World::Connector => "connector",
             World::Agent => "agent",
             World::Channel => "channel",
+            World::Provider => "provider",
         }
     }
 }
@@ -200,6 +221,10 @@ pub struct Capabilities {
     /// Directories by logical name; the operator binds each at install.
     #[serde(default)]
     pub dirs: BTreeMap<String, DirAccess>,
+    /// Actions of provider plugins it may call: `<plugin>/<action>`, or
+    /// `<plugin>/*` for all of one provider's.
+    #[serde(default)]
+    pub invoke: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -561,6 +586,62 @@ impl Manifest {
                 ));
             }
             (_, None) => {}
+        }
+        match (p.world, self.provides.is_empty()) {
+            (World::Provider, true) => {
+                return Err("a provider plugin needs at least one [[provides]] action (name, description, input schema)".into());
+            }
+            (World::Provider, false) => {
+                for (i, a) in self.provides.iter().enumerate() {
+                    let n = i + 1;
+                    if !valid_id(&a.name) {
+                        return Err(format!(
+                            "provides #{n}: action name `{}` must be a-z, 0-9 and `-`, starting with a letter",
+                            a.name
+                        ));
+                    }
+                    if self.provides[..i].iter().any(|o| o.name == a.name) {
+                        return Err(format!(
+                            "provides #{n}: action `{}` is declared twice",
+                            a.name
+                        ));
+                    }
+                    jsonschema::validator_for(&a.input).map_err(|e| {
+                        format!(
+                            "provides #{n}: `input` of `{}` is not a JSON Schema: {e}",
+                            a.name
+                        )
+                    })?;
+                    for need in &a.needs {
+                        let granted = caps.actions.contains(need)
+                            || kind_matches(&caps.read, need)
+                            || kind_matches(&caps.write, need);
+                        if !granted {
+                            return Err(format!(
+                                "provides #{n}: `{}` needs `{need}`, which capabilities do not include; add it there",
+                                a.name
+                            ));
+                        }
+                    }
+                }
+            }
+            (_, false) => {
+                return Err(format!(
+                    "[[provides]] only goes with plugin.world = \"provider\"; this plugin's world is {}",
+                    p.world.as_str()
+                ));
+            }
+            (_, true) => {}
+        }
+        for target in &caps.invoke {
+            let ok = target.split_once('/').is_some_and(|(plugin, action)| {
+                valid_id(plugin) && (action == "*" || valid_id(action))
+            });
+            if !ok {
+                return Err(format!(
+                    "capabilities.invoke: `{target}` must name a provider's action as `plugin/action` or `plugin/*`"
+                ));
+            }
         }
         if !(0.0..=1.0).contains(&self.policy.review_below) {
             return Err("policy.review_below must be between 0.0 and 1.0".into());

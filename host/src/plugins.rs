@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use keel_registry::Digest;
 use wasmtime::component::Component;
 
-use crate::bindings::{AgentPre, ChannelPre, ConnectorPre};
+use crate::bindings::{AgentPre, ChannelPre, ConnectorPre, ProviderPre};
 use crate::engine::KeelEngine;
 use crate::grant::Grant;
 use crate::home::Home;
@@ -134,6 +134,7 @@ pub fn check(
         World::Connector => ConnectorPre::new(pre).map(|_| ()),
         World::Agent => AgentPre::new(pre).map(|_| ()),
         World::Channel => ChannelPre::new(pre).map(|_| ()),
+        World::Provider => ProviderPre::new(pre).map(|_| ()),
     };
     world_ok.map_err(|e| {
         anyhow::anyhow!(

@@ -14,7 +14,7 @@ use wasmtime::{ResourceLimiter, Trap, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::types::{Outgoing, SyncResult, Trigger, TriggerKind};
-use crate::bindings::{AgentPre, ChannelPre, ConnectorPre};
+use crate::bindings::{AgentPre, ChannelPre, ConnectorPre, ProviderPre};
 use crate::engine::KeelEngine;
 use crate::grant::Grant;
 use crate::home::Home;
@@ -101,6 +101,9 @@ pub struct RunReport {
     /// A channel's receipt for what it delivered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub receipt: Option<String>,
+    /// A provider's output (JSON).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
     pub fuel_consumed: u64,
     pub memory_peak: u64,
     pub wall_us: u64,
@@ -272,11 +275,10 @@ impl Runtime {
     pub fn start_only(&mut self, db: Store, row: &PluginRow) -> anyhow::Result<Store> {
         let engine = self.engine.engine().clone();
         let prepared = self.prepare(row)?;
-        let host = host_ctx(db, row, prepared.grant.clone(), None, None);
+        let (pre, grant) = (prepared.pre.clone(), prepared.grant.clone());
+        let host = self.host_ctx(db, row, grant, None, None, 0);
         let mut store = Self::new_store(&engine, row, host)?;
-        prepared
-            .pre
-            .instantiate(&mut store)
+        pre.instantiate(&mut store)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(store.into_data().host.db)
     }
@@ -330,6 +332,37 @@ impl Runtime {
             ),
             _ => None,
         };
+        // A provider performs one action: named by `invoke`, or by the
+        // operator's `--input {"action": NAME, "input": ...}`.
+        let (perform, invoke_depth) = match (world, cause) {
+            (World::Provider, Cause::Invoke { action, depth, .. }) => (
+                Some((action.to_string(), input.unwrap_or("{}").to_string())),
+                depth,
+            ),
+            (World::Provider, Cause::Manual) => {
+                let wanted: serde_json::Value = serde_json::from_str(input.unwrap_or("null"))
+                    .unwrap_or(serde_json::Value::Null);
+                let (Some(action), Some(given)) = (wanted["action"].as_str(), wanted.get("input"))
+                else {
+                    anyhow::bail!(
+                        "{} is a provider; run one of its actions with --input '{{\"action\": NAME, \"input\": {{...}}}}'",
+                        row.label()
+                    );
+                };
+                crate::invoke::check_input(&row, action, &given.to_string())
+                    .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+                (Some((action.to_string(), given.to_string())), 0)
+            }
+            (World::Provider, _) => anyhow::bail!(
+                "{} is a provider; other plugins call its actions with `invoke`",
+                row.label()
+            ),
+            (_, Cause::Invoke { .. }) => anyhow::bail!(
+                "{} is not a provider; it has no actions to invoke",
+                row.label()
+            ),
+            _ => (None, 0),
+        };
         let engine = self.engine.engine().clone();
         let prepared = self.prepare(&row)?;
         let (pre, grant) = (prepared.pre.clone(), prepared.grant.clone());
@@ -343,23 +376,38 @@ impl Runtime {
             Cause::Delivery { job, send, attempt } => {
                 serde_json::json!({"kind": "delivery", "job": job, "outbox": send, "attempt": attempt})
             }
+            Cause::Invoke { by_run, action, .. } => {
+                serde_json::json!({"kind": "invoke", "action": action, "by_run": by_run})
+            }
         }
         .to_string();
         let export = match world {
             World::Connector => "sync",
             World::Agent => "handle",
             World::Channel => "deliver",
+            World::Provider => "perform",
         };
         let job = match cause {
-            Cause::Manual => None,
+            Cause::Manual | Cause::Invoke { .. } => None,
             Cause::Job(job) | Cause::Event { job, .. } | Cause::Delivery { job, .. } => Some(job),
         };
-        plugins::start_run(db.conn(), &run_id, &row, export, &trigger_json, job)
+        let parent = match cause {
+            Cause::Invoke { by_run, .. } => by_run,
+            _ => None,
+        };
+        plugins::start_run(db.conn(), &run_id, &row, export, &trigger_json, job, parent)
             .context("cannot record the run's start")?;
         let cursor = plugins::cursor(db.conn(), &row.id)?;
         let mut db = db;
         db.begin_group();
-        let mut host = host_ctx(db, &row, grant, Some(run_id.clone()), Some(trigger_json));
+        let mut host = self.host_ctx(
+            db,
+            &row,
+            grant,
+            Some(run_id.clone()),
+            Some(trigger_json),
+            invoke_depth,
+        );
         let (mut woken_by, mut woken_record) = match cause {
             Cause::Event { seq, .. } => event_for(&mut host, seq)?,
             _ => (None, None),
@@ -372,6 +420,7 @@ impl Runtime {
         let mut sync = None;
         let mut summary = None;
         let mut receipt = None;
+        let mut output = None;
         let mut new_cursor = None;
         let call: wasmtime::Result<Result<(), crate::bindings::types::Error>> = match world {
             World::Connector => ConnectorPre::new(pre)
@@ -399,7 +448,9 @@ impl Runtime {
                     kind: match cause {
                         Cause::Manual => TriggerKind::Manual,
                         Cause::Event { .. } => TriggerKind::Event,
-                        Cause::Job(_) | Cause::Delivery { .. } => TriggerKind::Schedule,
+                        Cause::Job(_) | Cause::Delivery { .. } | Cause::Invoke { .. } => {
+                            TriggerKind::Schedule
+                        }
                     },
                     input: input.map(str::to_string),
                     event: woken_by.take(),
@@ -423,6 +474,15 @@ impl Runtime {
                     .and_then(|p| p.instantiate(&mut store))
                     .and_then(|c| c.call_deliver(&mut store, &message))
                     .map(|r| r.map(|r| receipt = Some(r)))
+            }
+            World::Provider => {
+                let (action, given) = perform
+                    .as_ref()
+                    .context("a provider run without an action")?;
+                ProviderPre::new(pre)
+                    .and_then(|p| p.instantiate(&mut store))
+                    .and_then(|p| p.call_perform(&mut store, action, given))
+                    .map(|r| r.map(|o| output = Some(o)))
             }
         };
         let wall_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -499,6 +559,7 @@ impl Runtime {
             sync,
             summary,
             receipt: receipt.map(|r| r.id),
+            output,
             fuel_consumed: end.fuel_consumed,
             memory_peak: end.memory_peak,
             wall_us,
@@ -514,25 +575,32 @@ pub fn installed(db: &Store, id: &str) -> anyhow::Result<PluginRow> {
     })
 }
 
-fn host_ctx(
-    db: Store,
-    row: &PluginRow,
-    grant: Arc<Grant>,
-    run: Option<String>,
-    trigger: Option<String>,
-) -> HostCtx {
-    HostCtx {
-        db,
-        actor: Actor {
-            plugin: row.id.clone(),
-            version: Some(row.version.clone()),
-            digest: Some(row.digest.clone()),
-            run_id: run,
-            trigger,
-        },
-        grant,
-        policy: row.manifest.policy.clone(),
-        label: row.label(),
+impl Runtime {
+    fn host_ctx(
+        &self,
+        db: Store,
+        row: &PluginRow,
+        grant: Arc<Grant>,
+        run: Option<String>,
+        trigger: Option<String>,
+        invoke_depth: u32,
+    ) -> HostCtx {
+        HostCtx {
+            db,
+            actor: Actor {
+                plugin: row.id.clone(),
+                version: Some(row.version.clone()),
+                digest: Some(row.digest.clone()),
+                run_id: run,
+                trigger,
+            },
+            grant,
+            policy: row.manifest.policy.clone(),
+            label: row.label(),
+            home: self.home.clone(),
+            engine: self.engine.clone(),
+            invoke_depth,
+        }
     }
 }
 
@@ -551,6 +619,13 @@ pub enum Cause<'a> {
         job: &'a str,
         send: &'a str,
         attempt: u32,
+    },
+    /// Another run called one of this provider's actions (`invoke`),
+    /// `depth` calls deep.
+    Invoke {
+        by_run: Option<&'a str>,
+        action: &'a str,
+        depth: u32,
     },
 }
 

@@ -205,6 +205,27 @@ impl Store {
         Ok(())
     }
 
+    /// A stand-in that holds no data: an in-memory connection without the
+    /// schema, for the moment a run's store is lent to a nested run.
+    pub fn detached() -> Result<Store, StoreError> {
+        Ok(Store {
+            conn: Connection::open_in_memory()?,
+            path: PathBuf::from(":detached:"),
+            group: None,
+            commits: 0,
+        })
+    }
+
+    /// Whether `plugin` already used idempotency key `key` (a retried call
+    /// with it is replayed by [`Store::write`]).
+    pub fn key_used(&self, plugin: &str, key: &str) -> rusqlite::Result<bool> {
+        self.conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM idempotency WHERE plugin = ?1 AND key = ?2)",
+            )?
+            .query_row(params![plugin, key], |r| r.get(0))
+    }
+
     /// The connection, for read-only listings by the operator's commands.
     pub fn conn(&self) -> &Connection {
         &self.conn

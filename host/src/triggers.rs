@@ -343,7 +343,7 @@ mod tests {
         );
         // `writer` writes a document in one of its runs.
         let row = plugins::get(db.conn(), "writer").unwrap().unwrap();
-        plugins::start_run(db.conn(), "run-1", &row, "handle", "{}", None).unwrap();
+        plugins::start_run(db.conn(), "run-1", &row, "handle", "{}", None, None).unwrap();
         let actor = Actor {
             plugin: "writer".into(),
             version: Some("0.1.0".into()),

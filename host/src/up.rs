@@ -487,6 +487,7 @@ mod tests {
             sync: None,
             summary: None,
             receipt: None,
+            output: None,
             fuel_consumed: 0,
             memory_peak: 0,
             wall_us: 0,

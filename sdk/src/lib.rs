@@ -271,6 +271,22 @@ pub mod actions {
         wit::complete(task, end, &to_json(result)?, &options)
     }
 
+    /// Calls an action a provider plugin offers (`<plugin>/<action>`, see
+    /// `keel actions list`) with a typed input; returns its output parsed
+    /// as `R`. Needs the action in the manifest's `invoke` list.
+    pub fn invoke<T: Serialize, R: DeserializeOwned>(
+        action: &str,
+        input: &T,
+        options: WriteOptions,
+    ) -> Result<R, Error> {
+        let output = wit::invoke(action, &to_json(input)?, &options)?;
+        serde_json::from_str(&output).map_err(|e| {
+            Error::Invalid(format!(
+                "the output of {action} is not what was expected: {e}"
+            ))
+        })
+    }
+
     /// Gives back a claim this plugin holds; the task is open again.
     pub fn release(task: &str) -> Result<Record, Error> {
         wit::release(task)

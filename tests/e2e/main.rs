@@ -7,6 +7,7 @@ mod delivery;
 mod harness;
 mod hostile;
 mod install;
+mod invoke;
 mod loops;
 mod orchestration;
 mod slice;

@@ -156,6 +156,15 @@ impl Host for HostCtx {
         reply(crate::tasks::release(db, caller, &task))
     }
 
+    fn invoke(
+        &mut self,
+        action: String,
+        input: String,
+        opts: WitWriteOptions,
+    ) -> wasmtime::Result<Result<String, types::Error>> {
+        reply(crate::invoke::call(self, &action, &input, &options(opts)))
+    }
+
     fn send(
         &mut self,
         channel: String,

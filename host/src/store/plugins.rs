@@ -127,11 +127,12 @@ pub fn start_run(
     export: &str,
     trigger_json: &str,
     job: Option<&str>,
+    parent: Option<&str>,
 ) -> rusqlite::Result<()> {
     conn.execute(
-        "INSERT INTO runs (id, plugin, plugin_version, digest, export, trigger_json, started_at, outcome, job_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8)",
-        params![id, plugin.id, plugin.version, plugin.digest, export, trigger_json, now(), job],
+        "INSERT INTO runs (id, plugin, plugin_version, digest, export, trigger_json, started_at, outcome, job_id, parent_run)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9)",
+        params![id, plugin.id, plugin.version, plugin.digest, export, trigger_json, now(), job, parent],
     )?;
     Ok(())
 }

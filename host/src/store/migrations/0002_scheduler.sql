@@ -37,3 +37,6 @@ CREATE TABLE webhooks (
     max_bytes   INTEGER NOT NULL,
     PRIMARY KEY (plugin, hook)
 ) STRICT, WITHOUT ROWID;
+
+-- A provider's run started by another run's `invoke`: the caller's run.
+ALTER TABLE runs ADD COLUMN parent_run TEXT;

@@ -4,6 +4,7 @@
 //! `{"op":"update","id":I,"expected":N,"text":T}` or
 //! `{"op":"schedule","plugin":P,"input":J,"at":T}` (the summary is the job id) or
 //! `{"op":"burst","n":N}` (N jobs creating `burst-0`..`burst-N-1`) or
+//! `{"op":"invoke","action":A,"input":I,"key":K}` (the summary is the output) or
 //! `{"op":"send","message":M,"confidence":C}` (the summary is the outbox id and state).
 //! Woken by an event, it echoes it: one new record per event, of the kind in
 //! config `echo-kind` (`test/item` when unset), so manifests that subscribe
@@ -47,6 +48,15 @@ impl Agent for Writer {
                     "updated to version {}",
                     record.version
                 )))
+            }
+            Some("invoke") => {
+                let action = input["action"].as_str().unwrap_or_default();
+                let mut options = WriteOptions::new();
+                if let Some(key) = input["key"].as_str() {
+                    options = options.key(key);
+                }
+                let output: serde_json::Value = actions::invoke(action, &input["input"], options)?;
+                Ok(Outcome::new(output.to_string()))
             }
             Some("burst") => {
                 let n = input["n"].as_u64().unwrap_or(0);

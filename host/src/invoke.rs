@@ -1,0 +1,232 @@
+//! Plugin-registered actions. A `provider` plugin lists the actions it
+//! offers in its manifest (`[[provides]]`: name, description, JSON Schema
+//! input); `keel actions list` shows them beside the core actions. An agent
+//! whose grant lists one calls it with `actions.invoke`: the input is
+//! checked against the schema, then the provider runs, under its own grant,
+//! as a run linked to the caller's (`parent_run`); the caller's `invoke` is
+//! audited with the provider's run, and the provider's own calls are audited
+//! under its run.
+
+use serde::Serialize;
+
+use crate::actions::WriteOptions;
+use crate::error::CallError;
+use crate::host::HostCtx;
+use crate::limits;
+use crate::manifest::World;
+use crate::runtime::{Cause, Runtime};
+use crate::store::plugins::{self, PluginRow};
+use crate::store::{Store, Touched};
+
+/// How deep `invoke` calls may nest (a provider invoking a provider...).
+pub const MAX_INVOKE_DEPTH: u32 = 4;
+
+/// One action a provider offers, as `keel actions list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Provided {
+    /// `<plugin>/<action>`.
+    pub name: String,
+    /// `id@version` of the provider.
+    pub provider: String,
+    pub description: String,
+    /// What the action does with the provider's grant.
+    pub needs: Vec<String>,
+    /// The JSON Schema of its input.
+    pub input: serde_json::Value,
+}
+
+/// Every action the installed providers offer.
+pub fn provided(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<Provided>> {
+    Ok(plugins::list(conn)?
+        .into_iter()
+        .flat_map(|p| {
+            let label = p.label();
+            p.manifest
+                .provides
+                .iter()
+                .map(|a| Provided {
+                    name: format!("{}/{}", p.id, a.name),
+                    provider: label.clone(),
+                    description: a.description.clone(),
+                    needs: a.needs.clone(),
+                    input: a.input.clone(),
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect())
+}
+
+/// Checks `input` against the schema of provider `row`'s action `action`.
+pub fn check_input(row: &PluginRow, action: &str, input: &str) -> Result<(), CallError> {
+    let Some(spec) = row.manifest.provides.iter().find(|a| a.name == action) else {
+        let offered: Vec<&str> = row
+            .manifest
+            .provides
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect();
+        return Err(CallError::NotFound(format!(
+            "{} provides no action `{action}`; it provides: {}",
+            row.label(),
+            offered.join(", ")
+        )));
+    };
+    let value: serde_json::Value = serde_json::from_str(input)
+        .map_err(|e| CallError::Invalid(format!("the input is not JSON: {e}")))?;
+    let validator = jsonschema::validator_for(&spec.input).map_err(|e| {
+        CallError::Internal(format!(
+            "the schema of {}/{action} does not compile: {e}",
+            row.id
+        ))
+    })?;
+    if let Err(e) = validator.validate(&value) {
+        let at = e.instance_path().to_string();
+        let at = if at.is_empty() {
+            "the input".to_string()
+        } else {
+            format!("input{at}")
+        };
+        return Err(CallError::Invalid(format!(
+            "{at} does not match the schema of {}/{action}: {e}",
+            row.id
+        )));
+    }
+    Ok(())
+}
+
+/// `actions.invoke` for the run `ctx`: checks, runs the provider, records.
+pub fn call(
+    ctx: &mut HostCtx,
+    action: &str,
+    input: &str,
+    opts: &WriteOptions,
+) -> Result<String, CallError> {
+    let actor = ctx.actor.clone();
+    let checks = limits::check_len("action", action, limits::MAX_NAME_BYTES)
+        .and_then(|()| limits::check_json("input", input))
+        .and_then(|()| match &opts.idempotency_key {
+            Some(key) => limits::check_len("idempotency key", key, limits::MAX_NAME_BYTES),
+            None => Ok(()),
+        });
+    if let Err(e) = checks {
+        return Err(ctx.db.refuse(&actor, "invoke", e));
+    }
+    if let Err(reason) = ctx.grant.check_invoke(action) {
+        return ctx.db.write::<String, _>(
+            &actor,
+            "invoke",
+            None,
+            Err((reason, Touched::detail(action))),
+            |_| unreachable!("refused before the change"),
+        );
+    }
+    let refuse = |db: &mut Store, e: CallError| {
+        let detail = Touched::detail(action);
+        db.write::<String, _>(&actor, "invoke", None, Ok(()), |_| (Err(e), detail))
+    };
+    let provider = action.split_once('/').and_then(|(plugin, name)| {
+        plugins::get(ctx.db.conn(), plugin)
+            .ok()
+            .flatten()
+            .filter(|p| p.manifest.plugin.world == World::Provider)
+            .map(|p| (p, name))
+    });
+    let Some((row, name)) = provider else {
+        let e = CallError::NotFound(format!(
+            "no provider offers `{action}`; see `keel actions list`"
+        ));
+        return refuse(&mut ctx.db, e);
+    };
+    if let Err(e) = check_input(&row, name, input) {
+        return refuse(&mut ctx.db, e);
+    }
+    if ctx.invoke_depth >= MAX_INVOKE_DEPTH {
+        let e = CallError::Limit(format!(
+            "`{action}` would be {} invoke calls deep; at most {MAX_INVOKE_DEPTH}",
+            ctx.invoke_depth + 1
+        ));
+        return refuse(&mut ctx.db, e);
+    }
+    let key = opts.idempotency_key.as_deref();
+    if let Some(key) = key
+        && ctx.db.key_used(&actor.plugin, key)?
+    {
+        // A retry: the write path replays the first output and audits it.
+        return ctx
+            .db
+            .write::<String, _>(&actor, "invoke", Some(key), Ok(()), |_| {
+                (
+                    Err(CallError::Internal(
+                        "an idempotent replay reached its change".into(),
+                    )),
+                    Touched::detail(action),
+                )
+            });
+    }
+
+    // The provider runs on this run's connection: commit what this run
+    // wrote so far, lend the store to the nested run, and take it back.
+    ctx.db.flush()?;
+    let path = ctx.db.path().to_path_buf();
+    let stand_in = Store::detached().map_err(|e| CallError::Internal(e.to_string()))?;
+    let db = std::mem::replace(&mut ctx.db, stand_in);
+    let cause = Cause::Invoke {
+        by_run: actor.run_id.as_deref(),
+        action: name,
+        depth: ctx.invoke_depth + 1,
+    };
+    let ran = Runtime::with_engine(&ctx.home, ctx.engine.clone())
+        .and_then(|mut runtime| runtime.invoke(db, &row.id, cause, Some(input)));
+    let report = match ran {
+        Ok((report, db)) => {
+            ctx.db = db;
+            Ok(report)
+        }
+        Err(e) => {
+            // The nested run did not give the store back: open it again.
+            ctx.db = Store::open(&path).map_err(|e| CallError::Unavailable(e.to_string()))?;
+            Err(e)
+        }
+    };
+    ctx.db.begin_group();
+    let (result, detail) = match report {
+        Err(e) => (
+            Err(CallError::Unavailable(format!(
+                "{action} could not start: {e:#}"
+            ))),
+            action.to_string(),
+        ),
+        Ok(report) => {
+            let detail = format!("{action}: run {} {}", report.run, report.outcome);
+            let result = match (report.outcome.as_str(), report.output) {
+                ("ok", Some(output)) => limits::check_json("output", &output).map(|()| output),
+                ("error", _) => Err(same_kind(
+                    report.error.as_deref(),
+                    format!("{action} failed: {}", report.detail),
+                )),
+                _ => Err(CallError::Unavailable(format!(
+                    "{action} did not finish: {}",
+                    report.detail
+                ))),
+            };
+            (result, detail)
+        }
+    };
+    ctx.db
+        .write::<String, _>(&actor, "invoke", key, Ok(()), |_| {
+            (result, Touched::detail(detail))
+        })
+}
+
+/// The caller gets the provider's error as the same variant.
+fn same_kind(kind: Option<&str>, message: String) -> CallError {
+    match kind {
+        Some("denied") => CallError::Denied(message),
+        Some("not-found") => CallError::NotFound(message),
+        Some("conflict") => CallError::Conflict(message),
+        Some("invalid") => CallError::Invalid(message),
+        Some("limit") => CallError::Limit(message),
+        Some("unavailable") => CallError::Unavailable(message),
+        _ => CallError::Internal(message),
+    }
+}

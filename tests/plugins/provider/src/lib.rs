@@ -1,0 +1,27 @@
+//! Offers two actions: `make` creates a `test/made` record under this
+//! plugin's own grant and returns `{"id": ID}`; `fail` returns `invalid`.
+
+use keel_provider::prelude::*;
+
+struct TestProvider;
+
+impl Provider for TestProvider {
+    fn perform(action: String, input: String) -> Result<String, Error> {
+        let input: serde_json::Value =
+            serde_json::from_str(&input).map_err(|e| Error::Invalid(format!("input: {e}")))?;
+        match action.as_str() {
+            "make" => {
+                let text = input["text"].as_str().unwrap_or_default();
+                let body = serde_json::json!({ "text": text });
+                let identity = Identity::new("made", text);
+                let created =
+                    actions::create("test/made", &body, Some(identity), WriteOptions::new())?;
+                Ok(serde_json::json!({ "id": created.record.id }).to_string())
+            }
+            "fail" => Err(Error::Invalid("asked to fail".into())),
+            other => Err(Error::NotFound(format!("no action {other}"))),
+        }
+    }
+}
+
+keel_provider::export_provider!(TestProvider);
