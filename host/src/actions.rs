@@ -147,6 +147,27 @@ fn check_key(opts: &WriteOptions) -> Result<(), CallError> {
     }
 }
 
+/// Puts a version written with less confidence than the writer's
+/// `policy.review_below` up for review (a write without a confidence makes
+/// no claim and is not).
+fn flag_unsure(
+    tx: &rusqlite::Connection,
+    caller: Caller<'_>,
+    record: &Record,
+    prov: &Provenance,
+) -> Result<(), CallError> {
+    if prov
+        .confidence
+        .is_some_and(|c| c < caller.policy.review_below)
+    {
+        tx.prepare_cached(
+            "UPDATE versions SET review = 'pending' WHERE record_id = ?1 AND version = ?2",
+        )?
+        .execute(rusqlite::params![record.id, record.version])?;
+    }
+    Ok(())
+}
+
 /// Validates options and turns them into provenance.
 fn provenance(conn: &rusqlite::Connection, opts: &WriteOptions) -> Result<Provenance, CallError> {
     if opts.sources.len() > limits::MAX_SOURCES {
@@ -236,6 +257,7 @@ pub fn create(
                 }
                 let prov = provenance(tx, opts)?;
                 let record = records::insert_new(tx, caller.actor, kind, body, identity, &prov)?;
+                flag_unsure(tx, caller, &record, &prov)?;
                 touched = Touched::record(&record.id, 1, format!("kind {kind}"));
                 Ok(Created {
                     record,
@@ -295,6 +317,7 @@ pub fn update(
                 }
                 let prov = provenance(tx, opts)?;
                 let record = records::update_body(tx, caller.actor, &current, body, &prov)?;
+                flag_unsure(tx, caller, &record, &prov)?;
                 touched = Touched::record(id, record.version, format!("kind {}", record.kind));
                 Ok(record)
             })();

@@ -1,7 +1,8 @@
 //! The review queue: what waits for the operator: sends that need approval
-//! (`needs-review` in the outbox), jobs that were dead-lettered, and jobs
-//! `keel up` stopped (a plugin waking itself, a cascade past the depth
-//! limit). Every decision goes through the write path with
+//! (`needs-review` in the outbox), record versions written with low
+//! confidence, jobs that were dead-lettered, jobs `keel up` stopped (a
+//! plugin waking itself, a cascade past the depth limit), and tasks whose
+//! claims kept expiring. Every decision goes through the write path with
 //! the operator as actor, so it is audited like any other change.
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -15,13 +16,15 @@ use crate::store::{Actor, Store, Touched, now};
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Item {
     pub id: String,
-    /// `send`, `dead-job`, `stopped-cascade` or `blocked-task`.
+    /// `send`, `low-confidence`, `dead-job`, `stopped-cascade` or
+    /// `blocked-task`.
     pub kind: String,
     pub plugin: String,
     pub created_at: String,
     /// One line: the channel and subject, or the job's last error.
     pub summary: String,
-    /// For sends: the message as JSON text (edited, if the operator did).
+    /// For sends: the message as JSON text (edited, if the operator did);
+    /// for low-confidence versions: the body written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// For sends: the plugin's own draft, when the operator edited it.
@@ -125,6 +128,42 @@ fn task_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
     })
 }
 
+/// A version's item id: `<record id>@<version>`.
+fn version_id(record: &str, version: i64) -> String {
+    format!("{record}@{version}")
+}
+
+fn version_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
+    let record: String = r.get(0)?;
+    let version: i64 = r.get(1)?;
+    let kind: String = r.get(2)?;
+    let actor: String = r.get(3)?;
+    let confidence: Option<f64> = r.get(6)?;
+    let sources: String = r.get(7)?;
+    Ok(Item {
+        id: version_id(&record, version),
+        kind: "low-confidence".into(),
+        plugin: actor.split('@').next().unwrap_or_default().to_string(),
+        created_at: r.get(4)?,
+        summary: format!(
+            "{kind} {record} v{version} by {actor}, confidence {:.2}",
+            confidence.unwrap_or(0.0)
+        ),
+        message: Some(r.get(9)?),
+        original_message: None,
+        provenance: Provenance {
+            run: r.get(5)?,
+            sources: serde_json::from_str(&sources).unwrap_or_default(),
+            confidence,
+            note: r.get(8)?,
+        },
+    })
+}
+
+const VERSION_QUERY: &str = "SELECT v.record_id, v.version, r.kind, v.actor, v.at, v.run_id,
+    v.confidence, v.sources, v.note, v.body
+    FROM versions v JOIN records r ON r.id = v.record_id WHERE v.review = 'pending'";
+
 /// Tasks the supervisor blocked because their claims kept expiring.
 const TASK_QUERY: &str = "SELECT id, created_by, updated_at, json_extract(body, '$.title'),
     json_extract(body, '$.escalated') FROM records
@@ -147,6 +186,11 @@ pub fn list(conn: &Connection) -> rusqlite::Result<Vec<Item>> {
         .query_map([], job_item)?
         .collect::<rusqlite::Result<_>>()?;
     items.extend(jobs);
+    let versions: Vec<Item> = conn
+        .prepare(VERSION_QUERY)?
+        .query_map([], version_item)?
+        .collect::<rusqlite::Result<_>>()?;
+    items.extend(versions);
     let tasks: Vec<Item> = conn
         .prepare(TASK_QUERY)?
         .query_map([], task_item)?
@@ -173,6 +217,17 @@ pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<Item>> {
         .optional()?;
     if task.is_some() {
         return Ok(task);
+    }
+    if let Some((record, version)) = id.rsplit_once('@')
+        && let Ok(version) = version.parse::<i64>()
+    {
+        return conn
+            .query_row(
+                &format!("{VERSION_QUERY} AND v.record_id = ?1 AND v.version = ?2"),
+                params![record, version],
+                version_item,
+            )
+            .optional();
     }
     conn.query_row(
         &format!(
@@ -275,9 +330,88 @@ fn apply(
             )));
         }
         ("blocked-task", decision) => return decide_task(conn, operator, item, decision),
+        ("low-confidence", decision) => return decide_version(conn, operator, item, decision),
         (other, _) => return Err(CallError::Internal(format!("unknown review item kind {other}"))),
     };
     if changed == 1 {
+        Ok(())
+    } else {
+        Err(missing(&item.id))
+    }
+}
+
+/// A low-confidence version: approve keeps it; edit writes the operator's
+/// body as the next version; reject restores the version before it (a
+/// first version has none to restore: it stays, marked rejected).
+fn decide_version(
+    conn: &Connection,
+    operator: &Actor,
+    item: &Item,
+    decision: &Decision,
+) -> Result<(), CallError> {
+    let (record_id, version) = item
+        .id
+        .rsplit_once('@')
+        .and_then(|(r, v)| v.parse::<i64>().ok().map(|v| (r, v)))
+        .ok_or_else(|| missing(&item.id))?;
+    let current = crate::store::records::get(conn, record_id)?.ok_or_else(|| missing(&item.id))?;
+    let moved_on = || {
+        CallError::Conflict(format!(
+            "{} is at version {} now; review what changed since, or approve this one to keep it in the history",
+            record_id, current.version
+        ))
+    };
+    let note = |text: String| crate::store::records::Provenance {
+        note: Some(text),
+        ..Default::default()
+    };
+    let review = match decision {
+        Decision::Approve => "approved",
+        Decision::Edit { message } => {
+            if current.version != version {
+                return Err(moved_on());
+            }
+            crate::limits::check_body(message)?;
+            if !matches!(
+                serde_json::from_str(message),
+                Ok(serde_json::Value::Object(_))
+            ) {
+                return Err(CallError::Invalid(
+                    "the edited body must be a JSON object".into(),
+                ));
+            }
+            let prov = note(format!("edited in review of v{version}"));
+            crate::store::records::update_body(conn, operator, &current, message, &prov)?;
+            "edited"
+        }
+        Decision::Reject { reason } => {
+            if version > 1 {
+                if current.version != version {
+                    return Err(moved_on());
+                }
+                let before: String = conn.query_row(
+                    "SELECT body FROM versions WHERE record_id = ?1 AND version = ?2",
+                    params![record_id, version - 1],
+                    |r| r.get(0),
+                )?;
+                let why = reason
+                    .as_ref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default();
+                let prov = note(format!(
+                    "rejected v{version}, v{} restored{why}",
+                    version - 1
+                ));
+                crate::store::records::update_body(conn, operator, &current, &before, &prov)?;
+            }
+            "rejected"
+        }
+    };
+    let n = conn.execute(
+        "UPDATE versions SET review = ?3 WHERE record_id = ?1 AND version = ?2 AND review = 'pending'",
+        params![record_id, version, review],
+    )?;
+    if n == 1 {
         Ok(())
     } else {
         Err(missing(&item.id))
@@ -447,6 +581,146 @@ mod tests {
             .map(|(a, o)| (a.to_string(), o.to_string()))
             .collect();
         assert_eq!(ops, want);
+        assert_eq!(crate::store::audit::verify(s.conn()).unwrap().broken, None);
+    }
+
+    /// Writes `body` for kind `note/x` with `confidence` as plugin `unsure`
+    /// (threshold 0.8): a create, or an update of `id`.
+    fn write_unsure(s: &mut Store, id: Option<&str>, body: &str, confidence: f32) -> String {
+        let m = Manifest::parse(
+            "[plugin]\nid = \"unsure\"\nversion = \"0.1.0\"\nworld = \"agent\"\n[capabilities]\nread = [\"note/x\"]\nwrite = [\"note/x\"]\nactions = [\"create\", \"update\"]\n",
+            "keel.toml",
+        )
+        .unwrap();
+        let g = Grant::new(&m, &Default::default(), &Default::default()).unwrap();
+        let a = Actor {
+            plugin: "unsure".into(),
+            version: Some("0.1.0".into()),
+            digest: None,
+            run_id: None,
+            trigger: None,
+        };
+        let p = Policy { review_below: 0.8 };
+        let c = Caller {
+            actor: &a,
+            grant: &g,
+            policy: &p,
+        };
+        let opts = WriteOptions {
+            confidence: Some(confidence),
+            note: Some("a guess".into()),
+            ..WriteOptions::default()
+        };
+        match id {
+            None => {
+                actions::create(s, c, "note/x", body, None, &opts)
+                    .unwrap()
+                    .record
+                    .id
+            }
+            Some(id) => {
+                let at = crate::store::records::get(s.conn(), id)
+                    .unwrap()
+                    .unwrap()
+                    .version;
+                actions::update(s, c, id, at, body, &opts).unwrap().id
+            }
+        }
+    }
+
+    fn bodies(s: &Store, id: &str) -> Vec<(String, Option<String>)> {
+        crate::store::records::history(s.conn(), id)
+            .unwrap()
+            .into_iter()
+            .map(|v| (v.body, v.review))
+            .collect()
+    }
+
+    #[test]
+    fn unsure_versions_wait_and_are_kept_edited_or_reverted() {
+        let mut s = Store::open_in_memory().unwrap();
+        let sure = write_unsure(&mut s, None, r#"{"t":"sure"}"#, 0.9);
+        let a = write_unsure(&mut s, None, r#"{"t":"a1"}"#, 0.5);
+        write_unsure(&mut s, Some(&a), r#"{"t":"a2"}"#, 0.3);
+        let b = write_unsure(&mut s, None, r#"{"t":"b1"}"#, 0.2);
+        let items = list(s.conn()).unwrap();
+        // Oldest first; ids made in the same millisecond need not sort in
+        // the order they were made, so compare as sets.
+        let mut ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
+        ids.sort_unstable();
+        let mut want = [format!("{a}@1"), format!("{a}@2"), format!("{b}@1")];
+        want.sort_unstable();
+        assert_eq!(ids, want);
+        assert!(
+            items
+                .iter()
+                .all(|i| i.kind == "low-confidence" && i.plugin == "unsure")
+        );
+        let a2 = items.iter().find(|i| i.id == format!("{a}@2")).unwrap();
+        assert_eq!(
+            a2.summary,
+            format!("note/x {a} v2 by unsure@0.1.0, confidence 0.30")
+        );
+        assert_eq!(a2.provenance.note.as_deref(), Some("a guess"));
+        assert!(bodies(&s, &sure)[0].1.is_none());
+
+        // Keep a's first version; a's second is rejected: v1's body returns.
+        decide(&mut s, &format!("{a}@1"), &Decision::Approve).unwrap();
+        decide(
+            &mut s,
+            &format!("{a}@2"),
+            &Decision::Reject {
+                reason: Some("wrong".into()),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            bodies(&s, &a),
+            [
+                (r#"{"t":"a1"}"#.to_string(), Some("approved".to_string())),
+                (r#"{"t":"a2"}"#.to_string(), Some("rejected".to_string())),
+                (r#"{"t":"a1"}"#.to_string(), None),
+            ]
+        );
+        let restored = &crate::store::records::history(s.conn(), &a).unwrap()[2];
+        assert_eq!(restored.actor, "operator");
+        assert_eq!(
+            restored.note.as_deref(),
+            Some("rejected v2, v1 restored: wrong")
+        );
+
+        // An edit must be an object; then it is the next version.
+        let bad = decide(
+            &mut s,
+            &format!("{b}@1"),
+            &Decision::Edit {
+                message: "[1]".into(),
+            },
+        );
+        assert!(matches!(bad, Err(CallError::Invalid(_))), "{bad:?}");
+        decide(
+            &mut s,
+            &format!("{b}@1"),
+            &Decision::Edit {
+                message: r#"{"t":"b fixed"}"#.into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(bodies(&s, &b)[1], (r#"{"t":"b fixed"}"#.to_string(), None));
+        assert_eq!(bodies(&s, &b)[0].1.as_deref(), Some("edited"));
+        assert!(list(s.conn()).unwrap().is_empty());
+
+        // A version the record has moved past can be kept but not edited.
+        write_unsure(&mut s, Some(&sure), r#"{"t":"unsure now"}"#, 0.1);
+        write_unsure(&mut s, Some(&sure), r#"{"t":"sure again"}"#, 0.95);
+        let err = decide(
+            &mut s,
+            &format!("{sure}@2"),
+            &Decision::Reject { reason: None },
+        )
+        .unwrap_err();
+        assert!(matches!(err, CallError::Conflict(_)), "{err:?}");
+        decide(&mut s, &format!("{sure}@2"), &Decision::Approve).unwrap();
         assert_eq!(crate::store::audit::verify(s.conn()).unwrap().broken, None);
     }
 

@@ -211,3 +211,32 @@ fn unsure_sends_wait_for_review_and_the_operator_decides() {
         .unwrap();
     assert_eq!(state, "approved");
 }
+
+#[test]
+fn an_unsure_record_waits_for_review_and_the_operators_edit_is_the_next_version() {
+    let keel = Keel::new();
+    keel.install_test_plugin(crate::harness::artifacts::WRITER_DIR, &[]);
+    let v = keel.run_json(
+        "test-writer",
+        Some(r#"{"op":"create","text":"maybe","confidence":0.5}"#),
+    );
+    assert_eq!(v["outcome"], "ok", "{v}");
+    let id = v["summary"].as_str().unwrap().to_string();
+    let items = keel.json(&["review", "list"]);
+    assert_eq!(items[0]["kind"], "low-confidence", "{items}");
+    assert_eq!(items[0]["id"], format!("{id}@1"));
+    assert_eq!(items[0]["provenance"]["run"], v["run"]);
+    keel.ok(&[
+        "review",
+        "edit",
+        &format!("{id}@1"),
+        "--message",
+        r#"{"text":"surely"}"#,
+    ]);
+    let shown = keel.json(&["records", "show", &id, "--history"]);
+    assert_eq!(shown["version"], 2);
+    assert_eq!(shown["body"]["text"], "surely");
+    assert_eq!(shown["history"][0]["review"], "edited");
+    assert_eq!(shown["history"][1]["actor"], "operator");
+    assert_eq!(keel.json(&["review", "list"]), serde_json::json!([]));
+}

@@ -34,6 +34,10 @@ pub struct Version {
     pub models: Vec<String>,
     pub confidence: Option<f32>,
     pub note: Option<String>,
+    /// For a version written with low confidence: `pending`, `approved`,
+    /// `edited` or `rejected` (the operator's review).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<String>,
 }
 
 /// A typed edge.
@@ -109,7 +113,7 @@ pub fn query(
 
 pub fn history(conn: &Connection, id: &str) -> rusqlite::Result<Vec<Version>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT version, body, at, actor, run_id, digest, trigger_json, sources, models, confidence, note
+        "SELECT version, body, at, actor, run_id, digest, trigger_json, sources, models, confidence, note, review
          FROM versions WHERE record_id = ?1 ORDER BY version",
     )?;
     stmt.query_map([id], |r| {
@@ -127,6 +131,7 @@ pub fn history(conn: &Connection, id: &str) -> rusqlite::Result<Vec<Version>> {
             models: serde_json::from_str(&models).unwrap_or_default(),
             confidence: r.get::<_, Option<f64>>(9)?.map(|c| c as f32),
             note: r.get(10)?,
+            review: r.get(11)?,
         })
     })?
     .collect()

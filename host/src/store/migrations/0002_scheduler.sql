@@ -1,4 +1,4 @@
--- keel store, schema 2: delivery through channel plugins, causation depth, rate limits, webhooks.
+-- keel store, schema 2: delivery through channel plugins, causation depth, rate limits, webhooks, provided actions, review of unsure versions.
 
 -- The job that delivers a queued or approved send, once one is queued; the
 -- receipt once the channel has it out.
@@ -40,3 +40,9 @@ CREATE TABLE webhooks (
 
 -- A provider's run started by another run's `invoke`: the caller's run.
 ALTER TABLE runs ADD COLUMN parent_run TEXT;
+
+-- A version written with less confidence than its writer's review
+-- threshold waits for the operator: pending, then approved, edited or
+-- rejected.
+ALTER TABLE versions ADD COLUMN review TEXT;
+CREATE INDEX versions_review ON versions(review) WHERE review = 'pending';

@@ -1,5 +1,5 @@
 //! Creates or updates `test/item` records as its input says:
-//! `{"op":"create","text":T,"kind":K,"sleep_ms":MS}` (kind `test/item` unless given, after MS ms;
+//! `{"op":"create","text":T,"kind":K,"sleep_ms":MS,"confidence":C}` (kind `test/item` unless given, after MS ms;
 //! identity = T; the summary is the record id) or
 //! `{"op":"update","id":I,"expected":N,"text":T}` or
 //! `{"op":"schedule","plugin":P,"input":J,"at":T}` (the summary is the job id) or
@@ -37,7 +37,11 @@ impl Agent for Writer {
                 }
                 let kind = input["kind"].as_str().unwrap_or("test/item");
                 let identity = Identity::new("test", text);
-                let created = actions::create(kind, &body, Some(identity), WriteOptions::new())?;
+                let mut options = WriteOptions::new();
+                if let Some(c) = input["confidence"].as_f64() {
+                    options = options.confidence(c as f32);
+                }
+                let created = actions::create(kind, &body, Some(identity), options)?;
                 Ok(Outcome::new(created.record.id))
             }
             Some("update") => {
