@@ -109,6 +109,22 @@ pub const EVENTS: &[&str] = &[
     "run.failed",
 ];
 
+/// Failures a manifest may declare worth retrying (`limits.retry_on`).
+pub const RETRYABLE: &[&str] = &[
+    "trap",
+    "fuel",
+    "memory",
+    "denied",
+    "not-found",
+    "conflict",
+    "invalid",
+    "limit",
+    "internal",
+];
+
+/// Most attempts a job may get (`limits.attempts`).
+pub const MAX_ATTEMPTS: u32 = 20;
+
 /// Shortest interval a time trigger may ask for.
 pub const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -253,6 +269,15 @@ pub struct Limits {
     pub fuel: u64,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Failures retried beyond the transient ones (`unavailable`, a missed
+    /// deadline): outcomes `trap`, `fuel`, `memory`, or error variants
+    /// `denied`, `not-found`, `conflict`, `invalid`, `limit`, `internal`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retry_on: Vec<String>,
+    /// Attempts a job of this plugin gets before it is dead-lettered
+    /// (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
     /// Runs of this plugin at once under `keel up`, across all workers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u32>,
@@ -335,6 +360,8 @@ impl Default for Limits {
             memory_mb: default_memory_mb(),
             fuel: default_fuel(),
             timeout_ms: default_timeout_ms(),
+            retry_on: Vec::new(),
+            attempts: None,
             concurrency: None,
             rate: None,
         }
@@ -472,6 +499,19 @@ impl Manifest {
         if l.timeout_ms == 0 || l.timeout_ms > MAX_TIMEOUT_MS {
             return Err(format!(
                 "limits.timeout_ms must be between 1 and {MAX_TIMEOUT_MS}"
+            ));
+        }
+        for kind in &l.retry_on {
+            if !RETRYABLE.contains(&kind.as_str()) {
+                return Err(format!(
+                    "limits.retry_on: `{kind}` is not a failure keel can retry; use {}",
+                    RETRYABLE.join(", ")
+                ));
+            }
+        }
+        if l.attempts.is_some_and(|a| a == 0 || a > MAX_ATTEMPTS) {
+            return Err(format!(
+                "limits.attempts must be between 1 and {MAX_ATTEMPTS}"
             ));
         }
         if l.concurrency == Some(0) {

@@ -75,11 +75,18 @@ pub struct Tally {
     pub stopped: u64,
 }
 
-/// Whether a failed run is worth retrying.
-fn failure_of(report: &RunReport) -> Failure {
-    match (report.outcome.as_str(), report.error.as_deref()) {
-        ("deadline", _) | ("error", Some("unavailable")) => Failure::Transient,
-        _ => Failure::Permanent,
+/// Whether a failed run is worth retrying: transient failures always,
+/// others when the plugin's manifest declares them (`limits.retry_on`).
+fn failure_of(report: &RunReport, retry_on: &[String]) -> Failure {
+    let kind = match (report.outcome.as_str(), report.error.as_deref()) {
+        ("deadline", _) | ("error", Some("unavailable")) => return Failure::Transient,
+        ("error", Some(variant)) => variant,
+        (outcome, _) => outcome,
+    };
+    if retry_on.iter().any(|r| r == kind) {
+        Failure::Transient
+    } else {
+        Failure::Permanent
     }
 }
 
@@ -145,6 +152,7 @@ impl Worker {
             why,
             Utc::now(),
             0.0,
+            None,
         )?;
         tracing::warn!("dead-lettered: {why}");
         tally.dead += 1;
@@ -361,14 +369,16 @@ impl Worker {
         // The low bits of a v7 id are random: enough to spread retries.
         let random = u16::try_from(uuid::Uuid::now_v7().as_u128() & 0xffff).unwrap_or(0);
         let jitter = f64::from(random) / f64::from(u16::MAX);
+        let limits = &row.manifest.limits;
         let state = jobs::fail(
             db.conn(),
             &job.id,
             &self.name,
-            failure_of(&report),
+            failure_of(&report, &limits.retry_on),
             &report.detail,
             Utc::now(),
             jitter,
+            limits.attempts.map(i64::from),
         )?;
         match state.as_deref() {
             Some("dead") => {
@@ -496,10 +506,27 @@ mod tests {
 
     #[test]
     fn only_transient_failures_are_retried() {
-        assert_eq!(failure_of(&report("deadline", None)), Failure::Transient);
         assert_eq!(
-            failure_of(&report("error", Some("unavailable"))),
+            failure_of(&report("deadline", None), &[]),
             Failure::Transient
+        );
+        assert_eq!(
+            failure_of(&report("error", Some("unavailable")), &[]),
+            Failure::Transient
+        );
+        // Unless the manifest declares them.
+        let declared = ["trap".to_string(), "conflict".to_string()];
+        assert_eq!(
+            failure_of(&report("trap", None), &declared),
+            Failure::Transient
+        );
+        assert_eq!(
+            failure_of(&report("error", Some("conflict")), &declared),
+            Failure::Transient
+        );
+        assert_eq!(
+            failure_of(&report("error", Some("invalid")), &declared),
+            Failure::Permanent
         );
         for (outcome, error) in [
             ("error", Some("denied")),
@@ -509,7 +536,7 @@ mod tests {
             ("memory", None),
         ] {
             assert_eq!(
-                failure_of(&report(outcome, error)),
+                failure_of(&report(outcome, error), &[]),
                 Failure::Permanent,
                 "{outcome}"
             );

@@ -265,8 +265,11 @@ pub enum Failure {
 }
 
 /// Records a failed attempt: requeued after a backoff, or dead-lettered.
-/// `jitter` in `0.0..1.0` spreads retries (pass a random number). Returns
-/// the job's new state, or `None` if `worker` no longer holds the lease.
+/// `jitter` in `0.0..1.0` spreads retries (pass a random number);
+/// `max_attempts` overrides the job's own (the plugin's `limits.attempts`).
+/// Returns the job's new state, or `None` if `worker` no longer holds the
+/// lease.
+#[allow(clippy::too_many_arguments)]
 pub fn fail(
     conn: &Connection,
     id: &str,
@@ -275,6 +278,7 @@ pub fn fail(
     error: &str,
     now: DateTime<Utc>,
     jitter: f64,
+    max_attempts: Option<i64>,
 ) -> rusqlite::Result<Option<String>> {
     let job: Option<(i64, i64)> = conn
         .prepare_cached(
@@ -282,9 +286,10 @@ pub fn fail(
         )?
         .query_row(params![id, worker], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let Some((attempts, max_attempts)) = job else {
+    let Some((attempts, own_max)) = job else {
         return Ok(None);
     };
+    let max_attempts = max_attempts.unwrap_or(own_max);
     let dead = failure == Failure::Permanent || attempts >= max_attempts;
     let state = if dead { "dead" } else { "queued" };
     let run_at = after(now, backoff(attempts, jitter));
@@ -442,6 +447,7 @@ mod tests {
                 "unavailable",
                 now,
                 0.0,
+                None,
             )
             .unwrap()
             .unwrap();
@@ -469,8 +475,36 @@ mod tests {
         let s = Store::open_in_memory().unwrap();
         enqueue(&s, "j", at(0), Priority::Schedule, 5);
         lease(s.conn(), "w", at(0), LEASE).unwrap().unwrap();
-        let state = fail(s.conn(), "j", "w", Failure::Permanent, "denied", at(1), 0.5).unwrap();
+        let state = fail(
+            s.conn(),
+            "j",
+            "w",
+            Failure::Permanent,
+            "denied",
+            at(1),
+            0.5,
+            None,
+        )
+        .unwrap();
         assert_eq!(state.as_deref(), Some("dead"));
+    }
+
+    #[test]
+    fn a_plugins_attempts_override_the_jobs_own() {
+        let s = Store::open_in_memory().unwrap();
+        enqueue(&s, "j", at(0), Priority::Schedule, 5);
+        lease(s.conn(), "w", at(0), LEASE).unwrap().unwrap();
+        let state = fail(
+            s.conn(),
+            "j",
+            "w",
+            Failure::Transient,
+            "busy",
+            at(1),
+            0.0,
+            Some(1),
+        );
+        assert_eq!(state.unwrap().as_deref(), Some("dead"));
     }
 
     #[test]
