@@ -469,10 +469,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 for r in runs {
                     println!(
-                        "{}  {}@{} {:<8} {:<8} fuel {:>12}  mem {:>6} KiB  {:>9.1} ms  {}",
+                        "{}  {:<24} {:<8} {:<8} fuel {:>12}  mem {:>6} KiB  {:>9.1} ms  {}",
                         r.id,
-                        r.plugin,
-                        r.plugin_version,
+                        format!("{}@{}", r.plugin, r.plugin_version),
                         r.export,
                         r.outcome,
                         r.fuel_consumed.unwrap_or(0),
