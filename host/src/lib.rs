@@ -54,6 +54,8 @@ pub mod review;
 pub mod runtime;
 pub mod store;
 pub mod tasks;
+#[cfg(test)]
+mod testing;
 pub mod triggers;
 pub mod up;
 pub mod webhooks;

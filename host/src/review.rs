@@ -465,30 +465,12 @@ fn decide_task(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actions::{self, Caller, WriteOptions};
-    use crate::grant::Grant;
-    use crate::manifest::{Manifest, Policy};
+    use crate::actions::{self, WriteOptions};
+    use crate::testing::Fixture;
 
     fn queue_send(s: &mut Store, confidence: f32) -> String {
-        let m = Manifest::parse(
-            "[plugin]\nid = \"mailer\"\nversion = \"0.1.0\"\nworld = \"agent\"\n[capabilities]\nactions = [\"send\"]\nsend = [\"email\"]\n",
-            "keel.toml",
-        )
-        .unwrap();
-        let g = Grant::new(&m, &Default::default(), &Default::default()).unwrap();
-        let a = Actor {
-            plugin: "mailer".into(),
-            version: Some("0.1.0".into()),
-            digest: None,
-            run_id: None,
-            trigger: None,
-        };
-        let p = Policy { review_below: 0.8 };
-        let c = Caller {
-            actor: &a,
-            grant: &g,
-            policy: &p,
-        };
+        let fx = Fixture::plugin("mailer", &[], &["send"], "send = [\"email\"]").review_below(0.8);
+        let c = fx.caller();
         let opts = WriteOptions {
             confidence: Some(confidence),
             note: Some("reply to Ann".into()),
@@ -587,25 +569,9 @@ mod tests {
     /// Writes `body` for kind `note/x` with `confidence` as plugin `unsure`
     /// (threshold 0.8): a create, or an update of `id`.
     fn write_unsure(s: &mut Store, id: Option<&str>, body: &str, confidence: f32) -> String {
-        let m = Manifest::parse(
-            "[plugin]\nid = \"unsure\"\nversion = \"0.1.0\"\nworld = \"agent\"\n[capabilities]\nread = [\"note/x\"]\nwrite = [\"note/x\"]\nactions = [\"create\", \"update\"]\n",
-            "keel.toml",
-        )
-        .unwrap();
-        let g = Grant::new(&m, &Default::default(), &Default::default()).unwrap();
-        let a = Actor {
-            plugin: "unsure".into(),
-            version: Some("0.1.0".into()),
-            digest: None,
-            run_id: None,
-            trigger: None,
-        };
-        let p = Policy { review_below: 0.8 };
-        let c = Caller {
-            actor: &a,
-            grant: &g,
-            policy: &p,
-        };
+        let fx =
+            Fixture::plugin("unsure", &["note/x"], &["create", "update"], "").review_below(0.8);
+        let c = fx.caller();
         let opts = WriteOptions {
             confidence: Some(confidence),
             note: Some("a guess".into()),

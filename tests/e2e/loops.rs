@@ -3,34 +3,16 @@
 //! depth limit and waits in the review queue with its causation chain.
 
 use std::path::Path;
-use std::time::Duration;
 
 use crate::harness::{Keel, artifacts};
-use crate::up::{count, stop};
+use crate::up::{count, up_until};
 
-/// `keel up --max-depth DEPTH` until no job is queued or leased and
-/// `stopped` jobs are stopped.
+/// `keel up --max-depth DEPTH` until `stopped` jobs are stopped.
 fn settle(keel: &Keel, depth: &str, stopped: usize) -> String {
-    let up = keel
-        .command(&["up", "--idle-ms", "100", "--max-depth", depth])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut settled = false;
-    for _ in 0..300 {
-        std::thread::sleep(Duration::from_millis(50));
-        if count(keel, "stopped") == stopped
-            && count(keel, "queued") == 0
-            && count(keel, "leased") == 0
-        {
-            settled = true;
-            break;
-        }
-    }
-    let (stdout, stderr) = stop(up);
-    assert!(settled, "jobs did not settle\n{stdout}\n{stderr}");
-    stdout
+    up_until(keel, &["--max-depth", depth], |k| {
+        count(k, "stopped") == stopped
+    })
+    .0
 }
 
 fn writer_variant(keel: &Keel, id: &str, writes: &str, wakes_on: &str) -> String {

@@ -4,12 +4,11 @@
 //! it.
 
 use std::path::Path;
-use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::harness::{Keel, plugin_dir};
-use crate::up::{count, start, stop};
+use crate::up::up_until;
 
 fn tasks(keel: &Keel) -> Vec<Value> {
     keel.records("core/task")
@@ -26,19 +25,9 @@ fn task<'a>(all: &'a [Value], title_start: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no task `{title_start}` in {all:?}"))
 }
 
-/// `keel up` until `done` holds and no job is queued or leased.
+/// `keel up` until `done` holds.
 fn settle(keel: &Keel, done: impl Fn(&Keel) -> bool) {
-    let up = start(keel);
-    let mut settled = false;
-    for _ in 0..400 {
-        std::thread::sleep(Duration::from_millis(50));
-        if done(keel) && count(keel, "queued") == 0 && count(keel, "leased") == 0 {
-            settled = true;
-            break;
-        }
-    }
-    let (stdout, stderr) = stop(up);
-    assert!(settled, "did not settle\n{stdout}\n{stderr}");
+    up_until(keel, &[], done);
 }
 
 #[test]

@@ -81,6 +81,31 @@ fn up_runs_due_jobs_and_stops_on_sigterm() {
     assert_eq!(trigger["job"], good.as_str());
 }
 
+/// Runs `keel up --idle-ms 100` plus `args` until `done` holds and no job
+/// is queued or leased (failing the test after 20 s), then stops it with
+/// SIGTERM; returns its stdout and stderr.
+pub fn up_until(keel: &Keel, args: &[&str], done: impl Fn(&Keel) -> bool) -> (String, String) {
+    let mut command = vec!["up", "--idle-ms", "100"];
+    command.extend_from_slice(args);
+    let up = keel
+        .command(&command)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut settled = false;
+    for _ in 0..400 {
+        std::thread::sleep(Duration::from_millis(50));
+        if done(keel) && count(keel, "queued") == 0 && count(keel, "leased") == 0 {
+            settled = true;
+            break;
+        }
+    }
+    let (stdout, stderr) = stop(up);
+    assert!(settled, "keel up did not settle\n{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
 /// `keel up` with a short idle poll, its output captured.
 pub fn start(keel: &Keel) -> std::process::Child {
     keel.command(&["up", "--idle-ms", "100"])
@@ -119,18 +144,7 @@ fn connector_syncs_on_its_interval_and_the_agent_wakes_on_new_records() {
     let todo = crate::harness::plugin_dir("todo");
     keel.ok(&["plugin", "install", todo.to_str().unwrap()]);
 
-    let up = start(&keel);
-    let mut tasks = 0;
-    for _ in 0..300 {
-        std::thread::sleep(Duration::from_millis(50));
-        tasks = keel.records("core/task").len();
-        if tasks == 2 && count(&keel, "queued") == 0 && count(&keel, "leased") == 0 {
-            break;
-        }
-    }
-    let (_, stderr) = stop(up);
-    assert_eq!(tasks, 2, "{stderr}");
-
+    up_until(&keel, &[], |k| k.records("core/task").len() == 2);
     let jobs = keel.json(&["jobs", "list", "--limit", "1000"]);
     let jobs = jobs.as_array().unwrap();
     let by = |plugin: &str, cause: &str| {
@@ -196,20 +210,7 @@ fn a_plugin_limited_to_one_run_at_once_never_overlaps_under_two_workers() {
         );
         assert_eq!(keel.run_json("test-writer", Some(&input))["outcome"], "ok");
     }
-    let up = keel
-        .command(&["up", "--idle-ms", "50", "--workers", "2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    for _ in 0..300 {
-        std::thread::sleep(Duration::from_millis(50));
-        if count(&keel, "done") == 4 {
-            break;
-        }
-    }
-    let (_, stderr) = stop(up);
-    assert_eq!(count(&keel, "done"), 4, "{stderr}");
+    up_until(&keel, &["--workers", "2"], |k| count(k, "done") == 4);
     // The four job runs, in start order, each ended before the next began.
     let runs: Vec<(String, String)> = keel
         .db()

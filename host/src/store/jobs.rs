@@ -471,40 +471,17 @@ mod tests {
     }
 
     #[test]
-    fn permanent_failure_is_dead_at_once() {
+    fn a_permanent_failure_or_the_plugins_last_attempt_is_dead_at_once() {
         let s = Store::open_in_memory().unwrap();
-        enqueue(&s, "j", at(0), Priority::Schedule, 5);
-        lease(s.conn(), "w", at(0), LEASE).unwrap().unwrap();
-        let state = fail(
-            s.conn(),
-            "j",
-            "w",
-            Failure::Permanent,
-            "denied",
-            at(1),
-            0.5,
-            None,
-        )
-        .unwrap();
-        assert_eq!(state.as_deref(), Some("dead"));
-    }
-
-    #[test]
-    fn a_plugins_attempts_override_the_jobs_own() {
-        let s = Store::open_in_memory().unwrap();
-        enqueue(&s, "j", at(0), Priority::Schedule, 5);
-        lease(s.conn(), "w", at(0), LEASE).unwrap().unwrap();
-        let state = fail(
-            s.conn(),
-            "j",
-            "w",
-            Failure::Transient,
-            "busy",
-            at(1),
-            0.0,
-            Some(1),
-        );
-        assert_eq!(state.unwrap().as_deref(), Some("dead"));
+        for (id, failure, plugin_max) in [
+            ("permanent", Failure::Permanent, None),
+            ("last", Failure::Transient, Some(1)),
+        ] {
+            enqueue(&s, id, at(0), Priority::Schedule, 5);
+            lease(s.conn(), "w", at(0), LEASE).unwrap().unwrap();
+            let state = fail(s.conn(), id, "w", failure, "no", at(1), 0.5, plugin_max).unwrap();
+            assert_eq!(state.as_deref(), Some("dead"), "{id}");
+        }
     }
 
     #[test]
@@ -545,6 +522,13 @@ mod tests {
         }
     }
 
+    /// The id of the job `lease_throttled` hands out under `limits`.
+    fn next_under(s: &mut Store, now: DateTime<Utc>, limits: &[Throttle]) -> Option<String> {
+        lease_throttled(s.conn_mut(), "w", now, LEASE, limits)
+            .unwrap()
+            .map(|j| j.id)
+    }
+
     fn enqueue_for(s: &Store, id: &str, plugin: &str) {
         s.conn()
             .execute(
@@ -563,11 +547,7 @@ mod tests {
         }
         enqueue_for(&s, "z-other", "other");
         let limits = [throttle("slow", Some(2), None)];
-        let next = |s: &mut Store, now| {
-            lease_throttled(s.conn_mut(), "w", now, LEASE, &limits)
-                .unwrap()
-                .map(|j| j.id)
-        };
+        let next = |s: &mut Store, now| next_under(s, now, &limits);
         // Two of `slow` at once, then `other` passes the third.
         assert_eq!(next(&mut s, at(1)).as_deref(), Some("slow0"));
         assert_eq!(next(&mut s, at(1)).as_deref(), Some("slow1"));
@@ -585,11 +565,7 @@ mod tests {
         }
         // Two per minute: a full bucket of two, then one every 30 s.
         let limits = [throttle("chatty", None, Some("2/m"))];
-        let mut next = |now| {
-            lease_throttled(s.conn_mut(), "w", now, LEASE, &limits)
-                .unwrap()
-                .map(|j| j.id)
-        };
+        let mut next = |now| next_under(&mut s, now, &limits);
         assert!(next(at(0)).is_some());
         assert!(next(at(1)).is_some());
         assert_eq!(next(at(2)), None);

@@ -1,56 +1,19 @@
 //! Capability tests of the write path and the audit chain, without Wasm.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Barrier};
 
 use super::*;
 use crate::actions::{self, Caller, WriteOptions};
 use crate::grant::Grant;
-use crate::manifest::{Manifest, Policy};
+use crate::manifest::Policy;
+use crate::testing::Fixture;
 
-fn grant(write: &[&str], actions: &[&str]) -> Grant {
-    let text = format!(
-        "[plugin]\nid = \"t\"\nversion = \"0.1.0\"\nworld = \"agent\"\n[capabilities]\nread = {read:?}\nwrite = {read:?}\nactions = {actions:?}\n",
-        read = write,
-        actions = actions
-    );
-    let m = Manifest::parse(&text, "t").unwrap();
-    Grant::new(&m, &BTreeMap::new(), &BTreeMap::new()).unwrap()
+fn grant(kinds: &[&str], actions: &[&str]) -> Grant {
+    Fixture::new(kinds, actions).grant
 }
 
 fn actor() -> Actor {
-    Actor {
-        plugin: "t".into(),
-        version: Some("0.1.0".into()),
-        digest: Some("sha256:00".into()),
-        run_id: None,
-        trigger: None,
-    }
-}
-
-/// The actor, grant and policy of a test caller.
-struct Fixture {
-    actor: Actor,
-    grant: Grant,
-    policy: Policy,
-}
-
-impl Fixture {
-    fn new(kinds: &[&str], actions: &[&str]) -> Fixture {
-        Fixture {
-            actor: actor(),
-            grant: grant(kinds, actions),
-            policy: Policy::default(),
-        }
-    }
-
-    fn caller(&self) -> Caller<'_> {
-        Caller {
-            actor: &self.actor,
-            grant: &self.grant,
-            policy: &self.policy,
-        }
-    }
+    Fixture::new(&[], &[]).actor
 }
 
 fn count(store: &Store, table: &str) -> i64 {

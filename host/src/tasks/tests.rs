@@ -1,54 +1,25 @@
 //! Capability tests of claims, without Wasm.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Barrier};
 
 use super::*;
-use crate::actions::{self, Caller};
-use crate::grant::Grant;
-use crate::manifest::{Manifest, Policy};
+use crate::actions;
+use crate::testing::Fixture;
 
-/// A plugin `id` that may create, claim and complete tasks.
-struct Agent {
-    actor: Actor,
-    grant: Grant,
-    policy: Policy,
-}
+type Agent = Fixture;
 
 impl Agent {
-    fn new(id: &str, actions: &[&str]) -> Agent {
-        let text = format!(
-            "[plugin]\nid = \"{id}\"\nversion = \"0.1.0\"\nworld = \"agent\"\n[capabilities]\nread = [\"core/task\"]\nwrite = [\"core/task\"]\nactions = {actions:?}\n"
-        );
-        let m = Manifest::parse(&text, "t").unwrap();
-        Agent {
-            actor: Actor {
-                plugin: id.into(),
-                version: Some("0.1.0".into()),
-                digest: None,
-                run_id: None,
-                trigger: None,
-            },
-            grant: Grant::new(&m, &BTreeMap::new(), &BTreeMap::new()).unwrap(),
-            policy: Policy::default(),
-        }
-    }
-
-    fn caller(&self) -> Caller<'_> {
-        Caller {
-            actor: &self.actor,
-            grant: &self.grant,
-            policy: &self.policy,
-        }
+    fn with(id: &str, actions: &[&str]) -> Agent {
+        Fixture::plugin(id, &["core/task"], actions, "")
     }
 }
 
 fn worker(id: &str) -> Agent {
-    Agent::new(id, &["create", "claim", "complete"])
+    Agent::with(id, &["create", "claim", "complete"])
 }
 
 fn new_task(s: &mut Store, title: &str) -> String {
-    let planner = Agent::new("planner", &["create"]);
+    let planner = Agent::with("planner", &["create"]);
     let body = json!({"title": title, "state": "open"}).to_string();
     actions::create(s, planner.caller(), TASK, &body, None, &Default::default())
         .unwrap()
@@ -161,7 +132,7 @@ fn only_the_holder_completes_or_releases() {
     assert_eq!(history.len(), 5);
     assert_eq!(history[4].note.as_deref(), Some("wrote it"));
     // Without the grant, nothing.
-    let nobody = Agent::new("nobody", &["create"]);
+    let nobody = Agent::with("nobody", &["create"]);
     let err = claim(&mut s, nobody.caller(), &task, 1000).unwrap_err();
     assert!(matches!(err, CallError::Denied(_)), "{err:?}");
     // Not a task, bad ttl.
