@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::actions::Caller;
+use crate::error::CallError;
 use crate::grant::Grant;
 use crate::manifest::{Manifest, Policy};
 use crate::store::Actor;
@@ -55,4 +56,15 @@ impl Fixture {
             policy: &self.policy,
         }
     }
+}
+
+/// Asserts that of racing calls exactly one succeeded and every other got
+/// `conflict`.
+pub fn assert_one_winner<T: std::fmt::Debug>(results: &[Result<T, CallError>]) {
+    let wins = results.iter().filter(|r| r.is_ok()).count();
+    let conflicts = results
+        .iter()
+        .filter(|r| matches!(r, Err(CallError::Conflict(_))))
+        .count();
+    assert_eq!((wins, conflicts), (1, results.len() - 1), "{results:?}");
 }

@@ -48,19 +48,8 @@ fn deliver(keel: &Keel, outbox: &Path, files: usize) {
 #[test]
 fn approved_sends_are_delivered_once_rejected_never_edited_as_edited() {
     let keel = Keel::new();
-    let outbox = keel.folder("outbox");
     keel.install_test_plugin(artifacts::WRITER_DIR, &[]);
-    let channel = plugin_dir("outbox-file");
-    let bind = format!("outbox={}", outbox.display());
-    keel.ok(&[
-        "plugin",
-        "install",
-        channel.to_str().unwrap(),
-        "--dir",
-        &bind,
-        "--config",
-        "from=keel@example.com",
-    ]);
+    let outbox = keel.install_outbox(&["--config", "from=keel@example.com"]);
 
     let (sure, state) = send(&keel, "sure", 0.95);
     assert_eq!(state, "SendState::Queued");
@@ -163,16 +152,9 @@ fn approved_sends_are_delivered_once_rejected_never_edited_as_edited() {
 #[test]
 fn a_channel_cannot_be_served_twice_or_run_by_hand() {
     let keel = Keel::new();
-    let outbox = keel.folder("outbox");
-    let channel = plugin_dir("outbox-file");
+    let outbox = keel.install_outbox(&[]);
     let bind = format!("outbox={}", outbox.display());
-    keel.ok(&[
-        "plugin",
-        "install",
-        channel.to_str().unwrap(),
-        "--dir",
-        &bind,
-    ]);
+    let channel = plugin_dir("outbox-file");
     let out = keel.fails(&["run", "outbox-file"]);
     assert!(
         out.stderr.contains("is a channel; `keel up` delivers"),

@@ -174,6 +174,24 @@ pub fn manifest_without(dir: &Path, keys: &[&str]) -> String {
 }
 
 impl Keel {
+    /// Installs the first-party `outbox-file` channel with its folder bound
+    /// to a new folder `outbox` (returned), plus `extra` install flags.
+    pub fn install_outbox(&self, extra: &[&str]) -> PathBuf {
+        let outbox = self.folder("outbox");
+        let bind = format!("outbox={}", outbox.display());
+        let channel = plugin_dir("outbox-file");
+        let mut args = vec![
+            "plugin",
+            "install",
+            channel.to_str().unwrap(),
+            "--dir",
+            &bind,
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args);
+        outbox
+    }
+
     /// Installs the first-party `files` connector with `notes` bound.
     pub fn install_files(&self, notes: &Path) {
         let dir = format!("notes={}", notes.display());

@@ -33,7 +33,6 @@ fn settle(keel: &Keel, done: impl Fn(&Keel) -> bool) {
 #[test]
 fn a_goal_becomes_tasks_executors_do_once_and_the_email_waits_for_review() {
     let keel = Keel::new();
-    let outbox = keel.folder("outbox");
     for name in ["planner", "executor"] {
         keel.ok(&["plugin", "install", plugin_dir(name).to_str().unwrap()]);
     }
@@ -44,15 +43,7 @@ fn a_goal_becomes_tasks_executors_do_once_and_the_email_waits_for_review() {
         "",
     );
     keel.ok(&["plugin", "install", second.to_str().unwrap()]);
-    let bind = format!("outbox={}", outbox.display());
-    let channel = plugin_dir("outbox-file");
-    keel.ok(&[
-        "plugin",
-        "install",
-        channel.to_str().unwrap(),
-        "--dir",
-        &bind,
-    ]);
+    let outbox = keel.install_outbox(&[]);
 
     let goal = "- note: collect the agenda\n- email: ann@example.com confirm the room for Monday\n- book a table";
     let input = serde_json::json!({ "goal": goal }).to_string();

@@ -245,12 +245,7 @@ fn concurrent_updates_have_exactly_one_winner() {
         })
         .collect();
     let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    let wins = results.iter().filter(|r| r.is_ok()).count();
-    let conflicts = results
-        .iter()
-        .filter(|r| matches!(r, Err(CallError::Conflict(_))))
-        .count();
-    assert_eq!((wins, conflicts), (1, threads - 1), "{results:?}");
+    crate::testing::assert_one_winner(&results);
     let s = Store::open(&path).unwrap();
     assert_eq!(records::get(s.conn(), &id).unwrap().unwrap().version, 2);
     assert_eq!(audit::verify(s.conn()).unwrap().broken, None);

@@ -50,12 +50,7 @@ fn one_claim_wins_a_race_of_eight() {
         })
         .collect();
     let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    let wins = results.iter().filter(|r| r.is_ok()).count();
-    let conflicts = results
-        .iter()
-        .filter(|r| matches!(r, Err(CallError::Conflict(_))))
-        .count();
-    assert_eq!((wins, conflicts), (1, threads - 1), "{results:?}");
+    crate::testing::assert_one_winner(&results);
     let s = Store::open(&path).unwrap();
     let b = body(&s, &task);
     assert_eq!(b["state"], "claimed");
