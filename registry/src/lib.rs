@@ -1,8 +1,13 @@
-//! Plugin packaging for keel: content digests of plugin components.
+//! Plugin packaging for keel: content digests, packages and signatures.
 //!
 //! A digest is `sha256:` followed by 64 lowercase hex digits over the exact
 //! bytes. The same bytes always give the same digest; it names a plugin
 //! version in provenance, the audit log and the compiled-component cache.
+//! [`package`] is the one-file plugin package (`NAME-VERSION.keel`) and its
+//! canonical digest; [`keys`] signs and verifies packages with ed25519.
+
+pub mod keys;
+pub mod package;
 
 use std::fmt;
 use std::str::FromStr;
