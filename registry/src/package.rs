@@ -116,7 +116,7 @@ pub enum Signed {
     /// No `signature.json`.
     Unsigned,
     /// A valid signature by `key`, who calls themself `signer`.
-    By { key: PublicKey, signer: String },
+    By { key: Box<PublicKey>, signer: String },
 }
 
 impl Package {
@@ -168,7 +168,7 @@ impl Package {
             .map_err(|_| PackageError::BadSignatureFile("the signature is not hex".into()))?;
         if key.verifies(&signed_message(&self.digest(), &self.manifest), &bytes) {
             Ok(Signed::By {
-                key,
+                key: Box::new(key),
                 signer: sig.signer.clone(),
             })
         } else {
@@ -304,7 +304,7 @@ mod tests {
         assert_eq!(
             back.verify().unwrap(),
             Signed::By {
-                key: key.public(),
+                key: Box::new(key.public()),
                 signer: "me".into()
             }
         );
