@@ -75,6 +75,12 @@ enum Command {
     /// The review queue: sends waiting for approval, dead-lettered jobs.
     #[command(subcommand)]
     Review(ReviewCmd),
+    /// Signing keys for plugin packages, kept in the home.
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// The public keys whose package signatures installs accept.
+    #[command(subcommand)]
+    Trust(TrustCmd),
     /// Durable jobs (written by `schedule`).
     #[command(subcommand)]
     Jobs(JobsCmd),
@@ -105,7 +111,55 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+enum KeyCmd {
+    /// Make a new ed25519 signing key; prints its public key.
+    Generate {
+        #[arg(long)]
+        name: String,
+    },
+    /// The home's signing keys and their public keys.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TrustCmd {
+    /// Trust packages signed by this public key (`ed25519:…`).
+    Add {
+        key: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// The trusted keys.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop trusting a key (installed plugins stay).
+    Remove { name: String },
+}
+
+#[derive(Debug, Subcommand)]
 enum PluginCmd {
+    /// Pack a plugin folder (keel.toml, its component, README.md) into one
+    /// file, ID-VERSION.keel.
+    Pack {
+        dir: PathBuf,
+        /// Where to write the package.
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+    },
+    /// Sign a package with a key from the home.
+    Sign {
+        package: PathBuf,
+        #[arg(long)]
+        key: String,
+        /// The signer's name in the signature (default: the key's name).
+        #[arg(long)]
+        signer: Option<String>,
+    },
     /// Install a plugin from a folder with keel.toml (or a .wasm with --manifest).
     Install {
         path: PathBuf,
@@ -129,6 +183,12 @@ enum PluginCmd {
         /// 30/m (slows the manifest's limits.rate).
         #[arg(long)]
         rate: Option<String>,
+        /// Install a package that is not signed (audited).
+        #[arg(long)]
+        allow_unsigned: bool,
+        /// Install only the contents with this package digest (sha256:…).
+        #[arg(long)]
+        digest: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -433,6 +493,53 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             );
         }
         Command::Review(cmd) => review_cmd(&root, cmd)?,
+        Command::Key(cmd) => {
+            let home = Home::open(&root)?;
+            match cmd {
+                KeyCmd::Generate { name } => {
+                    let public = crate::packages::generate_key(&home, &name)?;
+                    println!("{public}");
+                }
+                KeyCmd::List { json } => {
+                    let keys = crate::packages::list_keys(&home)?;
+                    if json {
+                        let keys: Vec<serde_json::Value> = keys
+                            .iter()
+                            .map(|(n, k)| serde_json::json!({"name": n, "key": k.to_string()}))
+                            .collect();
+                        print_json(&keys)?;
+                    } else {
+                        for (name, key) in keys {
+                            println!("{name:<16} {key}");
+                        }
+                    }
+                }
+            }
+        }
+        Command::Trust(cmd) => {
+            let home = Home::open(&root)?;
+            let mut db = home.store()?;
+            match cmd {
+                TrustCmd::Add { key, name } => {
+                    crate::packages::trust(&mut db, &key, &name)?;
+                    println!("trusted {name}");
+                }
+                TrustCmd::List { json } => {
+                    let keys = crate::store::plugins::trusted_keys(db.conn())?;
+                    if json {
+                        print_json(&keys)?;
+                    } else {
+                        for k in keys {
+                            println!("{:<16} {}  since {}", k.name, k.key, k.added_at);
+                        }
+                    }
+                }
+                TrustCmd::Remove { name } => {
+                    crate::packages::distrust(&mut db, &name)?;
+                    println!("no longer trusted: {name}");
+                }
+            }
+        }
         Command::Jobs(JobsCmd::List { state, limit, json }) => {
             const STATES: [&str; 5] = ["queued", "leased", "done", "dead", "stopped"];
             if let Some(s) = state.as_deref().filter(|s| !STATES.contains(s)) {
@@ -495,8 +602,22 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
+    if let PluginCmd::Pack { dir, out } = &cmd {
+        let (path, digest) = crate::packages::pack(dir, out.as_deref())?;
+        println!("packed {} {digest}", path.display());
+        return Ok(());
+    }
     let home = Home::open(root)?;
     match cmd {
+        PluginCmd::Pack { .. } => unreachable!("packed above, without a home"),
+        PluginCmd::Sign {
+            package,
+            key,
+            signer,
+        } => {
+            let (digest, public) = crate::packages::sign(&home, &package, &key, signer.as_deref())?;
+            println!("signed {} {digest} by {public}", package.display());
+        }
         PluginCmd::Install {
             path,
             manifest,
@@ -505,8 +626,15 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
             config,
             concurrency,
             rate,
+            allow_unsigned,
+            digest,
             json,
         } => {
+            let digest = digest
+                .as_deref()
+                .map(str::parse::<keel_registry::Digest>)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--digest: {e}"))?;
             if concurrency == Some(0) {
                 bail!("--concurrency must be at least 1");
             }
@@ -526,6 +654,8 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
                 config: pairs(&config, "KEY=VALUE")?,
                 concurrency,
                 rate,
+                allow_unsigned,
+                digest,
             };
             let runtime = Runtime::new(&home)?;
             let checked = crate::plugins::check(runtime.engine(), runtime.linker(), &req)?;

@@ -83,6 +83,11 @@ impl Home {
         self.plugin_dir(id).join("component.wasm")
     }
 
+    /// Signing keys made by `keel key generate`.
+    pub fn keys_dir(&self) -> PathBuf {
+        self.root.join("keys")
+    }
+
     pub fn cache_dir(&self) -> PathBuf {
         self.root.join("cache")
     }

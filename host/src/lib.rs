@@ -20,6 +20,8 @@
 //!   limits, the run record.
 //! - [`host`]: one module per WIT interface (`records`, `actions`, `log`,
 //!   `config`), implemented on the per-run [`host::HostCtx`].
+//! - [`packages`]: `keel plugin pack|sign`, signing keys and the trusted
+//!   keys an install checks a package's signature against.
 //! - [`plugins`]: install (checks imports against the manifest), list,
 //!   remove.
 //! - [`review`]: the review queue — sends waiting for approval, dead jobs.
@@ -49,6 +51,7 @@ pub mod host;
 pub mod invoke;
 pub mod limits;
 pub mod manifest;
+pub mod packages;
 pub mod plugins;
 pub mod review;
 pub mod runtime;

@@ -37,6 +37,10 @@ pub struct InstallRequest {
     pub concurrency: Option<u32>,
     /// The operator's cap on runs started per unit of time.
     pub rate: Option<crate::manifest::Rate>,
+    /// Install a package that carries no signature (audited).
+    pub allow_unsigned: bool,
+    /// Install only these exact contents (the package digest).
+    pub digest: Option<Digest>,
 }
 
 /// Finds the manifest and component an install request names.
@@ -79,6 +83,12 @@ pub struct Checked {
     pub imports: Vec<String>,
     /// The compiled component, cached only once the install succeeds.
     pub component: Component,
+    /// The package digest of the contents (manifest, component, readme).
+    pub package_digest: Digest,
+    /// `dir:PATH` or `package:PATH`.
+    pub source: String,
+    /// What the package's signature says (a folder is unsigned).
+    pub signed: keel_registry::package::Signed,
 }
 
 impl std::fmt::Debug for Checked {
@@ -97,6 +107,49 @@ pub fn check(
     linker: &wasmtime::component::Linker<RunState>,
     req: &InstallRequest,
 ) -> anyhow::Result<Checked> {
+    // A package is unpacked into a temporary folder and installed from
+    // there; its signature was checked against its contents on the way.
+    let is_package = req.source.extension().is_some_and(|e| e == "keel");
+    let unpacked = if is_package {
+        if req.manifest.is_some() || req.component.is_some() {
+            bail!(
+                "a package carries its own manifest and component; drop --manifest and --component"
+            );
+        }
+        Some(crate::packages::unpack(&req.source)?)
+    } else {
+        None
+    };
+    let source = match &unpacked {
+        Some(_) => format!("package:{}", req.source.display()),
+        None => format!("dir:{}", req.source.display()),
+    };
+    let from_package;
+    let req = match &unpacked {
+        Some(u) => {
+            from_package = InstallRequest {
+                source: u.dir.path().to_path_buf(),
+                manifest: None,
+                component: Some(u.dir.path().join(keel_registry::package::COMPONENT)),
+                ..req.clone()
+            };
+            &from_package
+        }
+        None => req,
+    };
+    let signed = unpacked
+        .as_ref()
+        .map(|u| u.signed.clone())
+        .unwrap_or(keel_registry::package::Signed::Unsigned);
+    if unpacked.is_some()
+        && signed == keel_registry::package::Signed::Unsigned
+        && !req.allow_unsigned
+    {
+        bail!(
+            "{} is not signed; sign it with `keel plugin sign`, or install it with --allow-unsigned",
+            source.trim_start_matches("package:")
+        );
+    }
     let manifest_path = locate(req)?;
     let manifest = Manifest::load(&manifest_path)?;
     let label = manifest.label();
@@ -144,6 +197,24 @@ pub fn check(
     })?;
     let mut grant = Grant::new(&manifest, &req.dirs, &req.config).map_err(anyhow::Error::msg)?;
     grant.cap(req.concurrency, req.rate);
+    let readme = match &unpacked {
+        Some(_) => None,
+        None => std::fs::read_to_string(base.join(keel_registry::package::README)).ok(),
+    };
+    let package_digest = match &unpacked {
+        Some(u) => u.digest.clone(),
+        None => {
+            keel_registry::package::digest_of(&manifest_text, &component_bytes, readme.as_deref())
+        }
+    };
+    if let Some(pinned) = &req.digest
+        && *pinned != package_digest
+    {
+        bail!(
+            "{label}: {} has digest {package_digest}, not the pinned {pinned}; nothing was installed",
+            source.split_once(':').map_or("", |(_, p)| p)
+        );
+    }
     Ok(Checked {
         manifest,
         manifest_text,
@@ -152,6 +223,9 @@ pub fn check(
         grant,
         imports,
         component,
+        package_digest,
+        source,
+        signed,
     })
 }
 
@@ -211,6 +285,22 @@ pub fn install(
     checked: &Checked,
 ) -> anyhow::Result<PluginRow> {
     let id = &checked.manifest.plugin.id;
+    let signer = match &checked.signed {
+        keel_registry::package::Signed::By { key, signer } => {
+            let key = key.to_string();
+            let trusted = plugins::trusted_keys(db.conn())?
+                .into_iter()
+                .any(|t| t.key == key);
+            if !trusted {
+                bail!(
+                    "{}: the package is signed by {key} (\"{signer}\"), which is not trusted; if it is theirs, trust it with `keel trust add {key} --name NAME`; nothing was installed",
+                    checked.manifest.label()
+                );
+            }
+            Some(format!("{signer} ({key})"))
+        }
+        keel_registry::package::Signed::Unsigned => None,
+    };
     if let Some(spec) = &checked.manifest.channel {
         for other in plugins::list(db.conn())? {
             let Some(theirs) = other.manifest.channel.as_ref().filter(|_| other.id != *id) else {
@@ -250,9 +340,21 @@ pub fn install(
     let label = checked.manifest.label();
     let result = db.write(&Actor::operator(), "plugin.install", None, Ok(()), |tx| {
         let r = plugins::upsert(tx, &checked.manifest, &digest, &checked.grant)
+            .and_then(|()| plugins::set_origin(tx, id, &checked.source, signer.as_deref()))
             .map_err(Into::into)
             .and_then(|()| crate::webhooks::sync(tx, &checked.manifest));
-        (r, Touched::detail(format!("{label} {digest}")))
+        let by = match (&signer, checked.source.starts_with("package:")) {
+            (Some(s), _) => format!("signed by {s}"),
+            (None, true) => "unsigned, allowed by --allow-unsigned".to_string(),
+            (None, false) => "unsigned folder".to_string(),
+        };
+        (
+            r,
+            Touched::detail(format!(
+                "{label} {digest} from {} ({by}), package {}",
+                checked.source, checked.package_digest
+            )),
+        )
     });
     if let Err(e) = result {
         // Put the old plugin back: the store still points at it.

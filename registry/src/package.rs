@@ -110,6 +110,25 @@ fn limit_of(name: &str) -> Option<u64> {
     }
 }
 
+/// The canonical digest of a package's contents: each part's name, length
+/// and bytes in a fixed order.
+pub fn digest_of(manifest: &str, component: &[u8], readme: Option<&str>) -> Digest {
+    let mut h = Sha256::new();
+    h.update(b"keel-package-v1\0");
+    let mut part = |name: &str, bytes: &[u8]| {
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update((bytes.len() as u64).to_be_bytes());
+        h.update(bytes);
+    };
+    part(MANIFEST, manifest.as_bytes());
+    part(COMPONENT, component);
+    if let Some(readme) = readme {
+        part(README, readme.as_bytes());
+    }
+    Digest(h.finalize().into())
+}
+
 /// The outcome of checking a package's signature.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Signed {
@@ -122,20 +141,7 @@ pub enum Signed {
 impl Package {
     /// The canonical digest of the contents (the signature excluded).
     pub fn digest(&self) -> Digest {
-        let mut h = Sha256::new();
-        h.update(b"keel-package-v1\0");
-        let mut part = |name: &str, bytes: &[u8]| {
-            h.update(name.as_bytes());
-            h.update([0]);
-            h.update((bytes.len() as u64).to_be_bytes());
-            h.update(bytes);
-        };
-        part(MANIFEST, self.manifest.as_bytes());
-        part(COMPONENT, &self.component);
-        if let Some(readme) = &self.readme {
-            part(README, readme.as_bytes());
-        }
-        Digest(h.finalize().into())
+        digest_of(&self.manifest, &self.component, self.readme.as_deref())
     }
 
     /// Signs the package as `signer` with `key` (replacing any signature).

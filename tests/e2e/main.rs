@@ -10,6 +10,7 @@ mod install;
 mod invoke;
 mod loops;
 mod orchestration;
+mod packages;
 mod slice;
 mod up;
 mod webhooks;

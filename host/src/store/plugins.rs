@@ -17,6 +17,10 @@ pub struct PluginRow {
     pub manifest: Manifest,
     pub grant: Grant,
     pub installed_at: String,
+    /// What it was installed from: `dir:PATH` or `package:PATH`.
+    pub source: Option<String>,
+    /// Who signed its package: `NAME (ed25519:…)`; none when unsigned.
+    pub signer: Option<String>,
 }
 
 impl PluginRow {
@@ -39,10 +43,47 @@ fn row_to_plugin(r: &rusqlite::Row<'_>) -> rusqlite::Result<PluginRow> {
         manifest: serde_json::from_str(&manifest).map_err(|e| bad(4, e))?,
         grant: serde_json::from_str(&grant).map_err(|e| bad(5, e))?,
         installed_at: r.get(6)?,
+        source: r.get(7)?,
+        signer: r.get(8)?,
     })
 }
 
-const PLUGIN_COLUMNS: &str = "id, version, world, digest, manifest, grant_json, installed_at";
+const PLUGIN_COLUMNS: &str =
+    "id, version, world, digest, manifest, grant_json, installed_at, source, signer";
+
+/// Records where plugin `id` came from and who signed it.
+pub fn set_origin(
+    conn: &Connection,
+    id: &str,
+    source: &str,
+    signer: Option<&str>,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE plugins SET source = ?2, signer = ?3 WHERE id = ?1",
+        params![id, source, signer],
+    )?;
+    Ok(())
+}
+
+/// A public key the operator trusts to sign packages.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TrustedKey {
+    pub name: String,
+    pub key: String,
+    pub added_at: String,
+}
+
+pub fn trusted_keys(conn: &Connection) -> rusqlite::Result<Vec<TrustedKey>> {
+    conn.prepare("SELECT name, key, added_at FROM trusted_keys ORDER BY name")?
+        .query_map([], |r| {
+            Ok(TrustedKey {
+                name: r.get(0)?,
+                key: r.get(1)?,
+                added_at: r.get(2)?,
+            })
+        })?
+        .collect()
+}
 
 pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<PluginRow>> {
     conn.query_row(

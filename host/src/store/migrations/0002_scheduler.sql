@@ -1,4 +1,4 @@
--- keel store, schema 2: delivery through channel plugins, causation depth, rate limits, webhooks, provided actions, review of unsure versions.
+-- keel store, schema 2: delivery, causation depth, rate limits, webhooks, provided actions, review of unsure versions, plugin origins and trusted keys.
 
 -- The job that delivers a queued or approved send, once one is queued; the
 -- receipt once the channel has it out.
@@ -46,3 +46,13 @@ ALTER TABLE runs ADD COLUMN parent_run TEXT;
 -- rejected.
 ALTER TABLE versions ADD COLUMN review TEXT;
 CREATE INDEX versions_review ON versions(review) WHERE review = 'pending';
+
+-- Where each installed plugin came from (a folder, a package file) and who
+-- signed its package; the public keys the operator trusts to sign.
+ALTER TABLE plugins ADD COLUMN source TEXT;
+ALTER TABLE plugins ADD COLUMN signer TEXT;
+CREATE TABLE trusted_keys (
+    name        TEXT PRIMARY KEY,
+    key         TEXT NOT NULL UNIQUE,   -- ed25519:<hex>
+    added_at    TEXT NOT NULL
+) STRICT;

@@ -1,0 +1,258 @@
+//! Packages, keys and trust, as the operator uses them: `keel plugin pack`
+//! makes a one-file package from a plugin folder, `keel key generate` a
+//! signing key in the home, `keel plugin sign` signs a package, `keel trust`
+//! keeps the public keys whose signatures an install accepts. The package
+//! format and signatures themselves live in `keel-registry`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use keel_registry::Digest;
+use keel_registry::keys::{PublicKey, SecretKey};
+use keel_registry::package::{self, Package, Signed};
+
+use crate::home::Home;
+use crate::manifest::{Manifest, valid_id};
+use crate::store::{Actor, Store, Touched, now};
+
+/// Writes `bytes` to `path` through a temporary file beside it, so a
+/// failure never leaves half a file.
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write into {}", dir.display()))?;
+    std::io::Write::write_all(&mut tmp, bytes)?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// The package of the plugin in folder `dir` (its `keel.toml`, the
+/// component it names, its `README.md` if any), checked enough to be worth
+/// shipping: the manifest parses and the component is a Wasm binary.
+pub fn read_folder(dir: &Path) -> anyhow::Result<Package> {
+    let manifest_path = dir.join(package::MANIFEST);
+    let manifest = Manifest::load(&manifest_path)?;
+    let manifest_text = std::fs::read_to_string(&manifest_path)?;
+    let component_path = dir.join(
+        manifest
+            .plugin
+            .component
+            .as_deref()
+            .unwrap_or("plugin.wasm"),
+    );
+    let size = std::fs::metadata(&component_path)
+        .with_context(|| {
+            format!(
+                "{}: component {} not found; build the plugin first",
+                manifest.label(),
+                component_path.display()
+            )
+        })?
+        .len();
+    if size > package::MAX_COMPONENT_BYTES {
+        bail!(
+            "{}: component {} is {size} bytes, over the {}-byte limit",
+            manifest.label(),
+            component_path.display(),
+            package::MAX_COMPONENT_BYTES
+        );
+    }
+    let component = std::fs::read(&component_path)?;
+    if !component.starts_with(b"\0asm") {
+        bail!(
+            "{}: {} is not a WebAssembly binary",
+            manifest.label(),
+            component_path.display()
+        );
+    }
+    let readme = match std::fs::read_to_string(dir.join(package::README)) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).context("cannot read README.md"),
+    };
+    Ok(Package {
+        manifest: manifest_text,
+        component,
+        readme,
+        signature: None,
+    })
+}
+
+/// `keel plugin pack DIR [-o FILE]`: writes `ID-VERSION.keel` (or `out`).
+pub fn pack(dir: &Path, out: Option<&Path>) -> anyhow::Result<(PathBuf, Digest)> {
+    let package = read_folder(dir)?;
+    let manifest = Manifest::parse(&package.manifest, "keel.toml")?;
+    let out = out.map(Path::to_path_buf).unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "{}-{}.keel",
+            manifest.plugin.id, manifest.plugin.version
+        ))
+    });
+    write_atomically(&out, &package.to_bytes())?;
+    Ok((out, package.digest()))
+}
+
+/// Reads a package file, refusing one over the size limit before reading.
+pub fn open(path: &Path) -> anyhow::Result<Package> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("{} does not exist", path.display()))?
+        .len();
+    if size > package::MAX_PACKAGE_BYTES {
+        bail!(
+            "{} is {size} bytes, over the {}-byte package limit",
+            path.display(),
+            package::MAX_PACKAGE_BYTES
+        );
+    }
+    let bytes = std::fs::read(path)?;
+    Package::from_bytes(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn key_path(home: &Home, name: &str) -> PathBuf {
+    home.keys_dir().join(format!("{name}.key"))
+}
+
+/// `keel key generate --name NAME`: a new signing key in the home.
+pub fn generate_key(home: &Home, name: &str) -> anyhow::Result<PublicKey> {
+    if !valid_id(name) {
+        bail!("key name `{name}` must be a-z, 0-9 and `-`, starting with a letter");
+    }
+    let path = key_path(home, name);
+    if path.exists() {
+        bail!(
+            "a key named `{name}` already exists at {}; pick another name",
+            path.display()
+        );
+    }
+    std::fs::create_dir_all(home.keys_dir())?;
+    let key = SecretKey::generate()?;
+    let mut tmp = tempfile::NamedTempFile::new_in(home.keys_dir())?;
+    std::io::Write::write_all(&mut tmp, key.to_hex().as_bytes())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o600))?;
+    }
+    tmp.persist_noclobber(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(key.public())
+}
+
+/// The signing key `name` from the home.
+pub fn load_key(home: &Home, name: &str) -> anyhow::Result<SecretKey> {
+    let path = key_path(home, name);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "no key named `{name}` in this home; make one with `keel key generate --name {name}`"
+        )
+    })?;
+    SecretKey::from_hex(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// The public keys of the home's signing keys, by name.
+pub fn list_keys(home: &Home) -> anyhow::Result<Vec<(String, PublicKey)>> {
+    let mut keys = Vec::new();
+    let Ok(entries) = std::fs::read_dir(home.keys_dir()) else {
+        return Ok(keys);
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".key"))
+        else {
+            continue;
+        };
+        keys.push((name.to_string(), load_key(home, name)?.public()));
+    }
+    keys.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(keys)
+}
+
+/// `keel plugin sign PACKAGE --key NAME`: signs the package in place.
+pub fn sign(
+    home: &Home,
+    path: &Path,
+    key_name: &str,
+    signer: Option<&str>,
+) -> anyhow::Result<(Digest, PublicKey)> {
+    let key = load_key(home, key_name)?;
+    let mut package = open(path)?;
+    package.sign(&key, signer.unwrap_or(key_name));
+    write_atomically(path, &package.to_bytes())?;
+    Ok((package.digest(), key.public()))
+}
+
+/// `keel trust add KEY --name NAME`, audited as the operator.
+pub fn trust(db: &mut Store, key: &str, name: &str) -> anyhow::Result<()> {
+    let key: PublicKey = key.parse()?;
+    if !valid_id(name) {
+        bail!("trust name `{name}` must be a-z, 0-9 and `-`, starting with a letter");
+    }
+    let key = key.to_string();
+    db.write(&Actor::operator(), "trust.add", None, Ok(()), |tx| {
+        let r = tx
+            .execute(
+                "INSERT INTO trusted_keys (name, key, added_at) VALUES (?1, ?2, ?3)",
+                rusqlite::params![name, key, now()],
+            )
+            .map(|_| ())
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    crate::error::CallError::Conflict(format!(
+                        "the name `{name}` or the key {key} is already trusted; see `keel trust list`"
+                    ))
+                }
+                e => e.into(),
+            });
+        (r, Touched::detail(format!("{name} {key}")))
+    })?;
+    Ok(())
+}
+
+/// `keel trust remove NAME`, audited as the operator.
+pub fn distrust(db: &mut Store, name: &str) -> anyhow::Result<()> {
+    db.write(&Actor::operator(), "trust.remove", None, Ok(()), |tx| {
+        let r = match tx.execute("DELETE FROM trusted_keys WHERE name = ?1", [name]) {
+            Ok(1) => Ok(()),
+            Ok(_) => Err(crate::error::CallError::NotFound(format!(
+                "no trusted key is named `{name}`; see `keel trust list`"
+            ))),
+            Err(e) => Err(e.into()),
+        };
+        (r, Touched::detail(name))
+    })?;
+    Ok(())
+}
+
+/// A package unpacked for install, and what its signature says.
+#[derive(Debug)]
+pub struct Unpacked {
+    /// Holds `keel.toml` and `component.wasm`; removed when dropped.
+    pub dir: tempfile::TempDir,
+    pub digest: Digest,
+    pub signed: Signed,
+}
+
+/// Opens, verifies and unpacks a package file for install.
+pub fn unpack(path: &Path) -> anyhow::Result<Unpacked> {
+    let package = open(path)?;
+    let signed = package
+        .verify()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let dir = tempfile::Builder::new().prefix("keel-package-").tempdir()?;
+    std::fs::write(dir.path().join(package::MANIFEST), &package.manifest)?;
+    std::fs::write(dir.path().join(package::COMPONENT), &package.component)?;
+    Ok(Unpacked {
+        dir,
+        digest: package.digest(),
+        signed,
+    })
+}

@@ -1,0 +1,183 @@
+//! Packages, keys and trust: `keel plugin pack` makes the same bytes from
+//! the same folder; installs of a package need a signature by a trusted key
+//! (or --allow-unsigned), match a pinned digest, and refuse tampered,
+//! corrupt and oversized files, leaving nothing installed.
+
+use std::path::Path;
+
+use crate::harness::{Keel, plugin_dir};
+
+fn installed(keel: &Keel) -> usize {
+    keel.json(&["plugin", "list"]).as_array().unwrap().len()
+}
+
+fn refused(keel: &Keel, package: &Path, extra: &[&str], says: &str) {
+    let mut args = vec!["plugin", "install", package.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = keel.fails(&args);
+    assert!(
+        out.stderr.contains(says),
+        "wanted `{says}` in: {}",
+        out.stderr
+    );
+    assert_eq!(installed(keel), 0, "something was installed");
+    assert!(
+        !keel.home().join("plugins/todo").exists(),
+        "a plugin folder was left behind"
+    );
+}
+
+#[test]
+fn packages_install_only_signed_by_a_trusted_key_and_as_pinned() {
+    let author = Keel::new();
+    let public = author.ok(&["key", "generate", "--name", "me"]).stdout;
+    let public = public.trim().to_string();
+    assert!(public.starts_with("ed25519:"), "{public}");
+    let out_dir = author.folder("out");
+    let package = out_dir.join("todo.keel");
+    let todo = plugin_dir("todo");
+    let packed = author.ok(&[
+        "plugin",
+        "pack",
+        todo.to_str().unwrap(),
+        "-o",
+        package.to_str().unwrap(),
+    ]);
+    let digest = packed.stdout.split_whitespace().last().unwrap().to_string();
+    assert!(digest.starts_with("sha256:"), "{}", packed.stdout);
+    // The same folder packs to the same bytes.
+    let again = out_dir.join("again.keel");
+    author.ok(&[
+        "plugin",
+        "pack",
+        todo.to_str().unwrap(),
+        "-o",
+        again.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read(&package).unwrap(),
+        std::fs::read(&again).unwrap()
+    );
+
+    let operator = Keel::new();
+    refused(
+        &operator,
+        &package,
+        &[],
+        "is not signed; sign it with `keel plugin sign`",
+    );
+
+    author.ok(&["plugin", "sign", package.to_str().unwrap(), "--key", "me"]);
+    refused(&operator, &package, &[], "which is not trusted");
+    operator.ok(&["trust", "add", &public, "--name", "me"]);
+    refused(
+        &operator,
+        &package,
+        &[
+            "--digest",
+            "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        ],
+        "not the pinned sha256:0000",
+    );
+    operator.ok(&[
+        "plugin",
+        "install",
+        package.to_str().unwrap(),
+        "--digest",
+        &digest,
+    ]);
+    let list = operator.json(&["plugin", "list"]);
+    assert_eq!(list[0]["id"], "todo");
+    assert_eq!(list[0]["signer"], format!("me ({public})"));
+    assert_eq!(list[0]["source"], format!("package:{}", package.display()));
+    let trail = operator.audit(&["--plugin", "operator"]);
+    let install = trail
+        .iter()
+        .rfind(|e| e["action"] == "plugin.install")
+        .unwrap();
+    assert!(
+        install["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("signed by me ({public})")),
+        "{install}"
+    );
+    operator.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn tampered_corrupt_and_oversized_packages_install_nothing() {
+    let author = Keel::new();
+    let public = author.ok(&["key", "generate", "--name", "me"]).stdout;
+    let out_dir = author.folder("out");
+    let package = out_dir.join("todo.keel");
+    let todo = plugin_dir("todo");
+    author.ok(&[
+        "plugin",
+        "pack",
+        todo.to_str().unwrap(),
+        "-o",
+        package.to_str().unwrap(),
+    ]);
+    author.ok(&["plugin", "sign", package.to_str().unwrap(), "--key", "me"]);
+    let operator = Keel::new();
+    operator.ok(&["trust", "add", public.trim(), "--name", "me"]);
+
+    // One byte of the component changed after signing (the tar header of
+    // the component is at 1024 bytes, its data after that).
+    let mut bytes = std::fs::read(&package).unwrap();
+    let at = 2048 + 100;
+    bytes[at] ^= 0xff;
+    let tampered = out_dir.join("tampered.keel");
+    std::fs::write(&tampered, &bytes).unwrap();
+    refused(
+        &operator,
+        &tampered,
+        &[],
+        "does not match the package's contents",
+    );
+
+    let corrupt = out_dir.join("corrupt.keel");
+    std::fs::write(
+        &corrupt,
+        b"this is not an archive, only some text that goes on and on",
+    )
+    .unwrap();
+    refused(&operator, &corrupt, &[], "keel package");
+
+    // Far over the limit: refused by its size, before it is read.
+    let huge = out_dir.join("huge.keel");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(400 * 1024 * 1024)
+        .unwrap();
+    refused(&operator, &huge, &[], "over the");
+
+    // An unsigned package goes in only with --allow-unsigned, and says so.
+    let plain = out_dir.join("plain.keel");
+    author.ok(&[
+        "plugin",
+        "pack",
+        todo.to_str().unwrap(),
+        "-o",
+        plain.to_str().unwrap(),
+    ]);
+    operator.ok(&[
+        "plugin",
+        "install",
+        plain.to_str().unwrap(),
+        "--allow-unsigned",
+    ]);
+    let trail = operator.audit(&["--plugin", "operator"]);
+    let install = trail
+        .iter()
+        .rfind(|e| e["action"] == "plugin.install")
+        .unwrap();
+    assert!(
+        install["detail"]
+            .as_str()
+            .unwrap()
+            .contains("unsigned, allowed by --allow-unsigned"),
+        "{install}"
+    );
+}
