@@ -186,6 +186,13 @@ enum PluginCmd {
         /// Install a package that is not signed (audited).
         #[arg(long)]
         allow_unsigned: bool,
+        /// Grant what the manifest asks for without asking.
+        #[arg(long, short)]
+        yes: bool,
+        /// Grant less than asked: KIND:VALUE, e.g. write:core/task,
+        /// action:send, send:email, read:core/message (repeatable).
+        #[arg(long, value_name = "KIND:VALUE")]
+        deny: Vec<String>,
         /// Install only the contents with this package digest (sha256:…).
         #[arg(long)]
         digest: Option<String>,
@@ -627,6 +634,8 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
             concurrency,
             rate,
             allow_unsigned,
+            yes,
+            deny,
             digest,
             json,
         } => {
@@ -658,7 +667,31 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
                 digest,
             };
             let runtime = Runtime::new(&home)?;
-            let checked = crate::plugins::check(runtime.engine(), runtime.linker(), &req)?;
+            let mut checked = crate::plugins::check(runtime.engine(), runtime.linker(), &req)?;
+            for cap in &deny {
+                crate::consent::deny(&mut checked.grant, cap).map_err(anyhow::Error::msg)?;
+            }
+            for line in crate::consent::summary(&checked.manifest, &checked.grant) {
+                eprintln!("{line}");
+            }
+            if !yes {
+                use std::io::{BufRead, IsTerminal, Write};
+                if !std::io::stdin().is_terminal() {
+                    bail!(
+                        "keel asks before it installs a plugin; pass --yes to grant what is listed above (and --deny KIND:VALUE to grant less)"
+                    );
+                }
+                eprint!(
+                    "Install {} with these capabilities? [y/N] ",
+                    checked.manifest.label()
+                );
+                std::io::stderr().flush()?;
+                let mut answer = String::new();
+                std::io::stdin().lock().read_line(&mut answer)?;
+                if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                    bail!("not installed: the operator said no");
+                }
+            }
             let mut db = home.store()?;
             let row = crate::plugins::install(&home, runtime.engine(), &mut db, &checked)?;
             if json {

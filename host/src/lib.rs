@@ -41,6 +41,7 @@ pub mod actions;
 pub mod bench;
 mod bindings;
 pub mod cli;
+pub mod consent;
 pub mod delivery;
 pub mod demo;
 pub mod engine;

@@ -67,12 +67,16 @@ impl Keel {
         p
     }
 
+    /// `keel ARGS --home HOME`. An install gets `--yes`: the tests play an
+    /// operator who has read what the plugin asks for (the consent test
+    /// runs without it).
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(bin());
-        cmd.args(args)
-            .arg("--home")
-            .arg(self.home())
-            .env_remove("KEEL_HOME");
+        cmd.args(args);
+        if args.starts_with(&["plugin", "install"]) {
+            cmd.arg("--yes");
+        }
+        cmd.arg("--home").arg(self.home()).env_remove("KEEL_HOME");
         cmd
     }
 

@@ -279,3 +279,57 @@ fn the_operator_lowers_run_limits_but_never_raises_them() {
         out.stderr
     );
 }
+
+#[test]
+fn install_shows_what_a_plugin_asks_for_and_needs_consent() {
+    let keel = Keel::new();
+    // Without --yes and without a terminal to ask on: refused, nothing in.
+    let out = std::process::Command::new(crate::harness::bin())
+        .args(["plugin", "install", artifacts::WRITER_DIR, "--home"])
+        .arg(keel.home())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("test-writer@0.1.0 (agent) asks for:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("  send      email"), "{stderr}");
+    assert!(
+        stderr.contains("pass --yes to grant what is listed above"),
+        "{stderr}"
+    );
+    assert_eq!(keel.json(&["plugin", "list"]), serde_json::json!([]));
+
+    // Granting less: the denied capability is refused at the call.
+    keel.ok(&[
+        "plugin",
+        "install",
+        artifacts::WRITER_DIR,
+        "--deny",
+        "action:send",
+    ]);
+    let grant = &keel.json(&["plugin", "inspect", "test-writer"])["grant"]["capabilities"];
+    assert!(
+        !grant["actions"]
+            .as_array()
+            .unwrap()
+            .contains(&"send".into()),
+        "{grant}"
+    );
+    let sent = keel.run_json(
+        "test-writer",
+        Some(r#"{"op":"send","message":{"to":"a@b.c"},"confidence":1}"#),
+    );
+    assert_eq!(sent["error"], "denied", "{sent}");
+    let out = keel.fails(&[
+        "plugin",
+        "install",
+        artifacts::WRITER_DIR,
+        "--deny",
+        "write:core/contact",
+    ]);
+    assert!(out.stderr.contains("does not ask for it"), "{}", out.stderr);
+}
