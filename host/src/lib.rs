@@ -22,6 +22,7 @@
 //!   `config`), implemented on the per-run [`host::HostCtx`].
 //! - [`packages`]: `keel plugin pack|sign`, signing keys and the trusted
 //!   keys an install checks a package's signature against.
+//! - [`lockfile`]: `keel.lock` in the home, what is installed and granted.
 //! - [`plugins`]: install (checks imports against the manifest), list,
 //!   remove.
 //! - [`review`]: the review queue — sends waiting for approval, dead jobs.
@@ -51,6 +52,7 @@ pub mod home;
 pub mod host;
 pub mod invoke;
 pub mod limits;
+pub mod lockfile;
 pub mod manifest;
 pub mod packages;
 pub mod plugins;

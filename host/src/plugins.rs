@@ -340,7 +340,10 @@ pub fn install(
     let label = checked.manifest.label();
     let result = db.write(&Actor::operator(), "plugin.install", None, Ok(()), |tx| {
         let r = plugins::upsert(tx, &checked.manifest, &digest, &checked.grant)
-            .and_then(|()| plugins::set_origin(tx, id, &checked.source, signer.as_deref()))
+            .and_then(|()| {
+                let package = checked.package_digest.to_string();
+                plugins::set_origin(tx, id, &checked.source, signer.as_deref(), &package)
+            })
             .map_err(Into::into)
             .and_then(|()| crate::webhooks::sync(tx, &checked.manifest));
         let by = match (&signer, checked.source.starts_with("package:")) {
@@ -368,6 +371,7 @@ pub fn install(
         let _ = std::fs::remove_dir_all(&previous);
     }
     engine.cache(&home.cache_dir(), &digest, &checked.component);
+    crate::lockfile::write(home, db)?;
     plugins::get(db.conn(), id)?.context("installed plugin row is missing")
 }
 
@@ -379,6 +383,7 @@ pub fn remove(home: &Home, db: &mut Store, id: &str) -> anyhow::Result<()> {
         let r = plugins::remove(tx, id).and_then(|_| crate::webhooks::remove(tx, id));
         (r.map_err(Into::into), Touched::detail(label.clone()))
     })?;
+    crate::lockfile::write(home, db)?;
     let dir = home.plugin_dir(id);
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| {

@@ -103,6 +103,37 @@ fn packages_install_only_signed_by_a_trusted_key_and_as_pinned() {
         "{install}"
     );
     operator.ok(&["audit", "verify"]);
+
+    // The lockfile says what is installed, from where, signed by whom,
+    // granted what; a removal takes it out.
+    let notes = operator.folder("notes");
+    operator.install_files(&notes);
+    let lock: toml::Value =
+        toml::from_str(&std::fs::read_to_string(operator.home().join("keel.lock")).unwrap())
+            .unwrap();
+    let plugins = lock["plugin"].as_array().unwrap();
+    let todo = plugins
+        .iter()
+        .find(|p| p["id"].as_str() == Some("todo"))
+        .unwrap();
+    assert_eq!(todo["package_digest"].as_str(), Some(digest.as_str()));
+    let signer = format!("me ({public})");
+    assert_eq!(todo["signer"].as_str(), Some(signer.as_str()));
+    assert_eq!(todo["granted"]["write"][0].as_str(), Some("core/task"));
+    let files = plugins
+        .iter()
+        .find(|p| p["id"].as_str() == Some("files"))
+        .unwrap();
+    assert!(files["source"].as_str().unwrap().starts_with("dir:"));
+    assert_eq!(
+        files["dirs"]["notes"]
+            .as_str()
+            .map(std::path::PathBuf::from),
+        Some(notes.canonicalize().unwrap())
+    );
+    operator.ok(&["plugin", "remove", "todo"]);
+    let lock = std::fs::read_to_string(operator.home().join("keel.lock")).unwrap();
+    assert!(!lock.contains("id = \"todo\""), "{lock}");
 }
 
 #[test]

@@ -21,6 +21,9 @@ pub struct PluginRow {
     pub source: Option<String>,
     /// Who signed its package: `NAME (ed25519:…)`; none when unsigned.
     pub signer: Option<String>,
+    /// The package digest of what was installed (manifest, component,
+    /// readme), which `--digest` pins.
+    pub package_digest: Option<String>,
 }
 
 impl PluginRow {
@@ -45,11 +48,11 @@ fn row_to_plugin(r: &rusqlite::Row<'_>) -> rusqlite::Result<PluginRow> {
         installed_at: r.get(6)?,
         source: r.get(7)?,
         signer: r.get(8)?,
+        package_digest: r.get(9)?,
     })
 }
 
-const PLUGIN_COLUMNS: &str =
-    "id, version, world, digest, manifest, grant_json, installed_at, source, signer";
+const PLUGIN_COLUMNS: &str = "id, version, world, digest, manifest, grant_json, installed_at, source, signer, package_digest";
 
 /// Records where plugin `id` came from and who signed it.
 pub fn set_origin(
@@ -57,10 +60,11 @@ pub fn set_origin(
     id: &str,
     source: &str,
     signer: Option<&str>,
+    package_digest: &str,
 ) -> rusqlite::Result<()> {
     conn.execute(
-        "UPDATE plugins SET source = ?2, signer = ?3 WHERE id = ?1",
-        params![id, source, signer],
+        "UPDATE plugins SET source = ?2, signer = ?3, package_digest = ?4 WHERE id = ?1",
+        params![id, source, signer, package_digest],
     )?;
     Ok(())
 }

@@ -51,6 +51,7 @@ CREATE INDEX versions_review ON versions(review) WHERE review = 'pending';
 -- signed its package; the public keys the operator trusts to sign.
 ALTER TABLE plugins ADD COLUMN source TEXT;
 ALTER TABLE plugins ADD COLUMN signer TEXT;
+ALTER TABLE plugins ADD COLUMN package_digest TEXT;  -- over manifest, component, readme
 CREATE TABLE trusted_keys (
     name        TEXT PRIMARY KEY,
     key         TEXT NOT NULL UNIQUE,   -- ed25519:<hex>
