@@ -151,6 +151,20 @@ enum PluginCmd {
         #[arg(short, long)]
         out: Option<PathBuf>,
     },
+    /// Install a plugin's newer version from where it was installed from;
+    /// asks again when it asks for more. The replaced version is kept.
+    Update {
+        id: String,
+        /// Grant what the new version asks for without asking.
+        #[arg(long, short)]
+        yes: bool,
+        /// The new package may be unsigned (audited).
+        #[arg(long)]
+        allow_unsigned: bool,
+    },
+    /// Go back to the version the last install, update or rollback
+    /// replaced.
+    Rollback { id: String },
     /// Sign a package with a key from the home.
     Sign {
         package: PathBuf,
@@ -675,22 +689,13 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
                 eprintln!("{line}");
             }
             if !yes {
-                use std::io::{BufRead, IsTerminal, Write};
-                if !std::io::stdin().is_terminal() {
-                    bail!(
-                        "keel asks before it installs a plugin; pass --yes to grant what is listed above (and --deny KIND:VALUE to grant less)"
-                    );
-                }
-                eprint!(
-                    "Install {} with these capabilities? [y/N] ",
-                    checked.manifest.label()
-                );
-                std::io::stderr().flush()?;
-                let mut answer = String::new();
-                std::io::stdin().lock().read_line(&mut answer)?;
-                if !matches!(answer.trim(), "y" | "Y" | "yes") {
-                    bail!("not installed: the operator said no");
-                }
+                crate::consent::ask(
+                    &format!(
+                        "Install {} with these capabilities?",
+                        checked.manifest.label()
+                    ),
+                    "keel asks before it installs a plugin; pass --yes to grant what is listed above (and --deny KIND:VALUE to grant less)",
+                )?;
             }
             let mut db = home.store()?;
             let row = crate::plugins::install(&home, runtime.engine(), &mut db, &checked)?;
@@ -764,6 +769,60 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
                     );
                 }
             }
+        }
+        PluginCmd::Update {
+            id,
+            yes,
+            allow_unsigned,
+        } => {
+            let runtime = Runtime::new(&home)?;
+            let mut db = home.store()?;
+            let row = crate::runtime::installed(&db, &id)?;
+            let Some((kind, path)) = row.source.as_deref().and_then(|s| s.split_once(':')) else {
+                bail!(
+                    "{} does not say where it was installed from; install it again from its folder or package",
+                    row.label()
+                );
+            };
+            let req = InstallRequest {
+                source: PathBuf::from(path),
+                dirs: row
+                    .grant
+                    .dirs
+                    .iter()
+                    .map(|(n, d)| (n.clone(), d.path.clone()))
+                    .collect(),
+                config: row.grant.config.clone(),
+                concurrency: row.grant.concurrency,
+                rate: row.grant.rate,
+                allow_unsigned,
+                ..InstallRequest::default()
+            };
+            let checked = crate::plugins::check(runtime.engine(), runtime.linker(), &req)
+                .with_context(|| format!("cannot update {} from its {kind} {path}", row.label()))?;
+            let digest = checked.package_digest.to_string();
+            if row.package_digest.as_deref() == Some(digest.as_str()) {
+                println!("{} is up to date ({digest})", row.label());
+                return Ok(());
+            }
+            let (added, removed) = crate::consent::diff(&row.grant, &checked.grant);
+            eprintln!("update {} -> {}", row.label(), checked.manifest.label());
+            for line in removed.iter().chain(&added) {
+                eprintln!("  {line}");
+            }
+            if !added.is_empty() && !yes {
+                crate::consent::ask(
+                    "The update asks for more (+ above). Accept?",
+                    "the update asks for more than the installed version (+ above); pass --yes to grant it",
+                )?;
+            }
+            let new = crate::plugins::install(&home, runtime.engine(), &mut db, &checked)?;
+            println!("updated {} -> {} {}", row.label(), new.label(), new.digest);
+        }
+        PluginCmd::Rollback { id } => {
+            let mut db = home.store()?;
+            let row = crate::plugins::rollback(&home, &mut db, &id)?;
+            println!("rolled back to {} {}", row.label(), row.digest);
         }
         PluginCmd::Remove { id } => {
             let mut db = home.store()?;

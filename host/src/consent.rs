@@ -66,6 +66,63 @@ pub fn summary(manifest: &Manifest, grant: &Grant) -> Vec<String> {
     lines
 }
 
+/// What changes from grant `old` to grant `new`: `+ kind: value` for each
+/// capability gained, `- kind: value` for each lost, in a fixed order.
+pub fn diff(old: &Grant, new: &Grant) -> (Vec<String>, Vec<String>) {
+    let lists = |g: &Grant| {
+        let c = &g.capabilities;
+        let dirs: Vec<String> = c
+            .dirs
+            .iter()
+            .map(|(n, a)| format!("{n} ({})", a.as_str()))
+            .collect();
+        vec![
+            ("read", c.read.clone()),
+            ("write", c.write.clone()),
+            ("action", c.actions.clone()),
+            ("send", c.send.clone()),
+            ("schedule", c.schedule.clone()),
+            ("invoke", c.invoke.clone()),
+            ("config", c.config.clone()),
+            ("dir", dirs),
+        ]
+    };
+    let (mut added, mut removed) = (Vec::new(), Vec::new());
+    for ((kind, before), (_, after)) in lists(old).into_iter().zip(lists(new)) {
+        added.extend(
+            after
+                .iter()
+                .filter(|v| !before.contains(v))
+                .map(|v| format!("+ {kind}: {v}")),
+        );
+        removed.extend(
+            before
+                .iter()
+                .filter(|v| !after.contains(v))
+                .map(|v| format!("- {kind}: {v}")),
+        );
+    }
+    (added, removed)
+}
+
+/// Asks the operator on the terminal whether to go on; refuses without a
+/// terminal, saying to pass `--yes`.
+pub fn ask(question: &str, refusal: &str) -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("{refusal}");
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        anyhow::bail!("nothing changed: the operator said no")
+    }
+}
+
 /// Takes `cap` out of `grant`: `read:KIND`, `write:KIND`, `action:NAME`,
 /// `send:CHANNEL`, `schedule:PLUGIN`, `invoke:ACTION` or `config:KEY`.
 /// Refuses a capability that was not asked for, and directories (a plugin

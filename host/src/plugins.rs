@@ -328,18 +328,27 @@ pub fn install(
         &checked.component_bytes,
     )?;
     std::fs::write(staging.path().join("keel.toml"), &checked.manifest_text)?;
-    let previous = home.plugins_dir().join(format!(".{id}.previous"));
-    if previous.exists() {
-        std::fs::remove_dir_all(&previous)?;
+    // The version being replaced moves aside, and becomes what `keel
+    // plugin rollback` goes back to once this install is recorded.
+    let replacing = home.plugins_dir().join(format!(".{id}.replacing"));
+    if replacing.exists() {
+        std::fs::remove_dir_all(&replacing)?;
     }
+    let replaces = dest.exists() && plugins::get(db.conn(), id)?.is_some();
     if dest.exists() {
-        std::fs::rename(&dest, &previous)?;
+        std::fs::rename(&dest, &replacing)?;
     }
     std::fs::rename(staging.keep(), &dest)?;
     let digest = checked.digest.to_string();
     let label = checked.manifest.label();
     let result = db.write(&Actor::operator(), "plugin.install", None, Ok(()), |tx| {
-        let r = plugins::upsert(tx, &checked.manifest, &digest, &checked.grant)
+        let kept = if replaces {
+            plugins::keep_replaced(tx, id)
+        } else {
+            Ok(())
+        };
+        let r = kept
+            .and_then(|()| plugins::upsert(tx, &checked.manifest, &digest, &checked.grant))
             .and_then(|()| {
                 let package = checked.package_digest.to_string();
                 plugins::set_origin(tx, id, &checked.source, signer.as_deref(), &package)
@@ -362,17 +371,76 @@ pub fn install(
     if let Err(e) = result {
         // Put the old plugin back: the store still points at it.
         let _ = std::fs::remove_dir_all(&dest);
-        if previous.exists() {
-            let _ = std::fs::rename(&previous, &dest);
+        if replacing.exists() {
+            let _ = std::fs::rename(&replacing, &dest);
         }
         bail!("cannot record the install of {label}: {e}");
     }
-    if previous.exists() {
-        let _ = std::fs::remove_dir_all(&previous);
+    if replacing.exists() {
+        keep_previous(home, id, &replacing);
     }
     engine.cache(&home.cache_dir(), &digest, &checked.component);
     crate::lockfile::write(home, db)?;
     plugins::get(db.conn(), id)?.context("installed plugin row is missing")
+}
+
+/// Keeps `dir` (a replaced version's files) as the plugin's previous
+/// version, for `keel plugin rollback`.
+fn keep_previous(home: &Home, id: &str, dir: &Path) {
+    let previous = home.plugins_dir().join(format!(".{id}.previous"));
+    if previous.exists() {
+        let _ = std::fs::remove_dir_all(&previous);
+    }
+    if let Err(e) = std::fs::rename(dir, &previous) {
+        tracing::warn!("the replaced version of {id} could not be kept for rollback: {e}");
+    }
+}
+
+/// `keel plugin rollback ID`: puts back the version the last install or
+/// rollback replaced (files and grant), keeping the current one so a
+/// second rollback goes forward again.
+pub fn rollback(home: &Home, db: &mut Store, id: &str) -> anyhow::Result<PluginRow> {
+    let current = crate::runtime::installed(db, id)?;
+    let dest = home.plugin_dir(id);
+    let previous = home.plugins_dir().join(format!(".{id}.previous"));
+    if !previous.is_dir() {
+        bail!(
+            "{} has no earlier version to go back to; rollback works after an install replaced one",
+            current.label()
+        );
+    }
+    let replacing = home.plugins_dir().join(format!(".{id}.replacing"));
+    if replacing.exists() {
+        std::fs::remove_dir_all(&replacing)?;
+    }
+    std::fs::rename(&dest, &replacing)?;
+    std::fs::rename(&previous, &dest)?;
+    let label = current.label();
+    let result = db.write(&Actor::operator(), "plugin.rollback", None, Ok(()), |tx| {
+        let r = plugins::restore_replaced(tx, id)
+            .map_err(crate::error::CallError::from)
+            .and_then(|row| {
+                row.ok_or_else(|| {
+                    crate::error::CallError::NotFound(format!(
+                        "{label} has no recorded earlier version"
+                    ))
+                })
+            })
+            .and_then(|row| crate::webhooks::sync(tx, &row.manifest).map(|()| row));
+        let detail = match &r {
+            Ok(row) => format!("{label} -> {} {}", row.label(), row.digest),
+            Err(_) => label.clone(),
+        };
+        (r.map(|row| row.label()), Touched::detail(detail))
+    });
+    if let Err(e) = result {
+        let _ = std::fs::rename(&dest, &previous);
+        let _ = std::fs::rename(&replacing, &dest);
+        bail!("cannot roll back {label}: {e}");
+    }
+    keep_previous(home, id, &replacing);
+    crate::lockfile::write(home, db)?;
+    crate::runtime::installed(db, id)
 }
 
 /// Removes an installed plugin; its records, runs and audit stay.
@@ -384,6 +452,10 @@ pub fn remove(home: &Home, db: &mut Store, id: &str) -> anyhow::Result<()> {
         (r.map_err(Into::into), Touched::detail(label.clone()))
     })?;
     crate::lockfile::write(home, db)?;
+    let previous = home.plugins_dir().join(format!(".{id}.previous"));
+    if previous.exists() {
+        let _ = std::fs::remove_dir_all(&previous);
+    }
     let dir = home.plugin_dir(id);
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| {

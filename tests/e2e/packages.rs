@@ -212,3 +212,65 @@ fn tampered_corrupt_and_oversized_packages_install_nothing() {
         "{install}"
     );
 }
+
+#[test]
+fn an_update_asks_again_when_it_wants_more_and_rolls_back() {
+    let keel = Keel::new();
+    let writer = Path::new(crate::harness::artifacts::WRITER_DIR);
+    let dir = keel.variant(writer, "writer", &[], "");
+    keel.ok(&["plugin", "install", dir.to_str().unwrap()]);
+    let version = |k: &Keel| k.json(&["plugin", "inspect", "test-writer"])["version"].clone();
+    let out = keel.ok(&["plugin", "update", "test-writer"]);
+    assert!(out.stdout.contains("is up to date"), "{}", out.stdout);
+
+    // Version 0.2.0 also writes test/other: more than was granted.
+    let manifest = std::fs::read_to_string(dir.join("keel.toml"))
+        .unwrap()
+        .replace("version = \"0.1.0\"", "version = \"0.2.0\"")
+        .replace(
+            "write = [\"test/item\"]",
+            "write = [\"test/item\", \"test/other\"]",
+        );
+    std::fs::write(dir.join("keel.toml"), manifest).unwrap();
+    let out = keel.fails(&["plugin", "update", "test-writer"]);
+    assert!(out.stderr.contains("+ write: test/other"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("pass --yes to grant it"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(version(&keel), "0.1.0");
+
+    keel.ok(&["plugin", "update", "test-writer", "--yes"]);
+    assert_eq!(version(&keel), "0.2.0");
+    let lock = std::fs::read_to_string(keel.home().join("keel.lock")).unwrap();
+    assert!(lock.contains("version = \"0.2.0\""), "{lock}");
+
+    // Back to 0.1.0 and its grant; the plugin still runs; then forward.
+    let out = keel.ok(&["plugin", "rollback", "test-writer"]);
+    assert!(
+        out.stdout.contains("rolled back to test-writer@0.1.0"),
+        "{}",
+        out.stdout
+    );
+    let grant = &keel.json(&["plugin", "inspect", "test-writer"])["grant"]["capabilities"];
+    assert_eq!(grant["write"], serde_json::json!(["test/item"]));
+    let ran = keel.run_json(
+        "test-writer",
+        Some(r#"{"op":"create","text":"after rollback"}"#),
+    );
+    assert_eq!(ran["outcome"], "ok", "{ran}");
+    keel.ok(&["plugin", "rollback", "test-writer"]);
+    assert_eq!(version(&keel), "0.2.0");
+    let ops: Vec<String> = keel
+        .audit(&["--plugin", "operator"])
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        ops.iter().filter(|a| *a == "plugin.rollback").count(),
+        2,
+        "{ops:?}"
+    );
+    keel.ok(&["audit", "verify"]);
+}

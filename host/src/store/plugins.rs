@@ -69,6 +69,48 @@ pub fn set_origin(
     Ok(())
 }
 
+/// Keeps the row of plugin `id` as it is now in `plugin_versions`, before
+/// an install or rollback replaces it.
+pub fn keep_replaced(conn: &Connection, id: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO plugin_versions (id, version, world, digest, manifest, grant_json, source, signer,
+             package_digest, installed_at, replaced_at)
+         SELECT id, version, world, digest, manifest, grant_json, source, signer, package_digest,
+             installed_at, ?2 FROM plugins WHERE id = ?1",
+        params![id, now()],
+    )?;
+    Ok(())
+}
+
+/// Puts back the newest replaced version of plugin `id` (keeping the
+/// current one as replaced, so a second rollback goes forward again).
+/// Returns the version restored, or none when there is nothing to go
+/// back to.
+pub fn restore_replaced(conn: &Connection, id: &str) -> rusqlite::Result<Option<PluginRow>> {
+    let last: Option<i64> = conn
+        .query_row(
+            "SELECT max(seq) FROM plugin_versions WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
+    let Some(seq) = last else {
+        return Ok(None);
+    };
+    keep_replaced(conn, id)?;
+    conn.execute(
+        "UPDATE plugins SET (version, world, digest, manifest, grant_json, source, signer, package_digest,
+             installed_at, cursor) =
+             (SELECT version, world, digest, manifest, grant_json, source, signer, package_digest, ?3, NULL
+              FROM plugin_versions WHERE seq = ?2)
+         WHERE id = ?1",
+        params![id, seq, now()],
+    )?;
+    conn.execute("DELETE FROM plugin_versions WHERE seq = ?1", [seq])?;
+    get(conn, id)
+}
+
 /// A public key the operator trusts to sign packages.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TrustedKey {

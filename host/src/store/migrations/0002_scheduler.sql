@@ -57,3 +57,22 @@ CREATE TABLE trusted_keys (
     key         TEXT NOT NULL UNIQUE,   -- ed25519:<hex>
     added_at    TEXT NOT NULL
 ) STRICT;
+
+-- Installs an update or reinstall replaced, newest last: what
+-- `keel plugin rollback` goes back to (its files are kept beside the
+-- plugin's folder).
+CREATE TABLE plugin_versions (
+    seq           INTEGER PRIMARY KEY,
+    id            TEXT NOT NULL,
+    version       TEXT NOT NULL,
+    world         TEXT NOT NULL,
+    digest        TEXT NOT NULL,
+    manifest      TEXT NOT NULL,
+    grant_json    TEXT NOT NULL,
+    source        TEXT,
+    signer        TEXT,
+    package_digest TEXT,
+    installed_at  TEXT NOT NULL,
+    replaced_at   TEXT NOT NULL
+) STRICT;
+CREATE INDEX plugin_versions_id ON plugin_versions(id, seq);
