@@ -27,14 +27,10 @@ fn refused(keel: &Keel, package: &Path, extra: &[&str], says: &str) {
     );
 }
 
-#[test]
-fn packages_install_only_signed_by_a_trusted_key_and_as_pinned() {
-    let author = Keel::new();
-    let public = author.ok(&["key", "generate", "--name", "me"]).stdout;
-    let public = public.trim().to_string();
-    assert!(public.starts_with("ed25519:"), "{public}");
-    let out_dir = author.folder("out");
-    let package = out_dir.join("todo.keel");
+/// Packs the first-party `todo` plugin into `name` in the author's `out`
+/// folder; returns the package path and its digest.
+fn pack_todo(author: &Keel, name: &str) -> (std::path::PathBuf, String) {
+    let package = author.folder("out").join(name);
     let todo = plugin_dir("todo");
     let packed = author.ok(&[
         "plugin",
@@ -45,15 +41,28 @@ fn packages_install_only_signed_by_a_trusted_key_and_as_pinned() {
     ]);
     let digest = packed.stdout.split_whitespace().last().unwrap().to_string();
     assert!(digest.starts_with("sha256:"), "{}", packed.stdout);
+    (package, digest)
+}
+
+/// The detail of the operator's last install in `keel`'s audit log.
+fn last_install(keel: &Keel) -> String {
+    let trail = keel.audit(&["--plugin", "operator"]);
+    let install = trail
+        .iter()
+        .rfind(|e| e["action"] == "plugin.install")
+        .unwrap();
+    install["detail"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn packages_install_only_signed_by_a_trusted_key_and_as_pinned() {
+    let author = Keel::new();
+    let public = author.ok(&["key", "generate", "--name", "me"]).stdout;
+    let public = public.trim().to_string();
+    assert!(public.starts_with("ed25519:"), "{public}");
+    let (package, digest) = pack_todo(&author, "todo.keel");
     // The same folder packs to the same bytes.
-    let again = out_dir.join("again.keel");
-    author.ok(&[
-        "plugin",
-        "pack",
-        todo.to_str().unwrap(),
-        "-o",
-        again.to_str().unwrap(),
-    ]);
+    let (again, _) = pack_todo(&author, "again.keel");
     assert_eq!(
         std::fs::read(&package).unwrap(),
         std::fs::read(&again).unwrap()
@@ -90,16 +99,9 @@ fn packages_install_only_signed_by_a_trusted_key_and_as_pinned() {
     assert_eq!(list[0]["id"], "todo");
     assert_eq!(list[0]["signer"], format!("me ({public})"));
     assert_eq!(list[0]["source"], format!("package:{}", package.display()));
-    let trail = operator.audit(&["--plugin", "operator"]);
-    let install = trail
-        .iter()
-        .rfind(|e| e["action"] == "plugin.install")
-        .unwrap();
+    let install = last_install(&operator);
     assert!(
-        install["detail"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("signed by me ({public})")),
+        install.contains(&format!("signed by me ({public})")),
         "{install}"
     );
     operator.ok(&["audit", "verify"]);
@@ -141,15 +143,7 @@ fn tampered_corrupt_and_oversized_packages_install_nothing() {
     let author = Keel::new();
     let public = author.ok(&["key", "generate", "--name", "me"]).stdout;
     let out_dir = author.folder("out");
-    let package = out_dir.join("todo.keel");
-    let todo = plugin_dir("todo");
-    author.ok(&[
-        "plugin",
-        "pack",
-        todo.to_str().unwrap(),
-        "-o",
-        package.to_str().unwrap(),
-    ]);
+    let (package, _) = pack_todo(&author, "todo.keel");
     author.ok(&["plugin", "sign", package.to_str().unwrap(), "--key", "me"]);
     let operator = Keel::new();
     operator.ok(&["trust", "add", public.trim(), "--name", "me"]);
@@ -185,30 +179,16 @@ fn tampered_corrupt_and_oversized_packages_install_nothing() {
     refused(&operator, &huge, &[], "over the");
 
     // An unsigned package goes in only with --allow-unsigned, and says so.
-    let plain = out_dir.join("plain.keel");
-    author.ok(&[
-        "plugin",
-        "pack",
-        todo.to_str().unwrap(),
-        "-o",
-        plain.to_str().unwrap(),
-    ]);
+    let (plain, _) = pack_todo(&author, "plain.keel");
     operator.ok(&[
         "plugin",
         "install",
         plain.to_str().unwrap(),
         "--allow-unsigned",
     ]);
-    let trail = operator.audit(&["--plugin", "operator"]);
-    let install = trail
-        .iter()
-        .rfind(|e| e["action"] == "plugin.install")
-        .unwrap();
+    let install = last_install(&operator);
     assert!(
-        install["detail"]
-            .as_str()
-            .unwrap()
-            .contains("unsigned, allowed by --allow-unsigned"),
+        install.contains("unsigned, allowed by --allow-unsigned"),
         "{install}"
     );
 }
