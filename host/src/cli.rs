@@ -174,7 +174,11 @@ enum PluginCmd {
         #[arg(long)]
         signer: Option<String>,
     },
-    /// Install a plugin from a folder with keel.toml (or a .wasm with --manifest).
+    /// Push a package to an OCI registry: oci://HOST[:PORT]/REPO:TAG.
+    Push { package: PathBuf, reference: String },
+    /// Install a plugin: a folder with keel.toml (or a .wasm with
+    /// --manifest), a package file, an https:// URL of a package, or
+    /// oci://HOST[:PORT]/REPO:TAG (or @sha256:…).
     Install {
         path: PathBuf,
         /// The manifest, when PATH is a .wasm file.
@@ -628,9 +632,21 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
         println!("packed {} {digest}", path.display());
         return Ok(());
     }
+    if let PluginCmd::Push { package, reference } = &cmd {
+        let (digest, signed) = crate::packages::push(package, reference)?;
+        println!("pushed {} {reference}@{digest}", package.display());
+        if !signed {
+            eprintln!(
+                "note: the package is not signed; installs will need --allow-unsigned (sign it with `keel plugin sign` and push again)"
+            );
+        }
+        return Ok(());
+    }
     let home = Home::open(root)?;
     match cmd {
-        PluginCmd::Pack { .. } => unreachable!("packed above, without a home"),
+        PluginCmd::Pack { .. } | PluginCmd::Push { .. } => {
+            unreachable!("packed or pushed above, without a home")
+        }
         PluginCmd::Sign {
             package,
             key,
@@ -666,8 +682,11 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
                 .map(crate::manifest::parse_rate)
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--{e}"))?;
+            let source = path.to_string_lossy().into_owned();
+            let fetched = crate::packages::fetch(&source)?;
             let req = InstallRequest {
-                source: path,
+                source: fetched.as_ref().map_or(path, |f| f.path.clone()),
+                origin: fetched.as_ref().map(|f| f.origin.clone()),
                 manifest,
                 component,
                 dirs: pairs(&dirs, "NAME=PATH")?
@@ -682,6 +701,9 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
             };
             let runtime = Runtime::new(&home)?;
             let mut checked = crate::plugins::check(runtime.engine(), runtime.linker(), &req)?;
+            let mut db = home.store()?;
+            // An untrusted signer is refused before the operator is asked.
+            crate::plugins::signer(&db, &checked)?;
             for cap in &deny {
                 crate::consent::deny(&mut checked.grant, cap).map_err(anyhow::Error::msg)?;
             }
@@ -697,7 +719,6 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
                     "keel asks before it installs a plugin; pass --yes to grant what is listed above (and --deny KIND:VALUE to grant less)",
                 )?;
             }
-            let mut db = home.store()?;
             let row = crate::plugins::install(&home, runtime.engine(), &mut db, &checked)?;
             if json {
                 print_json(&row)?;
@@ -778,14 +799,20 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
             let runtime = Runtime::new(&home)?;
             let mut db = home.store()?;
             let row = crate::runtime::installed(&db, &id)?;
-            let Some((kind, path)) = row.source.as_deref().and_then(|s| s.split_once(':')) else {
+            let Some(source) = row.source.clone() else {
                 bail!(
                     "{} does not say where it was installed from; install it again from its folder or package",
                     row.label()
                 );
             };
+            let from = crate::plugins::shown(&source).to_string();
+            let fetched = crate::packages::fetch(&from)
+                .with_context(|| format!("cannot update {} from {from}", row.label()))?;
             let req = InstallRequest {
-                source: PathBuf::from(path),
+                source: fetched
+                    .as_ref()
+                    .map_or_else(|| PathBuf::from(&from), |f| f.path.clone()),
+                origin: fetched.as_ref().map(|f| f.origin.clone()),
                 dirs: row
                     .grant
                     .dirs
@@ -799,7 +826,7 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
                 ..InstallRequest::default()
             };
             let checked = crate::plugins::check(runtime.engine(), runtime.linker(), &req)
-                .with_context(|| format!("cannot update {} from its {kind} {path}", row.label()))?;
+                .with_context(|| format!("cannot update {} from {from}", row.label()))?;
             let digest = checked.package_digest.to_string();
             if row.package_digest.as_deref() == Some(digest.as_str()) {
                 println!("{} is up to date ({digest})", row.label());

@@ -256,3 +256,75 @@ pub fn unpack(path: &Path) -> anyhow::Result<Unpacked> {
         signed,
     })
 }
+
+/// A package fetched from a registry or URL into a temporary file, and
+/// where it came from.
+#[derive(Debug)]
+pub struct Fetched {
+    /// Holds the package file; removed when dropped.
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+    /// The reference or URL as the operator wrote it.
+    pub origin: String,
+}
+
+/// Whether `source` names a package elsewhere (`oci://`, `https://`,
+/// `http://`) rather than a path.
+pub fn is_remote(source: &str) -> bool {
+    ["oci://", "https://", "http://"]
+        .iter()
+        .any(|p| source.starts_with(p))
+}
+
+/// Fetches the package `source` names when it is elsewhere; `None` for a
+/// path. The package is checked as a file package is, after this.
+pub fn fetch(source: &str) -> anyhow::Result<Option<Fetched>> {
+    use keel_registry::remote;
+    let fetched = if source.starts_with("oci://") {
+        remote::pull(&remote::OciRef::parse(source)?)?
+    } else if is_remote(source) {
+        remote::download(source)?
+    } else {
+        return Ok(None);
+    };
+    let dir = tempfile::Builder::new().prefix("keel-fetch-").tempdir()?;
+    let path = dir.path().join("fetched.keel");
+    std::fs::write(&path, fetched.package.to_bytes())?;
+    Ok(Some(Fetched {
+        dir,
+        path,
+        origin: source.to_string(),
+    }))
+}
+
+/// `keel plugin push PACKAGE oci://…`: the package's parts as an OCI
+/// artifact. Returns the manifest digest and whether the package is signed.
+pub fn push(path: &Path, reference: &str) -> anyhow::Result<(String, bool)> {
+    use keel_registry::remote;
+    let reference = remote::OciRef::parse(reference)?;
+    let package = open(path)?;
+    package
+        .verify()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let manifest = Manifest::parse(&package.manifest, "keel.toml")
+        .with_context(|| format!("{} holds a manifest keel cannot read", path.display()))?;
+    let mut annotations = std::collections::BTreeMap::from([
+        (
+            "org.opencontainers.image.title".to_string(),
+            manifest.plugin.id.clone(),
+        ),
+        (
+            "org.opencontainers.image.version".to_string(),
+            manifest.plugin.version.clone(),
+        ),
+    ]);
+    if !manifest.plugin.description.is_empty() {
+        annotations.insert(
+            "org.opencontainers.image.description".to_string(),
+            manifest.plugin.description.clone(),
+        );
+    }
+    let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let pushed = remote::push(&package, &reference, annotations, &created)?;
+    Ok((pushed.manifest_digest, package.signature.is_some()))
+}

@@ -41,6 +41,9 @@ pub struct InstallRequest {
     pub allow_unsigned: bool,
     /// Install only these exact contents (the package digest).
     pub digest: Option<Digest>,
+    /// Where a fetched package came from (`oci://…`, `https://…`), recorded
+    /// as its source instead of the temporary file it was fetched into.
+    pub origin: Option<String>,
 }
 
 /// Finds the manifest and component an install request names.
@@ -73,6 +76,15 @@ fn locate(req: &InstallRequest) -> anyhow::Result<PathBuf> {
     Ok(manifest_path)
 }
 
+/// A recorded source as the operator wrote it: the path of `dir:PATH` and
+/// `package:PATH`, a reference or URL as it is.
+pub fn shown(source: &str) -> &str {
+    source
+        .strip_prefix("dir:")
+        .or_else(|| source.strip_prefix("package:"))
+        .unwrap_or(source)
+}
+
 /// Reads what a request names and checks it, without writing anything.
 pub struct Checked {
     pub manifest: Manifest,
@@ -85,7 +97,7 @@ pub struct Checked {
     pub component: Component,
     /// The package digest of the contents (manifest, component, readme).
     pub package_digest: Digest,
-    /// `dir:PATH` or `package:PATH`.
+    /// `dir:PATH`, `package:PATH`, or the `oci://` reference or URL.
     pub source: String,
     /// What the package's signature says (a folder is unsigned).
     pub signed: keel_registry::package::Signed,
@@ -120,9 +132,10 @@ pub fn check(
     } else {
         None
     };
-    let source = match &unpacked {
-        Some(_) => format!("package:{}", req.source.display()),
-        None => format!("dir:{}", req.source.display()),
+    let source = match (&unpacked, &req.origin) {
+        (Some(_), Some(origin)) => origin.clone(),
+        (Some(_), None) => format!("package:{}", req.source.display()),
+        (None, _) => format!("dir:{}", req.source.display()),
     };
     let from_package;
     let req = match &unpacked {
@@ -147,7 +160,7 @@ pub fn check(
     {
         bail!(
             "{} is not signed; sign it with `keel plugin sign`, or install it with --allow-unsigned",
-            source.trim_start_matches("package:")
+            shown(&source)
         );
     }
     let manifest_path = locate(req)?;
@@ -212,7 +225,7 @@ pub fn check(
     {
         bail!(
             "{label}: {} has digest {package_digest}, not the pinned {pinned}; nothing was installed",
-            source.split_once(':').map_or("", |(_, p)| p)
+            shown(&source)
         );
     }
     Ok(Checked {
@@ -277,15 +290,10 @@ pub fn check_imports(
     Ok(names)
 }
 
-/// Installs (or replaces) a checked plugin in `home`.
-pub fn install(
-    home: &Home,
-    engine: &KeelEngine,
-    db: &mut Store,
-    checked: &Checked,
-) -> anyhow::Result<PluginRow> {
-    let id = &checked.manifest.plugin.id;
-    let signer = match &checked.signed {
+/// Who signed a checked package, as `NAME (KEY)`, refused unless the key
+/// is trusted; `None` for an unsigned package or folder.
+pub fn signer(db: &Store, checked: &Checked) -> anyhow::Result<Option<String>> {
+    match &checked.signed {
         keel_registry::package::Signed::By { key, signer } => {
             let key = key.to_string();
             let trusted = plugins::trusted_keys(db.conn())?
@@ -297,10 +305,21 @@ pub fn install(
                     checked.manifest.label()
                 );
             }
-            Some(format!("{signer} ({key})"))
+            Ok(Some(format!("{signer} ({key})")))
         }
-        keel_registry::package::Signed::Unsigned => None,
-    };
+        keel_registry::package::Signed::Unsigned => Ok(None),
+    }
+}
+
+/// Installs (or replaces) a checked plugin in `home`.
+pub fn install(
+    home: &Home,
+    engine: &KeelEngine,
+    db: &mut Store,
+    checked: &Checked,
+) -> anyhow::Result<PluginRow> {
+    let id = &checked.manifest.plugin.id;
+    let signer = signer(db, checked)?;
     if let Some(spec) = &checked.manifest.channel {
         for other in plugins::list(db.conn())? {
             let Some(theirs) = other.manifest.channel.as_ref().filter(|_| other.id != *id) else {
@@ -355,7 +374,7 @@ pub fn install(
             })
             .map_err(Into::into)
             .and_then(|()| crate::webhooks::sync(tx, &checked.manifest));
-        let by = match (&signer, checked.source.starts_with("package:")) {
+        let by = match (&signer, !checked.source.starts_with("dir:")) {
             (Some(s), _) => format!("signed by {s}"),
             (None, true) => "unsigned, allowed by --allow-unsigned".to_string(),
             (None, false) => "unsigned folder".to_string(),

@@ -8,6 +8,7 @@
 
 pub mod keys;
 pub mod package;
+pub mod remote;
 
 use std::fmt;
 use std::str::FromStr;

@@ -100,7 +100,9 @@ pub enum PackageError {
     SignatureMismatch { key: String },
 }
 
-fn limit_of(name: &str) -> Option<u64> {
+/// The size limit of a part of a package, by its name; `None` for a name
+/// a package may not hold.
+pub fn limit_of(name: &str) -> Option<u64> {
     match name {
         MANIFEST => Some(MAX_MANIFEST_BYTES),
         COMPONENT => Some(MAX_COMPONENT_BYTES),
@@ -251,6 +253,26 @@ impl Package {
                 return Err(PackageError::Corrupt(format!("`{raw}` is cut short")));
             }
             files.push((raw, data));
+        }
+        Package::from_files(files)
+    }
+
+    /// A package from its parts by name (each name one of the four, at
+    /// most once, within its limit), as a tar or a registry holds them.
+    pub fn from_files(mut files: Vec<(String, Vec<u8>)>) -> Result<Package, PackageError> {
+        for (i, (name, data)) in files.iter().enumerate() {
+            let Some(limit) = limit_of(name) else {
+                return Err(PackageError::Unexpected(name.clone()));
+            };
+            if files[..i].iter().any(|(n, _)| n == name) {
+                return Err(PackageError::Duplicate(name.clone()));
+            }
+            if data.len() as u64 > limit {
+                return Err(PackageError::TooLarge {
+                    what: name.clone(),
+                    limit,
+                });
+            }
         }
         let mut take = |name: &str| {
             files

@@ -11,6 +11,7 @@ mod invoke;
 mod loops;
 mod orchestration;
 mod packages;
+mod registry;
 mod slice;
 mod up;
 mod webhooks;
