@@ -761,6 +761,16 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
                 if !row.manifest.plugin.description.is_empty() {
                     println!("  {}", row.manifest.plugin.description);
                 }
+                if let Some(source) = &row.source {
+                    println!("  from:     {}", crate::plugins::shown(source));
+                }
+                if let Some(package) = &row.package_digest {
+                    println!("  package:  {package}");
+                }
+                println!(
+                    "  signed:   {}",
+                    row.signer.as_deref().unwrap_or("no (installed unsigned)")
+                );
                 let caps = &row.grant.capabilities;
                 println!("  read:     {}", caps.read.join(", "));
                 println!("  write:    {}", caps.write.join(", "));
