@@ -94,6 +94,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Model tokens and cost per day, plugin and model (from the host's
+    /// meter), with cache hits.
+    Usage {
+        /// Only this plugin.
+        #[arg(long)]
+        plugin: Option<String>,
+        /// From this day on (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Which providers serve each model tier (HOME/models.toml).
+    Models {
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure run start and write throughput against bare baselines.
     Bench {
         /// How many run starts to time.
@@ -615,6 +632,84 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Audit(args) => return audit_cmd(&root, args),
+        Command::Usage {
+            plugin,
+            since,
+            json,
+        } => {
+            if let Some(day) = &since
+                && chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").is_err()
+            {
+                bail!("--since {day}: write a day as YYYY-MM-DD");
+            }
+            let home = Home::open(&root)?;
+            let rows =
+                crate::models::usage(home.store()?.conn(), plugin.as_deref(), since.as_deref())?;
+            if json {
+                print_json(&rows)?;
+            } else if rows.is_empty() {
+                println!("no model calls yet");
+            } else {
+                println!(
+                    "{:<10} {:<20} {:<28} {:>6} {:>9} {:>9} {:>10} {:>6}",
+                    "day", "plugin", "model", "calls", "in", "out", "cost $", "cached"
+                );
+                for u in rows {
+                    println!(
+                        "{:<10} {:<20} {:<28} {:>6} {:>9} {:>9} {:>10.6} {:>6}",
+                        u.day,
+                        u.plugin,
+                        u.model,
+                        u.calls,
+                        u.tokens_in,
+                        u.tokens_out,
+                        u.cost,
+                        u.cache_hits
+                    );
+                }
+            }
+        }
+        Command::Models { json } => {
+            let home = Home::open(&root)?;
+            let config = crate::models::ModelsConfig::load(home.root())?;
+            let tiers: Vec<serde_json::Value> = config
+                .tiers
+                .all()
+                .iter()
+                .map(|(tier, chain)| {
+                    let served: Vec<String> = chain
+                        .iter()
+                        .filter_map(|name| {
+                            let p = config.providers.get(name)?;
+                            Some(format!("{name}/{} ({})", p.model_for(tier)?, p.base_url))
+                        })
+                        .collect();
+                    serde_json::json!({ "tier": tier, "chain": served })
+                })
+                .collect();
+            if json {
+                print_json(&tiers)?;
+            } else {
+                for t in &tiers {
+                    let chain: Vec<&str> = t["chain"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                        .unwrap_or_default();
+                    println!(
+                        "{:<6} {}",
+                        t["tier"].as_str().unwrap_or(""),
+                        if chain.is_empty() {
+                            format!(
+                                "nothing (name providers under [tiers] in {})",
+                                home.root().join(crate::models::config::FILE).display()
+                            )
+                        } else {
+                            chain.join(" -> ")
+                        }
+                    );
+                }
+            }
+        }
         Command::Demo { json } => crate::demo::run(&root, cli.home.is_some(), json)?,
         Command::Bench {
             starts,

@@ -3,7 +3,22 @@
 //! more).
 
 use crate::grant::Grant;
-use crate::manifest::Manifest;
+use crate::manifest::{Capabilities, Manifest};
+
+/// The model capabilities as items: each tier, `embed`, and the budget.
+fn llm_items(caps: &Capabilities) -> Vec<String> {
+    let Some(llm) = &caps.llm else {
+        return Vec::new();
+    };
+    let mut items: Vec<String> = llm.tiers.iter().map(|t| t.as_str().to_string()).collect();
+    if llm.embed {
+        items.push("embed".into());
+    }
+    if let Some(n) = llm.tokens_per_day {
+        items.push(format!("{n} tokens/day"));
+    }
+    items
+}
 
 /// The capabilities and limits `manifest` asks for, as granted in `grant`,
 /// one line each.
@@ -26,6 +41,7 @@ pub fn summary(manifest: &Manifest, grant: &Grant) -> Vec<String> {
     line("schedule", &caps.schedule);
     line("invoke", &caps.invoke);
     line("config", &caps.config);
+    line("models", &llm_items(caps));
     let dirs: Vec<String> = grant
         .dirs
         .iter()
@@ -84,6 +100,7 @@ pub fn diff(old: &Grant, new: &Grant) -> (Vec<String>, Vec<String>) {
             ("schedule", c.schedule.clone()),
             ("invoke", c.invoke.clone()),
             ("config", c.config.clone()),
+            ("llm", llm_items(c)),
             ("dir", dirs),
         ]
     };
@@ -124,7 +141,8 @@ pub fn ask(question: &str, refusal: &str) -> anyhow::Result<()> {
 }
 
 /// Takes `cap` out of `grant`: `read:KIND`, `write:KIND`, `action:NAME`,
-/// `send:CHANNEL`, `schedule:PLUGIN`, `invoke:ACTION` or `config:KEY`.
+/// `send:CHANNEL`, `schedule:PLUGIN`, `invoke:ACTION`, `config:KEY` or
+/// `llm:TIER` (`small`, `large`, `embed`).
 /// Refuses a capability that was not asked for, and directories (a plugin
 /// that needs a folder cannot run without it: do not install it instead).
 pub fn deny(grant: &mut Grant, cap: &str) -> Result<(), String> {
@@ -142,6 +160,23 @@ pub fn deny(grant: &mut Grant, cap: &str) -> Result<(), String> {
         "schedule" => &mut caps.schedule,
         "invoke" => &mut caps.invoke,
         "config" => &mut caps.config,
+        "llm" => {
+            let asked = caps
+                .llm
+                .as_mut()
+                .ok_or_else(|| format!("--deny {cap}: the plugin does not ask for models"))?;
+            let before = (asked.tiers.len(), asked.embed);
+            match value {
+                "embed" => asked.embed = false,
+                tier => asked.tiers.retain(|t| t.as_str() != tier),
+            }
+            if (asked.tiers.len(), asked.embed) == before {
+                return Err(format!(
+                    "--deny {cap}: the plugin does not ask for it; see what it asks for above"
+                ));
+            }
+            return Ok(());
+        }
         "dir" => {
             return Err(format!(
                 "--deny {cap}: a plugin cannot run without the folders it needs; do not install it, or bind a different folder with --dir"
@@ -149,7 +184,7 @@ pub fn deny(grant: &mut Grant, cap: &str) -> Result<(), String> {
         }
         _ => {
             return Err(format!(
-                "--deny {cap}: `{kind}` is not a capability; use read, write, action, send, schedule, invoke or config"
+                "--deny {cap}: `{kind}` is not a capability; use read, write, action, send, schedule, invoke, config or llm"
             ));
         }
     };

@@ -3,6 +3,7 @@
 
 mod actions;
 mod config;
+mod llm;
 mod log;
 mod records;
 
@@ -29,6 +30,8 @@ pub struct HostCtx {
     /// How many `invoke` calls deep this run is (0 for a run nobody
     /// invoked).
     pub invoke_depth: u32,
+    /// The run's wall-clock deadline; a model call gives up before it.
+    pub deadline: std::time::Instant,
 }
 
 /// Selects [`HostCtx`] out of the store data for the generated linker code.

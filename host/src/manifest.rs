@@ -241,6 +241,40 @@ pub struct Capabilities {
     /// `<plugin>/*` for all of one provider's.
     #[serde(default)]
     pub invoke: Vec<String>,
+    /// Models through the host: tiers, embeddings, a daily token budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmCapability>,
+}
+
+/// `llm = { tiers = ["small"], embed = true, tokens_per_day = 50000 }`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LlmCapability {
+    /// `small` and/or `large`.
+    #[serde(default)]
+    pub tiers: Vec<LlmTier>,
+    /// May ask for embeddings.
+    #[serde(default)]
+    pub embed: bool,
+    /// Tokens (in + out) per UTC day; none for no budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_day: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum LlmTier {
+    Small,
+    Large,
+}
+
+impl LlmTier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LlmTier::Small => "small",
+            LlmTier::Large => "large",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -265,7 +265,12 @@ pub fn check_imports(
             "keel:host/config" if caps.config.is_empty() => {
                 Some("it declares no config keys; add them under [capabilities] config")
             }
-            "keel:host/records" | "keel:host/actions" | "keel:host/config" => None,
+            "keel:host/llm" if caps.llm.is_none() => Some(
+                "it declares no models; add `llm = { tiers = [\"small\"] }` under [capabilities]",
+            ),
+            "keel:host/records" | "keel:host/actions" | "keel:host/config" | "keel:host/llm" => {
+                None
+            }
             i if i.starts_with("wasi:filesystem/") && caps.dirs.is_empty() => {
                 Some("it declares no directories; add them under [capabilities.dirs]")
             }

@@ -600,6 +600,7 @@ impl Runtime {
             home: self.home.clone(),
             engine: self.engine.clone(),
             invoke_depth,
+            deadline: Instant::now() + Duration::from_millis(row.manifest.limits.timeout_ms),
         }
     }
 }

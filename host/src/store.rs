@@ -23,6 +23,7 @@ use crate::error::CallError;
 const MIGRATIONS: &[&str] = &[
     include_str!("store/migrations/0001_init.sql"),
     include_str!("store/migrations/0002_scheduler.sql"),
+    include_str!("store/migrations/0003_models.sql"),
 ];
 
 /// How long a writer waits for another process's transaction.

@@ -170,7 +170,7 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("cannot start the I/O runtime")
 }
 
-fn install_crypto() {
+pub fn install_crypto() {
     // Only the first call installs; later ones find it in place.
     let _ = rustls::crypto::ring::default_provider().install_default();
 }

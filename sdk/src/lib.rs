@@ -63,7 +63,7 @@ pub mod prelude {
         Created, Error, Identity, Outcome, Record, SyncResult, TaskEnd, Trigger, TriggerKind,
         WriteOptions,
     };
-    pub use crate::{actions, config, core, log, records};
+    pub use crate::{actions, config, core, llm, log, records};
 }
 
 impl Record {
@@ -332,5 +332,90 @@ pub mod config {
     /// The value of `key`, if set.
     pub fn get(key: &str) -> Result<Option<String>, Error> {
         crate::bindings::keel::host::config::get(key)
+    }
+}
+
+/// Models through the host: completions by tier and embeddings. Needs
+/// `llm = { tiers = [...] }` (and `embed = true` for embeddings) under the
+/// manifest's `[capabilities]`; the operator decides which model serves each
+/// tier, and the host meters every call against the plugin's budget.
+pub mod llm {
+    use super::Error;
+    pub use crate::bindings::keel::host::llm::{
+        Completion, CompletionRequest, Embeddings, Message, Tier,
+    };
+
+    impl Message {
+        /// A `system` message.
+        pub fn system(content: impl Into<String>) -> Message {
+            Message {
+                role: "system".into(),
+                content: content.into(),
+            }
+        }
+        /// A `user` message.
+        pub fn user(content: impl Into<String>) -> Message {
+            Message {
+                role: "user".into(),
+                content: content.into(),
+            }
+        }
+        /// An `assistant` message.
+        pub fn assistant(content: impl Into<String>) -> Message {
+            Message {
+                role: "assistant".into(),
+                content: content.into(),
+            }
+        }
+    }
+
+    impl CompletionRequest {
+        /// A request for `tier` with these messages: 256 tokens at most,
+        /// temperature 0 (the most likely answer, cached by the host).
+        pub fn new(tier: Tier, messages: Vec<Message>) -> CompletionRequest {
+            CompletionRequest {
+                messages,
+                tier,
+                max_tokens: 256,
+                temperature: 0.0,
+                schema: None,
+            }
+        }
+        /// At most `n` tokens.
+        pub fn max_tokens(mut self, n: u32) -> Self {
+            self.max_tokens = n;
+            self
+        }
+        /// Sampling temperature, 0.0 to 2.0.
+        pub fn temperature(mut self, t: f32) -> Self {
+            self.temperature = t;
+            self
+        }
+        /// The answer must be JSON matching `schema` (a JSON Schema object).
+        pub fn schema(mut self, schema: &serde_json::Value) -> Self {
+            self.schema = Some(schema.to_string());
+            self
+        }
+    }
+
+    /// A completion from the model serving the request's tier.
+    pub fn complete(request: &CompletionRequest) -> Result<Completion, Error> {
+        crate::bindings::keel::host::llm::complete(request)
+    }
+
+    /// A structured completion: the answer parsed into `T` (`invalid` if it
+    /// does not fit).
+    pub fn complete_json<T: serde::de::DeserializeOwned>(
+        request: &CompletionRequest,
+    ) -> Result<(T, Completion), Error> {
+        let c = complete(request)?;
+        let value = serde_json::from_str(&c.text)
+            .map_err(|e| Error::Invalid(format!("the model's answer does not fit: {e}")))?;
+        Ok((value, c))
+    }
+
+    /// Embeddings of `texts`, one vector each.
+    pub fn embed(texts: &[String]) -> Result<Embeddings, Error> {
+        crate::bindings::keel::host::llm::embed(texts)
     }
 }

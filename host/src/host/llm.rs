@@ -1,0 +1,350 @@
+//! `keel:host/llm`: completions and embeddings from the operator's models
+//! ([`crate::models`]), checked against the plugin's `llm` grant and daily
+//! budget, metered in `llm_calls` and audited through the write path.
+
+use std::time::Instant;
+
+use super::HostCtx;
+use crate::bindings::llm::{Completion, CompletionRequest, Embeddings, Host, Tier};
+use crate::bindings::types;
+use crate::error::CallError;
+use crate::models::{self, ChatRequest, Metered, ModelsConfig};
+use crate::store::Touched;
+
+/// Most messages, and most bytes across them, in one request.
+const MAX_MESSAGES: usize = 256;
+const MAX_PROMPT_BYTES: usize = 512 * 1024;
+/// Most tokens one completion may ask for.
+const MAX_TOKENS: u32 = 32_768;
+/// Most texts, and most bytes across them, in one embedding request.
+const MAX_TEXTS: usize = 512;
+const MAX_EMBED_BYTES: usize = 1024 * 1024;
+
+fn tier_name(t: Tier) -> &'static str {
+    match t {
+        Tier::Small => "small",
+        Tier::Large => "large",
+    }
+}
+
+impl HostCtx {
+    /// Refuses a call the grant or budget does not allow: `Err((reason,
+    /// detail))` for a denial, `Ok(Err(limit))` for a spent budget.
+    fn llm_permit(&self, tier: &str) -> Result<Result<(), CallError>, (String, Touched)> {
+        let Some(llm) = &self.grant.capabilities.llm else {
+            return Err((
+                format!(
+                    "{} has no model grant; add `llm = {{ tiers = [\"{tier}\"] }}` under [capabilities]",
+                    self.label
+                ),
+                Touched::detail(tier),
+            ));
+        };
+        let allowed = if tier == "embed" {
+            llm.embed
+        } else {
+            llm.tiers.iter().any(|t| t.as_str() == tier)
+        };
+        if !allowed {
+            let what = if tier == "embed" {
+                "embeddings (`embed = true`)".to_string()
+            } else {
+                format!("tier `{tier}`")
+            };
+            return Err((
+                format!("{} is not granted {what}", self.label),
+                Touched::detail(tier),
+            ));
+        }
+        if let Some(budget) = llm.tokens_per_day {
+            let spent = models::spent_today(self.db.conn(), &self.actor.plugin).unwrap_or(0);
+            if spent >= budget {
+                return Ok(Err(CallError::Limit(format!(
+                    "{} spent its {budget} model tokens for today ({spent} used); the budget renews at 00:00 UTC",
+                    self.label
+                ))));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    fn models(&self) -> Result<ModelsConfig, CallError> {
+        ModelsConfig::load(self.home.root()).map_err(|e| CallError::Unavailable(format!("{e:#}")))
+    }
+}
+
+fn check_request(req: &CompletionRequest) -> Result<ChatRequest, CallError> {
+    if req.messages.is_empty() || req.messages.len() > MAX_MESSAGES {
+        return Err(CallError::Invalid(format!(
+            "a completion needs 1 to {MAX_MESSAGES} messages, not {}",
+            req.messages.len()
+        )));
+    }
+    let bytes: usize = req.messages.iter().map(|m| m.content.len()).sum();
+    if bytes > MAX_PROMPT_BYTES {
+        return Err(CallError::Limit(format!(
+            "the messages hold {bytes} bytes, over the {MAX_PROMPT_BYTES}-byte limit"
+        )));
+    }
+    if let Some(m) = req
+        .messages
+        .iter()
+        .find(|m| !matches!(m.role.as_str(), "system" | "user" | "assistant"))
+    {
+        return Err(CallError::Invalid(format!(
+            "message role `{}` is not system, user or assistant",
+            m.role
+        )));
+    }
+    if req.max_tokens == 0 || req.max_tokens > MAX_TOKENS {
+        return Err(CallError::Invalid(format!(
+            "max-tokens must be 1 to {MAX_TOKENS}, not {}",
+            req.max_tokens
+        )));
+    }
+    if !(0.0..=2.0).contains(&req.temperature) {
+        return Err(CallError::Invalid(format!(
+            "temperature must be 0.0 to 2.0, not {}",
+            req.temperature
+        )));
+    }
+    let schema = match &req.schema {
+        None => None,
+        Some(text) => {
+            let v: serde_json::Value = serde_json::from_str(text)
+                .map_err(|e| CallError::Invalid(format!("the schema is not JSON: {e}")))?;
+            if !v.is_object() {
+                return Err(CallError::Invalid(
+                    "the schema must be a JSON object".into(),
+                ));
+            }
+            Some(v)
+        }
+    };
+    Ok(ChatRequest {
+        messages: req
+            .messages
+            .iter()
+            .map(|m| (m.role.clone(), m.content.clone()))
+            .collect(),
+        tier: tier_name(req.tier).to_string(),
+        max_tokens: req.max_tokens,
+        temperature: req.temperature,
+        schema,
+    })
+}
+
+/// A completion as it was served, before it is metered.
+struct Answered {
+    key: Option<String>,
+    provider: String,
+    answer: models::Answer,
+    attempts: u32,
+    cost_micros: i64,
+    cached: bool,
+}
+
+impl HostCtx {
+    /// Audits a refused model call; the error for the guest.
+    fn refuse(&mut self, action: &str, reason: String, touched: Touched) -> types::Error {
+        let actor = self.actor.clone();
+        let r: Result<(), CallError> =
+            self.db
+                .write(&actor, action, None, Err((reason, touched)), |_| {
+                    (Ok(()), Touched::default())
+                });
+        r.err()
+            .map(types::Error::from)
+            .unwrap_or_else(|| types::Error::Internal("a refused call was allowed".into()))
+    }
+
+    /// Audits a failed model call; the error for the guest.
+    fn fail(&mut self, action: &str, error: CallError, detail: String) -> types::Error {
+        let actor = self.actor.clone();
+        let r: Result<(), CallError> = self.db.write(&actor, action, None, Ok(()), |_| {
+            (Err(error), Touched::detail(detail))
+        });
+        r.err()
+            .map(types::Error::from)
+            .unwrap_or_else(|| types::Error::Internal("a failed call was recorded as done".into()))
+    }
+
+    /// A completion from the cache or the operator's models.
+    fn answer(&mut self, request: &CompletionRequest) -> Result<Answered, CallError> {
+        let req = check_request(request)?;
+        let config = self.models()?;
+        let key = (req.temperature == 0.0).then(|| models::cache_key(&config, &req));
+        if let Some(key) = &key
+            && let Some((provider, answer)) = models::cached(self.db.conn(), key)?
+        {
+            return Ok(Answered {
+                key: Some(key.clone()),
+                provider,
+                answer,
+                attempts: 0,
+                cost_micros: 0,
+                cached: true,
+            });
+        }
+        // The run's grouped writes are committed first: a model call can
+        // take seconds and must not hold the store's write lock.
+        self.db.flush()?;
+        let served = models::complete(&config, &req, self.deadline)?;
+        Ok(Answered {
+            key,
+            provider: served.provider,
+            answer: served.value,
+            attempts: served.attempts,
+            cost_micros: served.cost_micros,
+            cached: false,
+        })
+    }
+}
+
+impl Host for HostCtx {
+    fn complete(
+        &mut self,
+        request: CompletionRequest,
+    ) -> wasmtime::Result<Result<Completion, types::Error>> {
+        let tier = tier_name(request.tier);
+        let started = Instant::now();
+        match self.llm_permit(tier) {
+            Err((reason, touched)) => {
+                return Ok(Err(self.refuse("llm.complete", reason, touched)));
+            }
+            Ok(Err(limit)) => {
+                return Ok(Err(self.fail(
+                    "llm.complete",
+                    limit,
+                    format!("tier {tier}"),
+                )));
+            }
+            Ok(Ok(())) => {}
+        }
+        let a = match self.answer(&request) {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(self.fail("llm.complete", e, format!("tier {tier}")))),
+        };
+        let model = format!("{}/{}", a.provider, a.answer.model);
+        let (tokens_in, tokens_out) = if a.cached {
+            (0, 0)
+        } else {
+            (a.answer.tokens_in, a.answer.tokens_out)
+        };
+        let detail = format!(
+            "tier {tier} -> {model}, {tokens_in}+{tokens_out} tokens{}{}",
+            if a.cost_micros > 0 {
+                format!(", ${:.6}", a.cost_micros as f64 / 1e6)
+            } else {
+                String::new()
+            },
+            if a.cached { ", from the cache" } else { "" }
+        );
+        let actor = self.actor.clone();
+        let metered = Metered {
+            run_id: actor.run_id.as_deref(),
+            plugin: &actor.plugin,
+            op: "complete",
+            tier,
+            provider: &a.provider,
+            model: &model,
+            tokens_in,
+            tokens_out,
+            cost_micros: a.cost_micros,
+            cacheable: a.key.is_some(),
+            cached: a.cached,
+            attempts: a.attempts,
+            wall_ms: started.elapsed().as_millis() as u64,
+        };
+        let r: Result<(), CallError> = self.db.write(&actor, "llm.complete", None, Ok(()), |tx| {
+            let r = models::record(tx, &metered)
+                .and_then(|()| match &a.key {
+                    Some(key) => models::remember(tx, key, &a.provider, &a.answer, a.cached),
+                    None => Ok(()),
+                })
+                .map_err(CallError::from);
+            (r, Touched::detail(detail))
+        });
+        if let Err(e) = r {
+            return Ok(Err(e.into()));
+        }
+        Ok(Ok(Completion {
+            text: a.answer.text,
+            model,
+            tokens_in,
+            tokens_out,
+            finish_reason: a.answer.finish_reason,
+            cached: a.cached,
+        }))
+    }
+
+    fn embed(&mut self, texts: Vec<String>) -> wasmtime::Result<Result<Embeddings, types::Error>> {
+        let started = Instant::now();
+        let budget = match self.llm_permit("embed") {
+            Err((reason, touched)) => return Ok(Err(self.refuse("llm.embed", reason, touched))),
+            Ok(b) => b,
+        };
+        let bytes: usize = texts.iter().map(String::len).sum();
+        let served = match budget {
+            Err(limit) => Err(limit),
+            Ok(()) if texts.is_empty() || texts.len() > MAX_TEXTS => Err(CallError::Invalid(
+                format!("embed takes 1 to {MAX_TEXTS} texts, not {}", texts.len()),
+            )),
+            Ok(()) if bytes > MAX_EMBED_BYTES => Err(CallError::Limit(format!(
+                "the texts hold {bytes} bytes, over the {MAX_EMBED_BYTES}-byte limit"
+            ))),
+            Ok(()) => self.models().and_then(|config| {
+                self.db.flush().map_err(CallError::from)?;
+                models::embed(&config, &texts, self.deadline)
+            }),
+        };
+        let served = match served {
+            Ok(s) => s,
+            Err(error) => {
+                let detail = format!("{} texts", texts.len());
+                return Ok(Err(self.fail("llm.embed", error, detail)));
+            }
+        };
+        let model = format!("{}/{}", served.provider, served.value.model);
+        let tokens_in = served.value.tokens_in;
+        let dimension = served.value.vectors.first().map_or(0, Vec::len);
+        let detail = format!(
+            "{} texts -> {model}, {dimension} dimensions, {tokens_in} tokens",
+            texts.len()
+        );
+        let actor = self.actor.clone();
+        let run_id = actor.run_id.clone();
+        let plugin = actor.plugin.clone();
+        let wall_ms = started.elapsed().as_millis() as u64;
+        let r: Result<(), CallError> = self.db.write(&actor, "llm.embed", None, Ok(()), |tx| {
+            let r = models::record(
+                tx,
+                &Metered {
+                    run_id: run_id.as_deref(),
+                    plugin: &plugin,
+                    op: "embed",
+                    tier: "embed",
+                    provider: &served.provider,
+                    model: &model,
+                    tokens_in,
+                    tokens_out: 0,
+                    cost_micros: served.cost_micros,
+                    cacheable: false,
+                    cached: false,
+                    attempts: served.attempts,
+                    wall_ms,
+                },
+            )
+            .map_err(CallError::from);
+            (r, Touched::detail(detail))
+        });
+        if let Err(e) = r {
+            return Ok(Err(e.into()));
+        }
+        Ok(Ok(Embeddings {
+            vectors: served.value.vectors,
+            model,
+            dimension: u32::try_from(dimension).unwrap_or(u32::MAX),
+        }))
+    }
+}

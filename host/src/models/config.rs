@@ -1,0 +1,215 @@
+//! `HOME/models.toml`: which provider serves each tier, in fallback order,
+//! and how to reach each provider.
+//!
+//! ```toml
+//! [tiers]
+//! small = ["lab"]            # tried in order; the first that answers wins
+//! large = ["lab", "backup"]
+//! embed = ["lab"]
+//!
+//! [providers.lab]
+//! kind = "openai"            # any OpenAI-compatible server
+//! base_url = "http://127.0.0.1:8080/v1"
+//! model = "smollm2"          # for every tier, unless `models` says otherwise
+//! models = { large = "bigger-model" }
+//! embed_model = "minilm"
+//! api_key_env = "LAB_API_KEY" # the key is read from this variable, never stored
+//! timeout_ms = 60000
+//! retries = 2                # transient failures retried before falling back
+//! price_in = 0.15            # dollars per million tokens
+//! price_out = 0.60
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// The file's name in the home.
+pub const FILE: &str = "models.toml";
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsConfig {
+    #[serde(default)]
+    pub tiers: Tiers,
+    #[serde(default)]
+    pub providers: BTreeMap<String, Provider>,
+}
+
+/// Provider names per tier, in the order they are tried.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tiers {
+    #[serde(default)]
+    pub small: Vec<String>,
+    #[serde(default)]
+    pub large: Vec<String>,
+    #[serde(default)]
+    pub embed: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    Openai,
+}
+
+/// One provider.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provider {
+    pub kind: ProviderKind,
+    pub base_url: String,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub models: BTreeMap<String, String>,
+    #[serde(default)]
+    pub embed_model: Option<String>,
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    #[serde(default)]
+    pub price_in: f64,
+    #[serde(default)]
+    pub price_out: f64,
+}
+
+fn default_timeout_ms() -> u64 {
+    60_000
+}
+
+fn default_retries() -> u32 {
+    2
+}
+
+impl Provider {
+    /// The model this provider uses for `tier` (`small`, `large`, `embed`).
+    pub fn model_for(&self, tier: &str) -> Option<&str> {
+        if tier == "embed" {
+            return self.embed_model.as_deref();
+        }
+        self.models
+            .get(tier)
+            .or(self.model.as_ref())
+            .map(String::as_str)
+    }
+
+    /// Cost in millionths of a dollar.
+    pub fn cost_micros(&self, tokens_in: u32, tokens_out: u32) -> i64 {
+        (self.price_in * f64::from(tokens_in) + self.price_out * f64::from(tokens_out)).round()
+            as i64
+    }
+}
+
+impl ModelsConfig {
+    /// Reads `HOME/models.toml`; a home without one has no models.
+    pub fn load(home: &Path) -> anyhow::Result<ModelsConfig> {
+        let path = home.join(FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(ModelsConfig::default());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        ModelsConfig::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and checks the file's text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> anyhow::Result<ModelsConfig> {
+        let config: ModelsConfig = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start].lines().count().max(1))
+                .unwrap_or(1);
+            anyhow::anyhow!("{origin}, line {line}: {}", e.message())
+        })?;
+        for (tier, names) in config.tiers.all() {
+            for name in names {
+                let Some(p) = config.providers.get(name) else {
+                    anyhow::bail!(
+                        "{origin}: tier `{tier}` names provider `{name}`, which has no [providers.{name}] section"
+                    );
+                };
+                if p.model_for(tier).is_none() {
+                    let key = if tier == "embed" {
+                        "embed_model"
+                    } else {
+                        "model"
+                    };
+                    anyhow::bail!(
+                        "{origin}: provider `{name}` serves tier `{tier}` but sets no `{key}`"
+                    );
+                }
+            }
+        }
+        for (name, p) in &config.providers {
+            if !(p.base_url.starts_with("https://") || p.base_url.starts_with("http://")) {
+                anyhow::bail!(
+                    "{origin}: provider `{name}` has base_url `{}`; write http(s)://HOST[:PORT]/PATH",
+                    p.base_url
+                );
+            }
+            if p.price_in < 0.0 || p.price_out < 0.0 {
+                anyhow::bail!("{origin}: provider `{name}` has a negative price");
+            }
+        }
+        Ok(config)
+    }
+}
+
+impl Tiers {
+    pub fn all(&self) -> [(&'static str, &Vec<String>); 3] {
+        [
+            ("small", &self.small),
+            ("large", &self.large),
+            ("embed", &self.embed),
+        ]
+    }
+
+    pub fn chain(&self, tier: &str) -> &[String] {
+        match tier {
+            "small" => &self.small,
+            "large" => &self.large,
+            _ => &self.embed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiers_must_name_configured_providers_with_models() {
+        let ok = ModelsConfig::parse(
+            "[tiers]\nsmall = [\"a\"]\nembed = [\"a\"]\n[providers.a]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\nmodel = \"m\"\nembed_model = \"e\"\nprice_in = 1.5\n",
+            "models.toml",
+        )
+        .unwrap();
+        let a = &ok.providers["a"];
+        assert_eq!(a.model_for("large"), Some("m"));
+        assert_eq!(a.model_for("embed"), Some("e"));
+        assert_eq!(a.cost_micros(1000, 0), 1500);
+        let e = ModelsConfig::parse("[tiers]\nsmall = [\"b\"]\n", "models.toml").unwrap_err();
+        assert!(e.to_string().contains("names provider `b`"), "{e}");
+        let e = ModelsConfig::parse(
+            "[tiers]\nembed = [\"a\"]\n[providers.a]\nkind = \"openai\"\nbase_url = \"http://x/v1\"\nmodel = \"m\"\n",
+            "models.toml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("sets no `embed_model`"), "{e}");
+        let e = ModelsConfig::parse(
+            "[providers.a]\nkind = \"openai\"\nbase_url = \"x\"\nfoo = 1\n",
+            "models.toml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("line 4"), "{e}");
+    }
+}

@@ -1,0 +1,417 @@
+//! Models, mediated by the host: the operator's providers per tier
+//! ([`config`]), retries with backoff for transient failures (timeouts, 429
+//! with Retry-After, 5xx, malformed answers), fallback to the next provider
+//! in the tier's chain, a circuit breaker per provider, a cache of
+//! temperature-0 answers, and metering (tokens and cost per run, plugin and
+//! day) with the plugins' daily budgets.
+
+pub mod config;
+mod openai;
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::error::CallError;
+pub use config::ModelsConfig;
+use config::{Provider, ProviderKind};
+
+/// Failures in a row after which a provider is skipped for a while.
+const BREAKER_FAILURES: u32 = 3;
+/// How long an open breaker skips its provider.
+const BREAKER_OPEN: Duration = Duration::from_secs(30);
+/// Longest wait between retries, whatever Retry-After says.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// A completion request, checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChatRequest {
+    /// `(role, content)`.
+    pub messages: Vec<(String, String)>,
+    /// `small` or `large`.
+    pub tier: String,
+    pub max_tokens: u32,
+    pub temperature: f32,
+    pub schema: Option<serde_json::Value>,
+}
+
+/// What a provider answered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Answer {
+    pub text: String,
+    pub model: String,
+    pub tokens_in: u32,
+    pub tokens_out: u32,
+    pub finish_reason: String,
+}
+
+/// Embeddings a provider answered.
+#[derive(Debug, Clone)]
+pub struct Vectors {
+    pub vectors: Vec<Vec<f32>>,
+    pub model: String,
+    pub tokens_in: u32,
+}
+
+/// Why one attempt failed.
+#[derive(Debug, Clone)]
+pub enum Failure {
+    /// Worth retrying (after the server's Retry-After, if it said).
+    Transient(String, Option<Duration>),
+    /// Retrying this provider would not help; the next one may.
+    Permanent(String),
+}
+
+/// An answer and who gave it.
+#[derive(Debug, Clone)]
+pub struct Served<T> {
+    pub value: T,
+    /// The provider's name in `models.toml`.
+    pub provider: String,
+    /// `provider/model` as the provider named it.
+    pub model: String,
+    pub attempts: u32,
+    pub cost_micros: i64,
+    pub cached: bool,
+}
+
+#[derive(Debug, Default)]
+struct Breaker {
+    failures: u32,
+    open_until: Option<Instant>,
+}
+
+static BREAKERS: LazyLock<Mutex<HashMap<String, Breaker>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn breaker_open(name: &str) -> bool {
+    let breakers = BREAKERS.lock().unwrap_or_else(|p| p.into_inner());
+    breakers
+        .get(name)
+        .and_then(|b| b.open_until)
+        .is_some_and(|until| Instant::now() < until)
+}
+
+fn breaker_record(name: &str, ok: bool) {
+    let mut breakers = BREAKERS.lock().unwrap_or_else(|p| p.into_inner());
+    let b = breakers.entry(name.to_string()).or_default();
+    if ok {
+        *b = Breaker::default();
+    } else {
+        b.failures += 1;
+        if b.failures >= BREAKER_FAILURES {
+            b.open_until = Some(Instant::now() + BREAKER_OPEN);
+        }
+    }
+}
+
+/// Time left before `deadline`, keeping a margin for the run to finish.
+fn time_left(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .saturating_sub(Duration::from_millis(100))
+}
+
+/// Tries the tier's providers in order, each with its retries, until one
+/// answers in a way `accept` takes.
+fn serve<T>(
+    config: &ModelsConfig,
+    tier: &str,
+    deadline: Instant,
+    call: impl Fn(&Provider, &str, Duration) -> Result<T, Failure>,
+    accept: impl Fn(&T) -> Result<(), String>,
+) -> Result<Served<T>, CallError> {
+    let chain = config.tiers.chain(tier);
+    if chain.is_empty() {
+        return Err(CallError::Unavailable(format!(
+            "no model serves tier `{tier}`; the operator names one under [tiers] in the home's models.toml"
+        )));
+    }
+    let mut failures = Vec::new();
+    let mut attempts = 0;
+    for name in chain {
+        let Some(provider) = config.providers.get(name) else {
+            continue;
+        };
+        let Some(model) = provider.model_for(tier) else {
+            continue;
+        };
+        if breaker_open(name) {
+            failures.push(format!(
+                "{name}: skipped, it failed {BREAKER_FAILURES} times in a row"
+            ));
+            continue;
+        }
+        let mut last = String::new();
+        for attempt in 0..=provider.retries {
+            let left = time_left(deadline);
+            if left < Duration::from_millis(50) {
+                failures.push(format!("{name}: the run's deadline left no time"));
+                return Err(unavailable(tier, &failures));
+            }
+            let timeout = left.min(Duration::from_millis(provider.timeout_ms));
+            attempts += 1;
+            let result = match provider.kind {
+                ProviderKind::Openai => call(provider, model, timeout),
+            };
+            let failure = match result {
+                Ok(value) => match accept(&value) {
+                    Ok(()) => {
+                        breaker_record(name, true);
+                        return Ok(Served {
+                            value,
+                            provider: name.clone(),
+                            model: format!("{name}/{model}"),
+                            attempts,
+                            cost_micros: 0,
+                            cached: false,
+                        });
+                    }
+                    Err(why) => Failure::Transient(why, None),
+                },
+                Err(f) => f,
+            };
+            match failure {
+                Failure::Permanent(why) => {
+                    last = why;
+                    break;
+                }
+                Failure::Transient(why, retry_after) => {
+                    last = why;
+                    if attempt < provider.retries {
+                        let backoff = retry_after
+                            .unwrap_or(Duration::from_millis(200 << attempt.min(6)))
+                            .min(MAX_BACKOFF)
+                            .min(time_left(deadline));
+                        std::thread::sleep(backoff);
+                    }
+                }
+            }
+        }
+        breaker_record(name, false);
+        failures.push(format!("{name}: {last}"));
+    }
+    Err(unavailable(tier, &failures))
+}
+
+fn unavailable(tier: &str, failures: &[String]) -> CallError {
+    CallError::Unavailable(format!(
+        "no model answered tier `{tier}`: {}",
+        failures.join("; ")
+    ))
+}
+
+/// A completion for `req` from the first provider of its tier that gives a
+/// valid one (matching `req.schema`, when there is one).
+pub fn complete(
+    config: &ModelsConfig,
+    req: &ChatRequest,
+    deadline: Instant,
+) -> Result<Served<Answer>, CallError> {
+    let validator = match &req.schema {
+        Some(schema) => Some(
+            jsonschema::validator_for(schema)
+                .map_err(|e| CallError::Invalid(format!("the schema is not valid: {e}")))?,
+        ),
+        None => None,
+    };
+    let mut served = serve(
+        config,
+        &req.tier,
+        deadline,
+        |p, model, timeout| openai::chat(p, model, req, timeout),
+        |answer: &Answer| {
+            let Some(v) = &validator else { return Ok(()) };
+            let json: serde_json::Value = serde_json::from_str(&answer.text)
+                .map_err(|_| "the answer is not the JSON the schema asks for".to_string())?;
+            if v.is_valid(&json) {
+                Ok(())
+            } else {
+                Err("the answer does not match the schema".into())
+            }
+        },
+    )?;
+    if let Some(p) = config.providers.get(&served.provider) {
+        served.cost_micros = p.cost_micros(served.value.tokens_in, served.value.tokens_out);
+    }
+    Ok(served)
+}
+
+/// Embeddings of `texts` from the embedding tier.
+pub fn embed(
+    config: &ModelsConfig,
+    texts: &[String],
+    deadline: Instant,
+) -> Result<Served<Vectors>, CallError> {
+    let mut served = serve(
+        config,
+        "embed",
+        deadline,
+        |p, model, timeout| openai::embed(p, model, texts, timeout),
+        |v: &Vectors| {
+            let dim = v.vectors.first().map_or(0, Vec::len);
+            if dim == 0 || v.vectors.iter().any(|x| x.len() != dim) {
+                Err("the vectors are empty or of different lengths".into())
+            } else {
+                Ok(())
+            }
+        },
+    )?;
+    if let Some(p) = config.providers.get(&served.provider) {
+        served.cost_micros = p.cost_micros(served.value.tokens_in, 0);
+    }
+    Ok(served)
+}
+
+/// The cache key of a temperature-0 request: the request and the models
+/// that would serve it, so a change of model misses.
+pub fn cache_key(config: &ModelsConfig, req: &ChatRequest) -> String {
+    let models: Vec<String> = config
+        .tiers
+        .chain(&req.tier)
+        .iter()
+        .filter_map(|name| {
+            let p = config.providers.get(name)?;
+            Some(format!("{name}/{}@{}", p.model_for(&req.tier)?, p.base_url))
+        })
+        .collect();
+    let key = serde_json::json!({ "models": models, "request": req });
+    hex::encode(Sha256::digest(key.to_string().as_bytes()))
+}
+
+/// A cached answer and the provider that gave it.
+pub fn cached(conn: &Connection, key: &str) -> rusqlite::Result<Option<(String, Answer)>> {
+    let row: Option<(String, String)> = conn
+        .prepare_cached("SELECT provider, answer FROM llm_cache WHERE key = ?1")?
+        .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(row.and_then(|(p, a)| Some((p, serde_json::from_str(&a).ok()?))))
+}
+
+/// Tokens (in + out) `plugin` spent on models today (UTC).
+pub fn spent_today(conn: &Connection, plugin: &str) -> rusqlite::Result<u64> {
+    let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    conn.prepare_cached(
+        "SELECT COALESCE(SUM(tokens_in + tokens_out), 0) FROM llm_calls WHERE plugin = ?1 AND day = ?2",
+    )?
+    .query_row(params![plugin, day], |r| r.get::<_, i64>(0))
+    .map(|n| u64::try_from(n).unwrap_or(0))
+}
+
+/// One metered call, as `llm_calls` keeps it.
+#[derive(Debug, Clone)]
+pub struct Metered<'a> {
+    pub run_id: Option<&'a str>,
+    pub plugin: &'a str,
+    pub op: &'a str,
+    pub tier: &'a str,
+    pub provider: &'a str,
+    pub model: &'a str,
+    pub tokens_in: u32,
+    pub tokens_out: u32,
+    pub cost_micros: i64,
+    pub cacheable: bool,
+    pub cached: bool,
+    pub attempts: u32,
+    pub wall_ms: u64,
+}
+
+/// Records a metered call.
+pub fn record(conn: &Connection, m: &Metered<'_>) -> rusqlite::Result<()> {
+    let now = chrono::Utc::now();
+    conn.prepare_cached(
+        "INSERT INTO llm_calls (run_id, plugin, day, at, op, tier, provider, model, tokens_in, tokens_out, cost_micros, cacheable, cached, attempts, wall_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    )?
+    .execute(params![
+        m.run_id,
+        m.plugin,
+        now.format("%Y-%m-%d").to_string(),
+        crate::store::now(),
+        m.op,
+        m.tier,
+        m.provider,
+        m.model,
+        m.tokens_in,
+        m.tokens_out,
+        m.cost_micros,
+        m.cacheable,
+        m.cached,
+        m.attempts,
+        i64::try_from(m.wall_ms).unwrap_or(i64::MAX),
+    ])?;
+    Ok(())
+}
+
+/// Keeps a temperature-0 answer, or counts a hit on one.
+pub fn remember(
+    conn: &Connection,
+    key: &str,
+    provider: &str,
+    answer: &Answer,
+    hit: bool,
+) -> rusqlite::Result<()> {
+    if hit {
+        conn.prepare_cached("UPDATE llm_cache SET hits = hits + 1 WHERE key = ?1")?
+            .execute([key])?;
+    } else {
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO llm_cache (key, provider, answer, created_at, hits) VALUES (?1, ?2, ?3, ?4, 0)",
+        )?
+        .execute(params![
+            key,
+            provider,
+            serde_json::to_string(answer).unwrap_or_default(),
+            crate::store::now()
+        ])?;
+    }
+    Ok(())
+}
+
+/// Usage summed per day, plugin and model: `keel usage`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Usage {
+    pub day: String,
+    pub plugin: String,
+    pub model: String,
+    pub calls: i64,
+    pub tokens_in: i64,
+    pub tokens_out: i64,
+    /// Dollars.
+    pub cost: f64,
+    pub cache_hits: i64,
+    pub cache_misses: i64,
+}
+
+/// Usage since `since` (a `YYYY-MM-DD` day), for one plugin or all.
+pub fn usage(
+    conn: &Connection,
+    plugin: Option<&str>,
+    since: Option<&str>,
+) -> rusqlite::Result<Vec<Usage>> {
+    let mut stmt = conn.prepare(
+        "SELECT day, plugin, model, COUNT(*), SUM(tokens_in), SUM(tokens_out), SUM(cost_micros),
+                SUM(cached), SUM(cacheable AND NOT cached)
+         FROM llm_calls
+         WHERE (?1 IS NULL OR plugin = ?1) AND (?2 IS NULL OR day >= ?2)
+         GROUP BY day, plugin, model ORDER BY day, plugin, model",
+    )?;
+    let rows = stmt.query_map(params![plugin, since], |r| {
+        Ok(Usage {
+            day: r.get(0)?,
+            plugin: r.get(1)?,
+            model: r.get(2)?,
+            calls: r.get(3)?,
+            tokens_in: r.get(4)?,
+            tokens_out: r.get(5)?,
+            cost: r.get::<_, i64>(6)? as f64 / 1e6,
+            cache_hits: r.get(7)?,
+            cache_misses: r.get(8)?,
+        })
+    })?;
+    rows.collect()
+}

@@ -1,0 +1,406 @@
+//! Models through the host: the `test-asker` plugin asks for completions
+//! and embeddings; the host picks the provider per tier from the home's
+//! models.toml, retries, falls back, caches, meters and enforces budgets.
+//! Fault cases use a scripted OpenAI-compatible server
+//! (`servers/scripted_openai.py`); the normal path runs against a real one
+//! (`llama-cpp-python`'s server with SmolLM2) in `real_model_server`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::harness::Keel;
+
+/// A child process stopped by PID when dropped.
+pub struct Served {
+    child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn first_line(child: &mut Child) -> String {
+    let mut out = child.stdout.take().unwrap();
+    let mut line = String::new();
+    let mut byte = [0u8; 1];
+    while out.read(&mut byte).unwrap_or(0) == 1 && byte[0] != b'\n' {
+        line.push(byte[0] as char);
+    }
+    line
+}
+
+/// The scripted server, playing `script` (see the script's header).
+fn scripted(script: Value) -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let script_path = dir.path().join("script.json");
+    std::fs::write(&script_path, script.to_string()).unwrap();
+    let log = dir.path().join("requests.log");
+    let server =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/servers/scripted_openai.py");
+    let mut child = Command::new("python3")
+        .arg(server)
+        .arg(&script_path)
+        .arg(&log)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 runs the scripted server");
+    let port = first_line(&mut child)
+        .trim()
+        .parse()
+        .expect("the scripted server prints its port");
+    Served {
+        child,
+        port,
+        log,
+        _dir: dir,
+    }
+}
+
+fn requests(s: &Served) -> Vec<Value> {
+    std::fs::read_to_string(&s.log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A provider section for `models.toml`.
+fn provider(name: &str, port: u16, extra: &str) -> String {
+    format!(
+        "[providers.{name}]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{port}/v1\"\nmodel = \"m-{name}\"\n{extra}\n"
+    )
+}
+
+fn asker(keel: &Keel, budget: Option<u64>) {
+    let dir = Path::new(crate::harness::artifacts::ASKER_DIR);
+    match budget {
+        None => keel.install_test_plugin(dir.to_str().unwrap(), &[]),
+        Some(n) => {
+            let v = keel.variant(
+                dir,
+                "asker",
+                &[("tokens_per_day = 100000", &format!("tokens_per_day = {n}"))],
+                "",
+            );
+            keel.install_test_plugin(v.to_str().unwrap(), &[]);
+        }
+    }
+}
+
+fn ask(keel: &Keel, input: Value) -> Value {
+    keel.run_json("test-asker", Some(&input.to_string()))
+}
+
+fn summary(ran: &Value) -> Value {
+    assert_eq!(ran["outcome"], "ok", "{ran}");
+    serde_json::from_str(ran["summary"].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn transient_failures_are_retried_then_the_next_provider_answers() {
+    let keel = Keel::new();
+    asker(&keel, None);
+    // 429 (retry after 1 s), then 500, then an answer.
+    let flaky = scripted(serde_json::json!([
+        { "status": 429, "retry_after": 1 },
+        { "status": 500 },
+        { "text": "fine", "tokens": [12, 3] },
+    ]));
+    // Always malformed JSON.
+    let broken = scripted(serde_json::json!([{ "malformed": true }]));
+    // Never answers in time.
+    let hung = scripted(serde_json::json!([{ "hang": 5 }]));
+    let nobody = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    std::fs::write(
+        keel.home().join("models.toml"),
+        format!(
+            "[tiers]\nsmall = [\"down\", \"hung\", \"broken\", \"flaky\"]\n{}{}{}{}",
+            provider("down", nobody, "retries = 0"),
+            provider("hung", hung.port, "retries = 0\ntimeout_ms = 500"),
+            provider("broken", broken.port, "retries = 1"),
+            provider(
+                "flaky",
+                flaky.port,
+                "retries = 2\nprice_in = 2.0\nprice_out = 10.0"
+            ),
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let ran = ask(
+        &keel,
+        serde_json::json!({ "op": "complete", "prompt": "how are you?", "temperature": 0.7 }),
+    );
+    let answer = summary(&ran);
+    assert!(
+        started.elapsed().as_millis() >= 1000,
+        "Retry-After was not waited out"
+    );
+    assert_eq!(answer["text"], "fine");
+    assert_eq!(answer["model"], "flaky/m-flaky");
+    assert_eq!(answer["tokens_in"], 12);
+    assert_eq!(answer["cached"], false);
+    assert_eq!(requests(&flaky).len(), 3);
+    assert_eq!(
+        requests(&broken).len(),
+        2,
+        "malformed answers are retried once"
+    );
+    assert_eq!(requests(&hung).len(), 1);
+    let sent = &requests(&flaky)[0];
+    assert_eq!(sent["model"], "m-flaky");
+    assert_eq!(sent["messages"][0]["content"], "how are you?");
+
+    // Metered per plugin and model, with its cost; audited with the model;
+    // the record's provenance names the model.
+    let usage = keel.json(&["usage"]);
+    assert_eq!(usage[0]["plugin"], "test-asker");
+    assert_eq!(usage[0]["model"], "flaky/m-flaky");
+    assert_eq!(usage[0]["tokens_in"], 12);
+    assert_eq!(usage[0]["tokens_out"], 3);
+    assert!(
+        (usage[0]["cost"].as_f64().unwrap() - 0.000054).abs() < 1e-9,
+        "{usage}"
+    );
+    let calls: Vec<Value> = keel
+        .audit(&["--plugin", "test-asker"])
+        .into_iter()
+        .filter(|e| e["action"] == "llm.complete")
+        .collect();
+    assert_eq!(calls.len(), 1);
+    assert!(
+        calls[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("tier small -> flaky/m-flaky, 12+3 tokens"),
+        "{}",
+        calls[0]
+    );
+    let answers = keel.records("test/answer");
+    let shown = keel.json(&[
+        "records",
+        "show",
+        answers[0]["id"].as_str().unwrap(),
+        "--history",
+    ]);
+    assert!(
+        shown.to_string().contains("answered by flaky/m-flaky"),
+        "{shown}"
+    );
+
+    // When every provider fails, the plugin gets `unavailable` naming
+    // each one, and nothing is metered.
+    std::fs::write(
+        keel.home().join("models.toml"),
+        format!(
+            "[tiers]\nsmall = [\"down\", \"broken\"]\n{}{}",
+            provider("down", nobody, "retries = 0"),
+            provider("broken", broken.port, "retries = 0"),
+        ),
+    )
+    .unwrap();
+    let ran = ask(
+        &keel,
+        serde_json::json!({ "op": "complete", "prompt": "again?" }),
+    );
+    assert_eq!(ran["outcome"], "error", "{ran}");
+    assert_eq!(ran["error"], "unavailable", "{ran}");
+    let detail = ran["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("no model answered tier `small`"),
+        "{detail}"
+    );
+    assert!(detail.contains("down: "), "{detail}");
+    assert!(detail.contains("broken: "), "{detail}");
+    assert!(detail.contains("malformed JSON"), "{detail}");
+    assert_eq!(keel.json(&["usage"]).as_array().unwrap().len(), 1);
+    keel.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn a_provider_that_keeps_failing_is_skipped_and_budgets_are_enforced() {
+    let keel = Keel::new();
+    asker(&keel, Some(60));
+    let failing = scripted(serde_json::json!([{ "status": 503 }]));
+    let good = scripted(serde_json::json!([{ "text": "ok", "tokens": [10, 5] }]));
+    std::fs::write(
+        keel.home().join("models.toml"),
+        format!(
+            "[tiers]\nsmall = [\"failing\", \"good\"]\n{}{}",
+            provider("failing", failing.port, "retries = 0"),
+            provider("good", good.port, "retries = 0"),
+        ),
+    )
+    .unwrap();
+    // One run asks five times: after three failures in a row the failing
+    // provider is skipped; each answer costs 15 tokens of the 60.
+    let ran = ask(
+        &keel,
+        serde_json::json!({ "op": "complete", "prompt": "x", "temperature": 1.0, "repeat": 5 }),
+    );
+    let results = summary(&ran);
+    let results = results.as_array().unwrap();
+    assert_eq!(results[0]["model"], "good/m-good");
+    assert_eq!(results[3]["model"], "good/m-good");
+    assert_eq!(requests(&failing).len(), 3, "the breaker did not open");
+    assert!(
+        results[4]["error"].as_str().unwrap().contains("Limit"),
+        "{results:?}"
+    );
+    assert!(
+        results[4]["error"]
+            .as_str()
+            .unwrap()
+            .contains("spent its 60 model tokens"),
+        "{results:?}"
+    );
+    assert_eq!(requests(&good).len(), 4);
+    let refused: Vec<Value> = keel
+        .audit(&["--plugin", "test-asker"])
+        .into_iter()
+        .filter(|e| e["action"] == "llm.complete" && e["outcome"] != "allowed")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+}
+
+#[test]
+fn answers_at_temperature_zero_are_cached_and_grants_are_checked() {
+    let keel = Keel::new();
+    asker(&keel, None);
+    let server =
+        scripted(serde_json::json!([{ "text": "{\"answer\":\"yes\"}", "tokens": [20, 4] }]));
+    std::fs::write(
+        keel.home().join("models.toml"),
+        format!(
+            "[tiers]\nsmall = [\"lab\"]\nlarge = [\"lab\"]\n{}",
+            provider("lab", server.port, "")
+        ),
+    )
+    .unwrap();
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": { "answer": { "type": "string", "enum": ["yes", "no"] } },
+        "required": ["answer"],
+    });
+    let input = serde_json::json!({ "op": "complete", "prompt": "yes or no?", "schema": schema });
+    let first = summary(&ask(&keel, input.clone()));
+    assert_eq!(first["cached"], false);
+    let sent = &requests(&server)[0];
+    assert_eq!(sent["response_format"]["type"], "json_schema");
+    assert_eq!(sent["response_format"]["json_schema"]["schema"], schema);
+    let second = summary(&ask(&keel, input.clone()));
+    assert_eq!(second["cached"], true);
+    assert_eq!(second["text"], first["text"]);
+    assert_eq!(second["model"], "lab/m-lab");
+    assert_eq!(second["tokens_in"], 0);
+    assert_eq!(requests(&server).len(), 1, "the cache was not used");
+    let usage = keel.json(&["usage", "--plugin", "test-asker"]);
+    assert_eq!(usage[0]["calls"], 2);
+    assert_eq!(usage[0]["cache_hits"], 1);
+    assert_eq!(usage[0]["cache_misses"], 1);
+    assert_eq!(usage[0]["tokens_in"], 20);
+
+    // A change of model misses the cache.
+    std::fs::write(
+        keel.home().join("models.toml"),
+        format!(
+            "[tiers]\nsmall = [\"lab\"]\n{}",
+            provider("lab", server.port, "").replace("m-lab", "m-lab-2")
+        ),
+    )
+    .unwrap();
+    let third = summary(&ask(&keel, input));
+    assert_eq!(third["cached"], false);
+    assert_eq!(third["model"], "lab/m-lab-2");
+
+    // An answer that does not match the schema is not accepted.
+    let wrong = scripted(serde_json::json!([{ "text": "{\"answer\":\"maybe\"}" }]));
+    std::fs::write(
+        keel.home().join("models.toml"),
+        format!(
+            "[tiers]\nsmall = [\"w\"]\n{}",
+            provider("w", wrong.port, "retries = 1")
+        ),
+    )
+    .unwrap();
+    let ran = ask(
+        &keel,
+        serde_json::json!({ "op": "complete", "prompt": "yes or no, really?", "schema": schema }),
+    );
+    assert_eq!(ran["error"], "unavailable", "{ran}");
+    assert!(
+        ran["detail"]
+            .as_str()
+            .unwrap()
+            .contains("does not match the schema"),
+        "{ran}"
+    );
+    assert_eq!(requests(&wrong).len(), 2);
+
+    // The large tier is not granted: denied and audited, nothing sent.
+    let ran = ask(
+        &keel,
+        serde_json::json!({ "op": "complete", "tier": "large", "prompt": "big" }),
+    );
+    assert_eq!(ran["error"], "denied", "{ran}");
+    assert!(
+        ran["detail"]
+            .as_str()
+            .unwrap()
+            .contains("is not granted tier `large`"),
+        "{ran}"
+    );
+    let denied = keel
+        .audit(&["--plugin", "test-asker"])
+        .into_iter()
+        .filter(|e| e["outcome"] == "denied")
+        .count();
+    assert_eq!(denied, 1);
+    // Bad requests are `invalid`.
+    let ran = ask(
+        &keel,
+        serde_json::json!({ "op": "complete", "prompt": "x", "temperature": 3.0 }),
+    );
+    assert_eq!(ran["error"], "invalid", "{ran}");
+    // `--deny llm:small` at install takes the tier away.
+    let other = Keel::new();
+    other.install_test_plugin(
+        crate::harness::artifacts::ASKER_DIR,
+        &["--deny", "llm:small"],
+    );
+    let inspect = other.json(&["plugin", "inspect", "test-asker"]);
+    assert_eq!(
+        inspect["grant"]["capabilities"]["llm"]["tiers"],
+        serde_json::json!([])
+    );
+    // A plugin importing the llm interface needs the capability.
+    let bare = keel.variant(
+        Path::new(crate::harness::artifacts::ASKER_DIR),
+        "bare",
+        &[(
+            "llm = { tiers = [\"small\"], embed = true, tokens_per_day = 100000 }",
+            "",
+        )],
+        "",
+    );
+    let out = Keel::new().fails(&["plugin", "install", bare.to_str().unwrap()]);
+    assert!(
+        out.stderr.contains("it declares no models"),
+        "{}",
+        out.stderr
+    );
+}
