@@ -126,7 +126,7 @@ impl ModelsConfig {
         let config: ModelsConfig = toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
-                .map(|s| text[..s.start].lines().count().max(1))
+                .map(|s| text[..s.start].matches('\n').count() + 1)
                 .unwrap_or(1);
             anyhow::anyhow!("{origin}, line {line}: {}", e.message())
         })?;
