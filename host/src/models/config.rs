@@ -18,6 +18,9 @@
 //! retries = 2                # transient failures retried before falling back
 //! price_in = 0.15            # dollars per million tokens
 //! price_out = 0.60
+//! schema_format = "json-schema" # how structured output is asked for:
+//!                            # "json-schema" (OpenAI) or "json-object"
+//!                            # (llama.cpp's Python server)
 //! ```
 
 use std::collections::BTreeMap;
@@ -78,6 +81,19 @@ pub struct Provider {
     pub price_in: f64,
     #[serde(default)]
     pub price_out: f64,
+    #[serde(default)]
+    pub schema_format: SchemaFormat,
+}
+
+/// How a provider is asked for JSON matching a schema.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SchemaFormat {
+    /// `response_format: {type: json_schema, json_schema: {schema}}`.
+    #[default]
+    JsonSchema,
+    /// `response_format: {type: json_object, schema}`.
+    JsonObject,
 }
 
 fn default_timeout_ms() -> u64 {

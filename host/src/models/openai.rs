@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::config::Provider;
+use super::config::{Provider, SchemaFormat};
 use super::{Answer, ChatRequest, Failure, Vectors};
 
 /// One request's HTTP exchange on a current-thread runtime.
@@ -110,11 +110,13 @@ pub fn chat(
         "temperature": req.temperature,
     });
     if let Some(schema) = &req.schema {
-        // The OpenAI form, which llama.cpp's and vLLM's servers also take.
-        body["response_format"] = json!({
-            "type": "json_schema",
-            "json_schema": { "name": "answer", "schema": schema, "strict": true },
-        });
+        body["response_format"] = match provider.schema_format {
+            SchemaFormat::JsonSchema => json!({
+                "type": "json_schema",
+                "json_schema": { "name": "answer", "schema": schema, "strict": true },
+            }),
+            SchemaFormat::JsonObject => json!({ "type": "json_object", "schema": schema }),
+        };
     }
     let v = post(provider, "chat/completions", &body, timeout)?;
     let choice = v["choices"].get(0).ok_or_else(|| malformed("choices"))?;
@@ -166,8 +168,13 @@ pub fn embed(
             .as_array()
             .ok_or_else(|| malformed("embedding"))?
             .iter()
-            .map(|x| x.as_f64().unwrap_or(0.0) as f32)
-            .collect();
+            .map(|x| x.as_f64().map(|f| f as f32))
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                Failure::Permanent(
+                    "the server answered something other than one vector per text (per-token vectors?); serve an embedding model that pools".into(),
+                )
+            })?;
         *vectors
             .get_mut(at)
             .ok_or_else(|| malformed("valid index"))? = vector;

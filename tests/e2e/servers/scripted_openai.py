@@ -6,7 +6,9 @@ a real server cannot be made to produce on demand (429 with Retry-After,
 
 SCRIPT is a JSON list of behaviours, one per chat request, in order (the
 last one repeats): {"status": 429, "retry_after": 1}, {"status": 500},
-{"hang": 5}, {"malformed": true}, or {"text": "...", "tokens": [IN, OUT]}.
+{"hang": 5}, {"malformed": true}, or {"text": "...", "tokens": [IN, OUT]};
+for embeddings {"vectors": [[...], ...], "tokens": [IN, 0]} or
+{"per_token": true} (a vector per token, as a model without pooling gives).
 Each request's JSON body is appended to LOG, one per line. Prints the port.
 """
 
@@ -56,6 +58,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send(200, '{"choices": [')
         tokens_in, tokens_out = step.get("tokens", [10, 5])
         request = json.loads(body)
+        if "vectors" in step or step.get("per_token"):
+            vectors = step.get("vectors") or [[[0.1, 0.2], [0.3, 0.4]] for _ in request["input"]]
+            data = [
+                {"object": "embedding", "index": i, "embedding": v}
+                for i, v in enumerate(vectors)
+            ]
+            answer = {"data": data, "model": request.get("model"),
+                      "usage": {"prompt_tokens": tokens_in, "total_tokens": tokens_in}}
+            return self.send(200, json.dumps(answer))
         answer = {
             "model": "served-" + request.get("model", ""),
             "choices": [
