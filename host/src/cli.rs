@@ -681,7 +681,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                         .iter()
                         .filter_map(|name| {
                             let p = config.providers.get(name)?;
-                            Some(format!("{name}/{} ({})", p.model_for(tier)?, p.base_url))
+                            let at = match p.kind {
+                                crate::models::config::ProviderKind::Local => {
+                                    format!("in keel, weights in {}", p.weights_dir().display())
+                                }
+                                crate::models::config::ProviderKind::Openai => p.base_url.clone(),
+                            };
+                            Some(format!("{name}/{} ({at})", p.model_for(tier)?))
                         })
                         .collect();
                     serde_json::json!({ "tier": tier, "chain": served })

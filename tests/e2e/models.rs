@@ -613,3 +613,62 @@ fn embeddings_come_from_the_embedding_tier_and_need_their_grant() {
     assert_eq!(ran["error"], "denied", "{ran}");
     assert_eq!(requests(&server).len(), before);
 }
+
+/// Where `scripts/setup --local-models` put the local models' weights for
+/// the tests.
+fn local_models() -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
+    let dir = cache.join("keel").join("local-models");
+    assert!(
+        dir.join("all-minilm-l6-v2/ready").exists(),
+        "the local models' weights are missing; run scripts/setup --local-models {}",
+        dir.display()
+    );
+    dir
+}
+
+#[test]
+fn the_local_embedder_places_like_meanings_together() {
+    let keel = Keel::new();
+    asker(&keel, None);
+    // No models.toml at all: embeddings come from the local embedder, whose
+    // weights this home does not have yet.
+    let ran = ask(
+        &keel,
+        serde_json::json!({ "op": "embed", "texts": ["a", "b"] }),
+    );
+    assert_eq!(ran["error"], "unavailable", "{ran}");
+    let detail = ran["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("the local model `all-minilm-l6-v2` is not in")
+            && detail.contains("fetch it with `scripts/setup --local-models"),
+        "{detail}"
+    );
+
+    std::fs::write(
+        keel.home().join("models.toml"),
+        format!(
+            "[providers.local]\nkind = \"local\"\nembed_model = \"all-minilm-l6-v2\"\ndir = {:?}\n",
+            local_models().display().to_string()
+        ),
+    )
+    .unwrap();
+    let similar = summary(&ask(
+        &keel,
+        serde_json::json!({ "op": "embed", "texts": ["the movie was awesome", "the film was great"] }),
+    ));
+    assert_eq!(similar["model"], "local/all-minilm-l6-v2");
+    assert_eq!(similar["dimension"], 384);
+    assert!(similar["similarity"].as_f64().unwrap() > 0.8, "{similar}");
+    let unlike = summary(&ask(
+        &keel,
+        serde_json::json!({ "op": "embed", "texts": ["cat", "dog sled tax return"] }),
+    ));
+    assert!(unlike["similarity"].as_f64().unwrap() < 0.4, "{unlike}");
+    let usage = keel.json(&["usage"]);
+    assert_eq!(usage[0]["model"], "local/all-minilm-l6-v2");
+    assert!(usage[0]["tokens_in"].as_u64().unwrap() >= 8, "{usage}");
+    assert_eq!(usage[0]["cost"], 0.0);
+}

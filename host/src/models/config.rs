@@ -22,6 +22,11 @@
 //!                            # "json-schema" (OpenAI) or "json-object"
 //!                            # (llama.cpp's Python server)
 //! ```
+//!
+//! A provider named `local` is always there unless the file defines its
+//! own: keel's embedded sentence embedder (all-MiniLM-L6-v2, on the CPU),
+//! reading its weights from `HOME/models` (`dir = "..."` to move them).
+//! Without an `embed` entry under `[tiers]`, embeddings come from it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -42,21 +47,43 @@ pub struct ModelsConfig {
 }
 
 /// Provider names per tier, in the order they are tried.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tiers {
     #[serde(default)]
     pub small: Vec<String>,
     #[serde(default)]
     pub large: Vec<String>,
-    #[serde(default)]
+    #[serde(default = "local_only")]
     pub embed: Vec<String>,
 }
+
+impl Default for Tiers {
+    fn default() -> Self {
+        Tiers {
+            small: Vec::new(),
+            large: Vec::new(),
+            embed: local_only(),
+        }
+    }
+}
+
+fn local_only() -> Vec<String> {
+    vec![LOCAL.to_string()]
+}
+
+/// The built-in provider's name.
+pub const LOCAL: &str = "local";
+/// The local sentence embedder.
+pub const LOCAL_EMBEDDER: &str = "all-minilm-l6-v2";
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProviderKind {
+    /// An OpenAI-compatible server.
     Openai,
+    /// Models inside keel.
+    Local,
 }
 
 /// One provider.
@@ -64,7 +91,11 @@ pub enum ProviderKind {
 #[serde(deny_unknown_fields)]
 pub struct Provider {
     pub kind: ProviderKind,
+    #[serde(default)]
     pub base_url: String,
+    /// Where a `local` provider's weights are (default `HOME/models`).
+    #[serde(default)]
+    pub dir: Option<std::path::PathBuf>,
     #[serde(default)]
     pub model: Option<String>,
     #[serde(default)]
@@ -116,6 +147,11 @@ impl Provider {
             .map(String::as_str)
     }
 
+    /// Where a local provider's weights are.
+    pub fn weights_dir(&self) -> std::path::PathBuf {
+        self.dir.clone().unwrap_or_else(|| "models".into())
+    }
+
     /// Cost in millionths of a dollar.
     pub fn cost_micros(&self, tokens_in: u32, tokens_out: u32) -> i64 {
         (self.price_in * f64::from(tokens_in) + self.price_out * f64::from(tokens_out)).round()
@@ -124,28 +160,55 @@ impl Provider {
 }
 
 impl ModelsConfig {
-    /// Reads `HOME/models.toml`; a home without one has no models.
+    /// Reads `HOME/models.toml`; a home without one gets embeddings from
+    /// the local embedder and no chat models.
     pub fn load(home: &Path) -> anyhow::Result<ModelsConfig> {
         let path = home.join(FILE);
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(ModelsConfig::default());
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(e.into()),
         };
-        ModelsConfig::parse(&text, &path.display().to_string())
+        let mut config = ModelsConfig::parse(&text, &path.display().to_string())?;
+        for p in config.providers.values_mut() {
+            if p.kind == ProviderKind::Local && p.dir.is_none() {
+                p.dir = Some(home.join("models"));
+            }
+        }
+        Ok(config)
+    }
+
+    /// The built-in `local` provider.
+    fn builtin_local() -> Provider {
+        Provider {
+            kind: ProviderKind::Local,
+            base_url: String::new(),
+            dir: None,
+            model: None,
+            models: BTreeMap::new(),
+            embed_model: Some(LOCAL_EMBEDDER.into()),
+            api_key_env: None,
+            timeout_ms: default_timeout_ms(),
+            retries: 0,
+            price_in: 0.0,
+            price_out: 0.0,
+            schema_format: SchemaFormat::default(),
+        }
     }
 
     /// Parses and checks the file's text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> anyhow::Result<ModelsConfig> {
-        let config: ModelsConfig = toml::from_str(text).map_err(|e| {
+        let mut config: ModelsConfig = toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
                 .map(|s| text[..s.start].matches('\n').count() + 1)
                 .unwrap_or(1);
             anyhow::anyhow!("{origin}, line {line}: {}", e.message())
         })?;
+        config
+            .providers
+            .entry(LOCAL.to_string())
+            .or_insert_with(ModelsConfig::builtin_local);
         for (tier, names) in config.tiers.all() {
             for name in names {
                 let Some(p) = config.providers.get(name) else {
@@ -153,6 +216,17 @@ impl ModelsConfig {
                         "{origin}: tier `{tier}` names provider `{name}`, which has no [providers.{name}] section"
                     );
                 };
+                if p.kind == ProviderKind::Local && tier != "embed" {
+                    anyhow::bail!(
+                        "{origin}: provider `{name}` is local, and keel's local models serve only `embed` so far; name an OpenAI-compatible provider for tier `{tier}`"
+                    );
+                }
+                if p.kind == ProviderKind::Local && p.embed_model.as_deref() != Some(LOCAL_EMBEDDER)
+                {
+                    anyhow::bail!(
+                        "{origin}: provider `{name}` is local; its embed_model must be `{LOCAL_EMBEDDER}`"
+                    );
+                }
                 if p.model_for(tier).is_none() {
                     let key = if tier == "embed" {
                         "embed_model"
@@ -166,7 +240,9 @@ impl ModelsConfig {
             }
         }
         for (name, p) in &config.providers {
-            if !(p.base_url.starts_with("https://") || p.base_url.starts_with("http://")) {
+            if p.kind == ProviderKind::Openai
+                && !(p.base_url.starts_with("https://") || p.base_url.starts_with("http://"))
+            {
                 anyhow::bail!(
                     "{origin}: provider `{name}` has base_url `{}`; write http(s)://HOST[:PORT]/PATH",
                     p.base_url
@@ -227,5 +303,29 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn the_local_embedder_is_built_in_and_serves_only_embeddings() {
+        let none = ModelsConfig::parse("", "models.toml").unwrap();
+        assert_eq!(none.tiers.embed, vec!["local".to_string()]);
+        assert!(none.tiers.small.is_empty());
+        assert_eq!(none.providers["local"].kind, ProviderKind::Local);
+        assert_eq!(
+            none.providers["local"].model_for("embed"),
+            Some(LOCAL_EMBEDDER)
+        );
+        let e = ModelsConfig::parse("[tiers]\nsmall = [\"local\"]\n", "models.toml").unwrap_err();
+        assert!(e.to_string().contains("serve only `embed`"), "{e}");
+        let e = ModelsConfig::parse(
+            "[providers.local]\nkind = \"local\"\nembed_model = \"other\"\n",
+            "models.toml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("must be `all-minilm-l6-v2`"), "{e}");
+        // An openai provider needs its URL; a local one does not.
+        let e =
+            ModelsConfig::parse("[providers.x]\nkind = \"openai\"\n", "models.toml").unwrap_err();
+        assert!(e.to_string().contains("has base_url ``"), "{e}");
     }
 }

