@@ -51,6 +51,12 @@ struct Figures {
     /// Calls per commit in keel's run, and rows per transaction in the
     /// baseline.
     rows_per_transaction: u32,
+    /// Sentences embedded per second by the local embedder (batches of 16,
+    /// one thread per core); null when its weights were not found.
+    embed_per_s: Option<f64>,
+    /// Why embed_per_s is null.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    embed_skipped: Option<String>,
 }
 
 struct Bare {
@@ -72,7 +78,13 @@ fn p50_us(mut samples: Vec<Duration>) -> f64 {
     samples[samples.len() / 2].as_secs_f64() * 1e6
 }
 
-pub fn run(starts: usize, creates: u32, jobs: u32, json: bool) -> anyhow::Result<()> {
+pub fn run(
+    starts: usize,
+    creates: u32,
+    jobs: u32,
+    models: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<()> {
     /// Events whose wake-up latency is measured.
     const TRIGGER_SAMPLES: u32 = 100;
     if starts == 0 || creates == 0 || jobs == 0 {
@@ -158,6 +170,19 @@ pub fn run(starts: usize, creates: u32, jobs: u32, json: bool) -> anyhow::Result
 
     let jobs_secs = queue_jobs(&home, jobs)?;
     let latencies = trigger_latencies(&dir.path().join("latency"), TRIGGER_SAMPLES)?;
+    let (embed_per_s, embed_skipped) = match models {
+        None => (
+            None,
+            Some(
+                "no --models DIR given (scripts/setup --local-models DIR fetches the weights)"
+                    .to_string(),
+            ),
+        ),
+        Some(dir) => match crate::models::embed_rate(dir, 256) {
+            Ok(rate) => (Some(round(rate)), None),
+            Err(e) => (None, Some(e)),
+        },
+    };
 
     let keel = p50_us(keel_samples);
     let bare = p50_us(bare_samples);
@@ -180,6 +205,8 @@ pub fn run(starts: usize, creates: u32, jobs: u32, json: bool) -> anyhow::Result
         trigger_latency_ms_p99: percentile(&latencies, 0.99),
         trigger_samples: TRIGGER_SAMPLES,
         rows_per_transaction: batch,
+        embed_per_s,
+        embed_skipped,
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&figures)?);
@@ -200,6 +227,11 @@ pub fn run(starts: usize, creates: u32, jobs: u32, json: bool) -> anyhow::Result
             "trigger latency:   p50 {:.0} ms, p99 {:.0} ms from event committed to run started",
             figures.trigger_latency_ms_p50, figures.trigger_latency_ms_p99
         );
+        match (figures.embed_per_s, &figures.embed_skipped) {
+            (Some(rate), _) => println!("local embeddings:  {rate:.0} sentences/s"),
+            (None, Some(why)) => println!("local embeddings:  not measured: {why}"),
+            (None, None) => {}
+        }
         if cfg!(debug_assertions) {
             println!("(this is a debug build; measure with `cargo run --release -- bench`)");
         }

@@ -122,6 +122,10 @@ enum Command {
         /// How many no-op jobs to push through the queue.
         #[arg(long, default_value_t = 500)]
         jobs: u32,
+        /// Where the local models' weights are (as `scripts/setup
+        /// --local-models DIR` put them), for embed_per_s.
+        #[arg(long, value_name = "DIR")]
+        models: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -721,8 +725,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             starts,
             creates,
             jobs,
+            models,
             json,
-        } => crate::bench::run(starts, creates, jobs, json)?,
+        } => crate::bench::run(starts, creates, jobs, models.as_deref(), json)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -51,13 +51,25 @@ fn demo_ingests_makes_tasks_and_verifies_the_trail() {
 #[test]
 fn bench_reports_its_figures() {
     let keel = Keel::new();
-    let v = keel.json(&["bench", "--starts", "20", "--creates", "50", "--jobs", "20"]);
+    let models = crate::models::local_models();
+    let v = keel.json(&[
+        "bench",
+        "--starts",
+        "20",
+        "--creates",
+        "50",
+        "--jobs",
+        "20",
+        "--models",
+        models.to_str().unwrap(),
+    ]);
     for field in [
         "instantiate_us_p50",
         "bare_instantiate_us_p50",
         "create_per_s",
         "sqlite_insert_per_s",
         "jobs_per_s",
+        "embed_per_s",
     ] {
         assert!(v[field].as_f64().unwrap() > 0.0, "{field} in {v}");
     }

@@ -616,7 +616,7 @@ fn embeddings_come_from_the_embedding_tier_and_need_their_grant() {
 
 /// Where `scripts/setup --local-models` put the local models' weights for
 /// the tests.
-fn local_models() -> PathBuf {
+pub fn local_models() -> PathBuf {
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));

@@ -274,6 +274,27 @@ pub fn embed(
     Ok(served)
 }
 
+/// Sentences per second the local embedder embeds from the weights in
+/// `dir`, over `n` short sentences (after one warm-up batch); the reason
+/// when it cannot run.
+pub fn embed_rate(dir: &std::path::Path, n: usize) -> Result<f64, String> {
+    let sentences: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                "note {i}: call the supplier about invoice {} before friday",
+                i * 7
+            )
+        })
+        .collect();
+    let why = |f: Failure| match f {
+        Failure::Permanent(m) | Failure::Transient(m, _) => m,
+    };
+    local::embed(dir, config::LOCAL_EMBEDDER, &sentences[..16.min(n)]).map_err(why)?;
+    let started = Instant::now();
+    local::embed(dir, config::LOCAL_EMBEDDER, &sentences).map_err(why)?;
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
 /// The cache key of a temperature-0 request: the request and the models
 /// that would serve it, so a change of model misses.
 pub fn cache_key(config: &ModelsConfig, req: &ChatRequest) -> String {
