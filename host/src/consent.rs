@@ -42,6 +42,9 @@ pub fn summary(manifest: &Manifest, grant: &Grant) -> Vec<String> {
     line("invoke", &caps.invoke);
     line("config", &caps.config);
     line("models", &llm_items(caps));
+    if caps.memory {
+        line("memory", &["working and long-term".to_string()]);
+    }
     let dirs: Vec<String> = grant
         .dirs
         .iter()
@@ -101,6 +104,14 @@ pub fn diff(old: &Grant, new: &Grant) -> (Vec<String>, Vec<String>) {
             ("invoke", c.invoke.clone()),
             ("config", c.config.clone()),
             ("llm", llm_items(c)),
+            (
+                "memory",
+                if c.memory {
+                    vec!["yes".to_string()]
+                } else {
+                    Vec::new()
+                },
+            ),
             ("dir", dirs),
         ]
     };

@@ -5,6 +5,7 @@ mod actions;
 mod config;
 mod llm;
 mod log;
+mod memory;
 mod records;
 
 use wasmtime::component::{HasData, Linker};
@@ -32,6 +33,8 @@ pub struct HostCtx {
     pub invoke_depth: u32,
     /// The run's wall-clock deadline; a model call gives up before it.
     pub deadline: std::time::Instant,
+    /// Working memory of scope `run`.
+    pub run_memory: std::collections::HashMap<String, String>,
 }
 
 /// Selects [`HostCtx`] out of the store data for the generated linker code.

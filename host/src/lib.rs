@@ -54,6 +54,7 @@ pub mod invoke;
 pub mod limits;
 pub mod lockfile;
 pub mod manifest;
+pub mod memory;
 pub mod models;
 pub mod packages;
 pub mod plugins;

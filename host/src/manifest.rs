@@ -244,6 +244,9 @@ pub struct Capabilities {
     /// Models through the host: tiers, embeddings, a daily token budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm: Option<LlmCapability>,
+    /// Working and long-term memory (`memory = true`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub memory: bool,
 }
 
 /// `llm = { tiers = ["small"], embed = true, tokens_per_day = 50000 }`.

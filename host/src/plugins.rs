@@ -268,9 +268,11 @@ pub fn check_imports(
             "keel:host/llm" if caps.llm.is_none() => Some(
                 "it declares no models; add `llm = { tiers = [\"small\"] }` under [capabilities]",
             ),
-            "keel:host/records" | "keel:host/actions" | "keel:host/config" | "keel:host/llm" => {
-                None
+            "keel:host/memory" if !caps.memory => {
+                Some("it declares no memory; add `memory = true` under [capabilities]")
             }
+            "keel:host/records" | "keel:host/actions" | "keel:host/config" | "keel:host/llm"
+            | "keel:host/memory" => None,
             i if i.starts_with("wasi:filesystem/") && caps.dirs.is_empty() => {
                 Some("it declares no directories; add them under [capabilities.dirs]")
             }

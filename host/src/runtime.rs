@@ -601,6 +601,7 @@ impl Runtime {
             engine: self.engine.clone(),
             invoke_depth,
             deadline: Instant::now() + Duration::from_millis(row.manifest.limits.timeout_ms),
+            run_memory: HashMap::new(),
         }
     }
 }

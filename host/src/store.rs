@@ -316,7 +316,7 @@ impl Store {
     }
 
     /// Runs `work` as one call: kept if it succeeds, undone if it fails.
-    fn in_call<T>(
+    pub fn in_call<T>(
         &mut self,
         work: impl FnOnce(&Connection) -> Result<T, CallError>,
     ) -> Result<T, CallError> {

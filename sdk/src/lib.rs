@@ -63,7 +63,7 @@ pub mod prelude {
         Created, Error, Identity, Outcome, Record, SyncResult, TaskEnd, Trigger, TriggerKind,
         WriteOptions,
     };
-    pub use crate::{actions, config, core, llm, log, records};
+    pub use crate::{actions, config, core, llm, log, memory, records};
 }
 
 impl Record {
@@ -417,5 +417,58 @@ pub mod llm {
     /// Embeddings of `texts`, one vector each.
     pub fn embed(texts: &[String]) -> Result<Embeddings, Error> {
         crate::bindings::keel::host::llm::embed(texts)
+    }
+}
+
+/// Memory through the host: working memory (`Scope::Run` for this run,
+/// `Scope::Plugin` across runs, with an optional TTL) and long-term memories
+/// recalled by meaning and by words. Needs `memory = true` under the
+/// manifest's `[capabilities]`.
+pub mod memory {
+    use super::Error;
+    pub use crate::bindings::keel::host::memory::{Memory, Recalled, Scope};
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+
+    /// Sets a working-memory value; `ttl_seconds` none keeps it.
+    pub fn set<T: Serialize>(
+        scope: Scope,
+        key: &str,
+        value: &T,
+        ttl_seconds: Option<u32>,
+    ) -> Result<(), Error> {
+        let json = serde_json::to_string(value).map_err(|e| Error::Invalid(e.to_string()))?;
+        crate::bindings::keel::host::memory::set(scope, key, &json, ttl_seconds)
+    }
+
+    /// A working-memory value, unless unset or expired.
+    pub fn get<T: DeserializeOwned>(scope: Scope, key: &str) -> Result<Option<T>, Error> {
+        match crate::bindings::keel::host::memory::get(scope, key)? {
+            None => Ok(None),
+            Some(json) => serde_json::from_str(&json)
+                .map(Some)
+                .map_err(|e| Error::Invalid(format!("working memory `{key}`: {e}"))),
+        }
+    }
+
+    /// Keeps `text` as a long-term memory learned from `sources`, with
+    /// `metadata` (a JSON object); `supersedes` names a memory it corrects.
+    pub fn remember(
+        text: &str,
+        metadata: &serde_json::Value,
+        sources: &[String],
+        supersedes: Option<&str>,
+    ) -> Result<Memory, Error> {
+        crate::bindings::keel::host::memory::remember(
+            text,
+            &metadata.to_string(),
+            sources,
+            supersedes,
+        )
+    }
+
+    /// The `k` current memories most relevant to `query`.
+    pub fn recall(query: &str, k: u32) -> Result<Vec<Recalled>, Error> {
+        crate::bindings::keel::host::memory::recall(query, k)
     }
 }

@@ -9,6 +9,7 @@ mod hostile;
 mod install;
 mod invoke;
 mod loops;
+mod memory;
 mod models;
 mod orchestration;
 mod packages;

@@ -4,9 +4,15 @@
 //! keeps the text as a `test/answer` record whose note names the model
 //! (with `"repeat":N`, asks N times and answers with each result or error);
 //! `{"op":"embed","texts":[...]}` answers with the model, the dimension and
-//! the cosine similarity of the first two texts.
+//! the cosine similarity of the first two texts;
+//! `{"op":"remember","text":T,"metadata":M,"sources":[..],"supersedes":ID}`
+//! answers with the memory, `{"op":"recall","query":Q,"k":K}` with what was
+//! recalled, `{"op":"set"|"get","scope":"run"|"plugin","key":K,"value":V,"ttl":S}`
+//! with the working-memory value (`"op":"run-scope"` sets and gets within one
+//! run).
 
 use keel_agent::llm::{CompletionRequest, Message, Tier};
+use keel_agent::memory::Scope;
 use keel_agent::prelude::*;
 
 struct Asker;
@@ -84,8 +90,67 @@ impl Agent for Asker {
                 });
                 Ok(Outcome::new(summary.to_string()))
             }
+            Some("remember") => {
+                let sources: Vec<String> = input["sources"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|t| t.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let metadata = if input["metadata"].is_object() {
+                    input["metadata"].clone()
+                } else {
+                    serde_json::json!({})
+                };
+                let m = memory::remember(
+                    input["text"].as_str().unwrap_or_default(),
+                    &metadata,
+                    &sources,
+                    input["supersedes"].as_str(),
+                )?;
+                let summary = serde_json::json!({
+                    "id": m.id, "text": m.text, "by": m.by, "sources": m.sources,
+                    "supersedes": m.supersedes,
+                });
+                Ok(Outcome::new(summary.to_string()))
+            }
+            Some("recall") => {
+                let found = memory::recall(
+                    input["query"].as_str().unwrap_or_default(),
+                    input["k"].as_u64().unwrap_or(5) as u32,
+                )?;
+                let summary: Vec<serde_json::Value> = found
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "id": r.memory.id, "text": r.memory.text, "score": r.score,
+                        })
+                    })
+                    .collect();
+                Ok(Outcome::new(serde_json::Value::from(summary).to_string()))
+            }
+            Some(op @ ("set" | "get" | "run-scope")) => {
+                let scope = match input["scope"].as_str() {
+                    Some("run") => Scope::Run,
+                    _ => Scope::Plugin,
+                };
+                let key = input["key"].as_str().unwrap_or("k");
+                if op != "get" {
+                    let ttl = input["ttl"].as_u64().map(|t| t as u32);
+                    memory::set(scope, key, &input["value"], ttl)?;
+                }
+                if op == "set" {
+                    return Ok(Outcome::new("set".to_string()));
+                }
+                let value: Option<serde_json::Value> = memory::get(scope, key)?;
+                Ok(Outcome::new(
+                    serde_json::json!({ "value": value }).to_string(),
+                ))
+            }
             _ => Err(Error::Invalid(
-                "input op must be `complete` or `embed`".into(),
+                "input op must be complete, embed, remember, recall, set, get or run-scope".into(),
             )),
         }
     }

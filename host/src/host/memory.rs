@@ -1,0 +1,284 @@
+//! `keel:host/memory`: working memory and long-term memories with hybrid
+//! recall ([`crate::memory`]). `remember` and `recall` embed their text
+//! with the operator's embed tier (metered to the plugin) and are audited;
+//! working memory is the plugin's own scratch state and is not.
+
+use std::time::Instant;
+
+use super::HostCtx;
+use crate::bindings::memory::{Host, Memory, Recalled, Scope};
+use crate::bindings::types;
+use crate::error::CallError;
+use crate::memory;
+use crate::models::{self, Metered, ModelsConfig};
+use crate::store::Touched;
+
+impl From<memory::Memory> for Memory {
+    fn from(m: memory::Memory) -> Self {
+        Memory {
+            id: m.id,
+            text: m.text,
+            metadata: m.metadata,
+            sources: m.sources,
+            by: m.by,
+            at: m.at,
+            supersedes: m.supersedes,
+        }
+    }
+}
+
+/// An embedding made for memory, to meter with the call that used it.
+struct Embedded {
+    provider: String,
+    model: String,
+    vector: Vec<f32>,
+    tokens_in: u32,
+    cost_micros: i64,
+    attempts: u32,
+    wall_ms: u64,
+}
+
+fn metered<'a>(actor: &'a crate::store::Actor, e: &'a Embedded) -> Metered<'a> {
+    Metered {
+        run_id: actor.run_id.as_deref(),
+        plugin: &actor.plugin,
+        op: "embed",
+        tier: "embed",
+        provider: &e.provider,
+        model: &e.model,
+        tokens_in: e.tokens_in,
+        tokens_out: 0,
+        cost_micros: e.cost_micros,
+        cacheable: false,
+        cached: false,
+        attempts: e.attempts,
+        wall_ms: e.wall_ms,
+    }
+}
+
+impl HostCtx {
+    fn memory_permit(&self) -> Result<(), CallError> {
+        if self.grant.capabilities.memory {
+            Ok(())
+        } else {
+            Err(CallError::Denied(format!(
+                "{} has no memory grant; add `memory = true` under [capabilities]",
+                self.label
+            )))
+        }
+    }
+
+    /// Embeds `text` with the embed tier, within the plugin's token budget.
+    fn embed_for_memory(&mut self, text: &str) -> Result<Embedded, CallError> {
+        if let Some(budget) = self
+            .grant
+            .capabilities
+            .llm
+            .as_ref()
+            .and_then(|l| l.tokens_per_day)
+        {
+            let spent = models::spent_today(self.db.conn(), &self.actor.plugin)?;
+            if spent >= budget {
+                return Err(CallError::Limit(format!(
+                    "{} spent its {budget} model tokens for today; memory needs embeddings",
+                    self.label
+                )));
+            }
+        }
+        let config = ModelsConfig::load(self.home.root())
+            .map_err(|e| CallError::Unavailable(format!("{e:#}")))?;
+        self.db.flush()?;
+        let started = Instant::now();
+        let served = models::embed(&config, &[text.to_string()], self.deadline)?;
+        let model = format!("{}/{}", served.provider, served.value.model);
+        Ok(Embedded {
+            vector: served.value.vectors.into_iter().next().unwrap_or_default(),
+            provider: served.provider,
+            model,
+            tokens_in: served.value.tokens_in,
+            cost_micros: served.cost_micros,
+            attempts: served.attempts,
+            wall_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    /// Audits a refused or failed memory call; the guest's error.
+    fn memory_failed(&mut self, action: &str, error: CallError, detail: String) -> types::Error {
+        let actor = self.actor.clone();
+        let permit = match &error {
+            CallError::Denied(m) => Err((m.clone(), Touched::detail(detail.clone()))),
+            _ => Ok(()),
+        };
+        let r: Result<(), CallError> = self.db.write(&actor, action, None, permit, |_| {
+            (Err(error), Touched::detail(detail))
+        });
+        r.err()
+            .map(types::Error::from)
+            .unwrap_or_else(|| types::Error::Internal("a failed call was recorded as done".into()))
+    }
+}
+
+impl Host for HostCtx {
+    fn set(
+        &mut self,
+        scope: Scope,
+        key: String,
+        value: String,
+        ttl_seconds: Option<u32>,
+    ) -> wasmtime::Result<Result<(), types::Error>> {
+        let r = self.memory_permit().and_then(|()| match scope {
+            Scope::Run => {
+                memory::check_working(&key, Some(&value))?;
+                self.run_memory.insert(key, value);
+                Ok(())
+            }
+            Scope::Plugin => {
+                let plugin = self.actor.plugin.clone();
+                self.db
+                    .in_call(|conn| memory::working_set(conn, &plugin, &key, &value, ttl_seconds))
+            }
+        });
+        Ok(r.map_err(types::Error::from))
+    }
+
+    fn get(
+        &mut self,
+        scope: Scope,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<String>, types::Error>> {
+        let r = self.memory_permit().and_then(|()| match scope {
+            Scope::Run => {
+                memory::check_working(&key, None)?;
+                Ok(self.run_memory.get(&key).cloned())
+            }
+            Scope::Plugin => memory::working_get(self.db.conn(), &self.actor.plugin, &key),
+        });
+        Ok(r.map_err(types::Error::from))
+    }
+
+    fn remember(
+        &mut self,
+        text: String,
+        metadata: String,
+        sources: Vec<String>,
+        supersedes: Option<String>,
+    ) -> wasmtime::Result<Result<Memory, types::Error>> {
+        let embedded = self
+            .memory_permit()
+            .and_then(|()| memory::check_memory(&text, &metadata))
+            .and_then(|()| self.embed_for_memory(&text));
+        let e = match embedded {
+            Ok(e) => e,
+            Err(error) => {
+                let detail = format!("{} bytes", text.len());
+                return Ok(Err(self.memory_failed("memory.remember", error, detail)));
+            }
+        };
+        let actor = self.actor.clone();
+        let grant = self.grant.clone();
+        let metered = metered(&actor, &e);
+        let detail_model = e.model.clone();
+        let r = self
+            .db
+            .write(&actor, "memory.remember", None, Ok(()), |tx| {
+                let r = memory::insert(
+                    tx,
+                    &actor,
+                    &grant,
+                    &text,
+                    &metadata,
+                    &sources,
+                    supersedes.as_deref(),
+                    &e.model,
+                    e.vector.clone(),
+                )
+                .and_then(|m| {
+                    models::record(tx, &metered)?;
+                    Ok(m)
+                });
+                let detail = match &r {
+                    Ok(m) => format!(
+                        "memory {} from {} sources, embedded by {detail_model}{}",
+                        m.id,
+                        sources.len(),
+                        supersedes
+                            .as_ref()
+                            .map(|s| format!(", supersedes {s}"))
+                            .unwrap_or_default()
+                    ),
+                    Err(_) => format!("{} sources", sources.len()),
+                };
+                (r, Touched::detail(detail))
+            });
+        Ok(r.map(Memory::from).map_err(types::Error::from))
+    }
+
+    fn recall(
+        &mut self,
+        query: String,
+        k: u32,
+    ) -> wasmtime::Result<Result<Vec<Recalled>, types::Error>> {
+        let embedded = self
+            .memory_permit()
+            .and_then(|()| {
+                if query.trim().is_empty() || query.len() > memory::MAX_TEXT_BYTES {
+                    Err(CallError::Invalid(format!(
+                        "a recall query is 1 to {} bytes",
+                        memory::MAX_TEXT_BYTES
+                    )))
+                } else if k == 0 || k > memory::MAX_K {
+                    Err(CallError::Invalid(format!(
+                        "k must be 1 to {}, not {k}",
+                        memory::MAX_K
+                    )))
+                } else {
+                    Ok(())
+                }
+            })
+            .and_then(|()| self.embed_for_memory(&query));
+        let e = match embedded {
+            Ok(e) => e,
+            Err(error) => {
+                return Ok(Err(self.memory_failed(
+                    "memory.recall",
+                    error,
+                    format!("k {k}"),
+                )));
+            }
+        };
+        let actor = self.actor.clone();
+        let grant = self.grant.clone();
+        let metered = metered(&actor, &e);
+        let r = self.db.write(&actor, "memory.recall", None, Ok(()), |tx| {
+            let r = memory::recall(tx, &grant, &query, e.vector.clone(), &e.model, k).and_then(
+                |found| {
+                    models::record(tx, &metered)?;
+                    Ok(found)
+                },
+            );
+            let detail = match &r {
+                Ok(found) => format!(
+                    "{} of k {k}: {}",
+                    found.len(),
+                    found
+                        .iter()
+                        .map(|(m, _)| m.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+                Err(_) => format!("k {k}"),
+            };
+            (r, Touched::detail(detail))
+        });
+        Ok(r.map(|found| {
+            found
+                .into_iter()
+                .map(|(m, score)| Recalled {
+                    memory: m.into(),
+                    score,
+                })
+                .collect()
+        })
+        .map_err(types::Error::from))
+    }
+}

@@ -1,0 +1,224 @@
+//! Memory through the host: working memory per run and per plugin (with
+//! expiry), long-term memories with sources, superseding, and hybrid recall
+//! (words and meaning, with the local embedder) filtered by what the caller
+//! may read.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::harness::Keel;
+
+fn ask(keel: &Keel, plugin: &str, input: Value) -> Value {
+    let ran = keel.run_json(plugin, Some(&input.to_string()));
+    assert_eq!(ran["outcome"], "ok", "{ran}");
+    serde_json::from_str(ran["summary"].as_str().unwrap()).unwrap_or(Value::Null)
+}
+
+fn texts(recalled: &Value) -> Vec<String> {
+    recalled
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["text"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn memories_are_recalled_by_meaning_and_words_and_superseded_not_changed() {
+    let keel = Keel::new();
+    let asker = Path::new(crate::harness::artifacts::ASKER_DIR);
+    keel.install_test_plugin(asker.to_str().unwrap(), &[]);
+    keel.install_test_plugin(crate::harness::artifacts::WRITER_DIR, &[]);
+    // A second asker that may not read test/item.
+    let narrow = keel.variant(
+        asker,
+        "narrow",
+        &[
+            ("id = \"test-asker\"", "id = \"test-asker-narrow\""),
+            (
+                "read = [\"test/answer\", \"test/item\"]",
+                "read = [\"test/answer\"]",
+            ),
+        ],
+        "",
+    );
+    keel.install_test_plugin(narrow.to_str().unwrap(), &[]);
+    std::fs::write(
+        keel.home().join("models.toml"),
+        format!(
+            "[providers.local]\nkind = \"local\"\nembed_model = \"all-minilm-l6-v2\"\ndir = {:?}\n",
+            crate::models::local_models().display().to_string()
+        ),
+    )
+    .unwrap();
+    let item = keel.run_json(
+        "test-writer",
+        Some(r#"{"op":"create","text":"meeting notes: Alice prefers mornings"}"#),
+    );
+    let item = item["summary"].as_str().unwrap().to_string();
+
+    let alice = ask(
+        &keel,
+        "test-asker",
+        json!({ "op": "remember", "text": "Alice prefers to have meetings early in the morning",
+                "metadata": { "about": "alice" }, "sources": [item] }),
+    );
+    assert_eq!(alice["by"], "test-asker@0.1.0");
+    for text in [
+        "The office wifi password changes on the first day of every month",
+        "Bob is allergic to peanuts, so no peanut snacks at lunch",
+        "The quarterly tax filing is due at the end of April",
+    ] {
+        ask(
+            &keel,
+            "test-asker",
+            json!({ "op": "remember", "text": text }),
+        );
+    }
+
+    // By meaning: no word of the query is in the memory but "Alice".
+    let found = ask(
+        &keel,
+        "test-asker",
+        json!({ "op": "recall", "query": "when does Alice like to get together?", "k": 2 }),
+    );
+    assert_eq!(
+        texts(&found)[0],
+        "Alice prefers to have meetings early in the morning"
+    );
+    // By meaning alone.
+    let found = ask(
+        &keel,
+        "test-asker",
+        json!({ "op": "recall", "query": "food allergy", "k": 1 }),
+    );
+    assert!(texts(&found)[0].starts_with("Bob is allergic"), "{found}");
+    // By a rare word.
+    let found = ask(
+        &keel,
+        "test-asker",
+        json!({ "op": "recall", "query": "wifi", "k": 1 }),
+    );
+    assert!(texts(&found)[0].starts_with("The office wifi"), "{found}");
+
+    // A correction supersedes; the old memory is kept but not recalled.
+    let newer = ask(
+        &keel,
+        "test-asker",
+        json!({ "op": "remember", "text": "Alice now prefers meetings in the afternoon",
+                "sources": [item], "supersedes": alice["id"] }),
+    );
+    let found = ask(
+        &keel,
+        "test-asker",
+        json!({ "op": "recall", "query": "Alice meetings", "k": 4 }),
+    );
+    let t = texts(&found);
+    assert_eq!(t[0], "Alice now prefers meetings in the afternoon");
+    assert!(
+        !t.iter().any(|x| x.contains("early in the morning")),
+        "{t:?}"
+    );
+    let again = keel.run_json(
+        "test-asker",
+        Some(&json!({ "op": "remember", "text": "x", "supersedes": alice["id"] }).to_string()),
+    );
+    assert_eq!(again["error"], "conflict", "{again}");
+    assert!(
+        again["detail"]
+            .as_str()
+            .unwrap()
+            .contains(newer["id"].as_str().unwrap()),
+        "{again}"
+    );
+
+    // A plugin that may not read test/item neither sees memories learned
+    // from one nor cites one.
+    let found = ask(
+        &keel,
+        "test-asker-narrow",
+        json!({ "op": "recall", "query": "Alice meetings", "k": 4 }),
+    );
+    assert!(
+        !texts(&found).iter().any(|x| x.contains("Alice")),
+        "{found}"
+    );
+    assert_eq!(texts(&found).len(), 3);
+    let cited = keel.run_json(
+        "test-asker-narrow",
+        Some(&json!({ "op": "remember", "text": "y", "sources": [item] }).to_string()),
+    );
+    assert_eq!(cited["error"], "denied", "{cited}");
+
+    // Audited, with the embeddings metered to the plugin that asked.
+    let trail = keel.audit(&["--plugin", "test-asker"]);
+    let count = |a: &str| trail.iter().filter(|e| e["action"] == a).count();
+    assert_eq!(count("memory.remember"), 6);
+    assert_eq!(count("memory.recall"), 4);
+    let usage = keel.json(&["usage", "--plugin", "test-asker"]);
+    assert_eq!(usage[0]["calls"], 9, "{usage}");
+    keel.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn working_memory_lasts_a_run_or_until_it_expires() {
+    let keel = Keel::new();
+    keel.install_test_plugin(crate::harness::artifacts::ASKER_DIR, &[]);
+    let within = ask(
+        &keel,
+        "test-asker",
+        json!({ "op": "run-scope", "scope": "run", "key": "draft", "value": {"step": 2} }),
+    );
+    assert_eq!(within["value"], json!({"step": 2}));
+    let later = ask(
+        &keel,
+        "test-asker",
+        json!({ "op": "get", "scope": "run", "key": "draft" }),
+    );
+    assert_eq!(later["value"], Value::Null);
+
+    ask(
+        &keel,
+        "test-asker",
+        json!({ "op": "set", "scope": "plugin", "key": "cursor", "value": "abc" }),
+    );
+    ask(
+        &keel,
+        "test-asker",
+        json!({ "op": "set", "scope": "plugin", "key": "brief", "value": 1, "ttl": 1 }),
+    );
+    let got = ask(
+        &keel,
+        "test-asker",
+        json!({ "op": "get", "scope": "plugin", "key": "cursor" }),
+    );
+    assert_eq!(got["value"], "abc");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let gone = ask(
+        &keel,
+        "test-asker",
+        json!({ "op": "get", "scope": "plugin", "key": "brief" }),
+    );
+    assert_eq!(gone["value"], Value::Null);
+    let kept = ask(
+        &keel,
+        "test-asker",
+        json!({ "op": "get", "scope": "plugin", "key": "cursor" }),
+    );
+    assert_eq!(kept["value"], "abc");
+
+    // Without the grant: denied.
+    let bare = keel.variant(
+        Path::new(crate::harness::artifacts::ASKER_DIR),
+        "bare",
+        &[("memory = true", "")],
+        "",
+    );
+    let out = Keel::new().fails(&["plugin", "install", bare.to_str().unwrap()]);
+    assert!(
+        out.stderr.contains("it declares no memory"),
+        "{}",
+        out.stderr
+    );
+}
