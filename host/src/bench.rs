@@ -57,6 +57,11 @@ struct Figures {
     /// Why embed_per_s is null.
     #[serde(skip_serializing_if = "Option::is_none")]
     embed_skipped: Option<String>,
+    /// One hybrid recall (full-text and a scan of 384-dimension vectors,
+    /// fused) among `recall_memories` memories, the query already embedded.
+    recall_ms_p50: f64,
+    recall_ms_p99: f64,
+    recall_memories: u32,
 }
 
 struct Bare {
@@ -82,6 +87,7 @@ pub fn run(
     starts: usize,
     creates: u32,
     jobs: u32,
+    memories: u32,
     models: Option<&std::path::Path>,
     json: bool,
 ) -> anyhow::Result<()> {
@@ -170,6 +176,7 @@ pub fn run(
 
     let jobs_secs = queue_jobs(&home, jobs)?;
     let latencies = trigger_latencies(&dir.path().join("latency"), TRIGGER_SAMPLES)?;
+    let recalls = recall_latencies(&dir.path().join("recall"), memories, 50)?;
     let (embed_per_s, embed_skipped) = match models {
         None => (
             None,
@@ -207,6 +214,9 @@ pub fn run(
         rows_per_transaction: batch,
         embed_per_s,
         embed_skipped,
+        recall_ms_p50: round(percentile(&recalls, 0.50)),
+        recall_ms_p99: round(percentile(&recalls, 0.99)),
+        recall_memories: memories,
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&figures)?);
@@ -226,6 +236,10 @@ pub fn run(
         println!(
             "trigger latency:   p50 {:.0} ms, p99 {:.0} ms from event committed to run started",
             figures.trigger_latency_ms_p50, figures.trigger_latency_ms_p99
+        );
+        println!(
+            "recall:            p50 {:.1} ms, p99 {:.1} ms among {} memories",
+            figures.recall_ms_p50, figures.recall_ms_p99, figures.recall_memories
         );
         match (figures.embed_per_s, &figures.embed_skipped) {
             (Some(rate), _) => println!("local embeddings:  {rate:.0} sentences/s"),
@@ -421,6 +435,77 @@ fn keel_rows(path: &std::path::Path, n: u32, batch: u32) -> anyhow::Result<f64> 
         tx.commit()?;
     }
     Ok(t.elapsed().as_secs_f64())
+}
+
+/// Fills a store with `n` memories (sentences from a small vocabulary,
+/// random unit vectors of 384 dimensions) and times `samples` recalls, in
+/// milliseconds.
+fn recall_latencies(root: &std::path::Path, n: u32, samples: u32) -> anyhow::Result<Vec<f64>> {
+    const WORDS: &[&str] = &[
+        "invoice", "meeting", "supplier", "alice", "bob", "contract", "renewal", "lunch",
+        "deadline", "tax", "refund", "client", "project", "budget", "travel", "hotel", "flight",
+        "report", "quarter", "review", "design", "launch", "bug", "release",
+    ];
+    const DIM: usize = 384;
+    let home = Home::init(root)?;
+    let mut db = home.store()?;
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let vector = |next: &mut dyn FnMut() -> u64| -> Vec<f32> {
+        (0..DIM)
+            .map(|_| (next() % 20_000) as f32 / 10_000.0 - 1.0)
+            .collect()
+    };
+    let actor = crate::store::Actor::operator();
+    let grant = crate::grant::Grant {
+        capabilities: crate::manifest::Capabilities::default(),
+        dirs: BTreeMap::new(),
+        config: BTreeMap::new(),
+        concurrency: None,
+        rate: None,
+    };
+    let tx = db.conn_mut().transaction()?;
+    for i in 0..n {
+        let text: Vec<&str> = (0..8)
+            .map(|_| WORDS[(next() % WORDS.len() as u64) as usize])
+            .collect();
+        let text = format!("{} {i}", text.join(" "));
+        crate::memory::insert(
+            &tx,
+            &actor,
+            &grant,
+            &text,
+            "{}",
+            &[],
+            None,
+            "bench/random",
+            vector(&mut next),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    tx.commit()?;
+    let mut out = Vec::new();
+    for s in 0..samples {
+        let query = format!(
+            "{} {}",
+            WORDS[(s as usize) % WORDS.len()],
+            WORDS[(s as usize * 7) % WORDS.len()]
+        );
+        let q = vector(&mut next);
+        let started = Instant::now();
+        let found = crate::memory::recall(db.conn(), &grant, &query, q, "bench/random", 10)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        out.push(started.elapsed().as_secs_f64() * 1000.0);
+        if found.len() != 10.min(n as usize) {
+            anyhow::bail!("a recall found {} of 10 memories", found.len());
+        }
+    }
+    Ok(out)
 }
 
 /// Queues `n` no-op jobs for the bench plugin and times two workers

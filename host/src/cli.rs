@@ -122,6 +122,9 @@ enum Command {
         /// How many no-op jobs to push through the queue.
         #[arg(long, default_value_t = 500)]
         jobs: u32,
+        /// How many memories to recall among (recall_ms_p50).
+        #[arg(long, default_value_t = 100_000)]
+        memories: u32,
         /// Where the local models' weights are (as `scripts/setup
         /// --local-models DIR` put them), for embed_per_s.
         #[arg(long, value_name = "DIR")]
@@ -725,9 +728,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             starts,
             creates,
             jobs,
+            memories,
             models,
             json,
-        } => crate::bench::run(starts, creates, jobs, models.as_deref(), json)?,
+        } => crate::bench::run(starts, creates, jobs, memories, models.as_deref(), json)?,
     }
     Ok(ExitCode::SUCCESS)
 }

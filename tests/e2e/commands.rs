@@ -60,6 +60,8 @@ fn bench_reports_its_figures() {
         "50",
         "--jobs",
         "20",
+        "--memories",
+        "300",
         "--models",
         models.to_str().unwrap(),
     ]);
@@ -70,11 +72,13 @@ fn bench_reports_its_figures() {
         "sqlite_insert_per_s",
         "jobs_per_s",
         "embed_per_s",
+        "recall_ms_p50",
     ] {
         assert!(v[field].as_f64().unwrap() > 0.0, "{field} in {v}");
     }
     assert_eq!(v["creates"], 50);
     assert_eq!(v["jobs"], 20);
+    assert_eq!(v["recall_memories"], 300);
     // Every one of the sampled events woke its subscriber (the bench fails
     // otherwise); latencies are whole milliseconds, so 0 is possible.
     assert_eq!(v["trigger_samples"], 100);
