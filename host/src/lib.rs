@@ -19,7 +19,8 @@
 //! - [`runtime`]: runs — a fresh `Store` per invocation, WASI from the grant,
 //!   limits, the run record.
 //! - [`host`]: one module per WIT interface (`records`, `actions`, `log`,
-//!   `config`), implemented on the per-run [`host::HostCtx`].
+//!   `config`, `llm`, `memory`), implemented on the per-run
+//!   [`host::HostCtx`].
 //! - [`packages`]: `keel plugin pack|sign`, signing keys and the trusted
 //!   keys an install checks a package's signature against.
 //! - [`lockfile`]: `keel.lock` in the home, what is installed and granted.
@@ -30,6 +31,10 @@
 //!   and the supervisor that reopens expired claims.
 //! - [`delivery`]: queued and approved sends handed to the channel plugin
 //!   that serves their channel, once per send.
+//! - [`models`]: models through the host (`llm`): providers per tier from
+//!   `HOME/models.toml`, retries, fallback, circuit breaker, cache,
+//!   metering and budgets; the local embedder.
+//! - [`memory`]: working memory and long-term memories with hybrid recall.
 //! - [`home`]: the operator's data folder.
 //! - [`triggers`]: time and event triggers from manifests, turned into jobs.
 //! - [`webhooks`]: authenticated POSTs on `keel up --listen` turned into
