@@ -3,6 +3,9 @@
 //! vector similarity (a scan of the current memories' embeddings), fused by
 //! reciprocal rank, shown only when the caller may read every source.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
@@ -124,13 +127,6 @@ fn to_blob(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn dot_blob(query: &[f32], blob: &[u8]) -> f32 {
-    blob.chunks_exact(4)
-        .zip(query)
-        .map(|(b, q)| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * q)
-        .sum()
-}
-
 /// Keeps a new memory in the caller's transaction.
 #[allow(clippy::too_many_arguments)]
 pub fn insert(
@@ -223,6 +219,64 @@ pub fn insert(
     })
 }
 
+/// The embeddings of one store's current memories, by model, kept in
+/// memory between recalls and topped up with the memories added since
+/// (memories are never deleted; superseded ones are skipped when results are
+/// read).
+#[derive(Default)]
+struct Vectors {
+    /// Highest `seq` loaded.
+    upto: i64,
+    seqs: Vec<i64>,
+    /// `seqs.len()` vectors of `dim` floats, end to end.
+    data: Vec<f32>,
+    dim: usize,
+}
+
+type VectorKey = (String, String);
+
+static VECTORS: std::sync::LazyLock<Mutex<HashMap<VectorKey, Vectors>>> =
+    std::sync::LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Each memory embedded by `model` with its similarity to `query`.
+fn scan(conn: &Connection, model: &str, query: &[f32]) -> Result<Vec<(f32, i64)>, CallError> {
+    let key = (conn.path().unwrap_or("").to_string(), model.to_string());
+    let mut all = VECTORS.lock().unwrap_or_else(|p| p.into_inner());
+    let cache = all.entry(key).or_default();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, vector FROM memories WHERE model = ?1 AND seq > ?2 ORDER BY seq",
+        )?;
+        let mut rows = stmt.query(params![model, cache.upto])?;
+        while let Some(row) = rows.next()? {
+            let seq: i64 = row.get(0)?;
+            let blob = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+            let dim = blob.len() / 4;
+            if cache.seqs.is_empty() {
+                cache.dim = dim;
+            }
+            cache.upto = seq;
+            if dim != cache.dim {
+                continue;
+            }
+            cache.seqs.push(seq);
+            cache.data.extend(
+                blob.chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            );
+        }
+    }
+    if cache.dim != query.len() || cache.dim == 0 {
+        return Ok(Vec::new());
+    }
+    Ok(cache
+        .data
+        .chunks_exact(cache.dim)
+        .zip(&cache.seqs)
+        .map(|(v, seq)| (v.iter().zip(query).map(|(a, b)| a * b).sum(), *seq))
+        .collect())
+}
+
 /// The words of `query` as an FTS5 query matching any of them.
 fn fts_query(query: &str) -> Option<String> {
     let words: Vec<String> = query
@@ -256,19 +310,7 @@ pub fn recall(
         }
     }
     let query_vector = normalised(query_vector);
-    let mut scored: Vec<(f32, i64)> = Vec::new();
-    {
-        let mut stmt = conn.prepare_cached(
-            "SELECT seq, vector FROM memories WHERE superseded_by IS NULL AND model = ?1",
-        )?;
-        let mut rows = stmt.query([model])?;
-        while let Some(row) = rows.next()? {
-            let blob = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
-            if blob.len() == query_vector.len() * 4 {
-                scored.push((dot_blob(&query_vector, blob), row.get(0)?));
-            }
-        }
-    }
+    let mut scored = scan(conn, model, &query_vector)?;
     let top = CANDIDATES.min(scored.len());
     if top > 0 {
         scored.select_nth_unstable_by(top - 1, |a, b| b.0.total_cmp(&a.0));
@@ -294,7 +336,8 @@ pub fn recall(
         }
         let memory = conn
             .prepare_cached(
-                "SELECT id, text, metadata, sources, by_label, at, supersedes FROM memories WHERE seq = ?1",
+                "SELECT id, text, metadata, sources, by_label, at, supersedes FROM memories
+                 WHERE seq = ?1 AND superseded_by IS NULL",
             )?
             .query_row([seq], |r| {
                 Ok(Memory {
@@ -306,8 +349,11 @@ pub fn recall(
                     at: r.get(5)?,
                     supersedes: r.get(6)?,
                 })
-            })?;
-        out.push((memory, score as f32));
+            })
+            .optional()?;
+        if let Some(memory) = memory {
+            out.push((memory, score as f32));
+        }
     }
     Ok(out)
 }
