@@ -204,7 +204,7 @@ fn auth() -> RegistryAuth {
 /// The innermost cause of an error: what actually went wrong ("Connection
 /// refused", "invalid peer certificate: UnknownIssuer"), without the layers
 /// of request wrapping around it.
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = e;
     while let Some(inner) = cause.source() {
         cause = inner;

@@ -39,14 +39,10 @@ fn post(
         if let Some(key) = key {
             request = request.bearer_auth(key);
         }
-        let response = request.send().await.map_err(|e| {
-            let what = if e.is_timeout() {
-                format!("no answer within {} ms", timeout.as_millis())
-            } else {
-                root_cause(&e)
-            };
-            Failure::Transient(format!("{url}: {what}"), None)
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| broken(&url, timeout, &e))?;
         let status = response.status();
         let retry_after = response
             .headers()
@@ -54,14 +50,10 @@ fn post(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let text = response.text().await.map_err(|e| {
-            let what = if e.is_timeout() {
-                format!("no answer within {} ms", timeout.as_millis())
-            } else {
-                root_cause(&e)
-            };
-            Failure::Transient(format!("{url}: {what}"), None)
-        })?;
+        let text = response
+            .text()
+            .await
+            .map_err(|e| broken(&url, timeout, &e))?;
         if status.as_u16() == 429 || status.is_server_error() {
             return Err(Failure::Transient(
                 format!("{url} answered {status}"),
@@ -79,12 +71,14 @@ fn post(
     })
 }
 
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = e;
-    while let Some(inner) = cause.source() {
-        cause = inner;
-    }
-    cause.to_string()
+/// A request that got no complete answer: worth retrying.
+fn broken(url: &str, timeout: Duration, e: &reqwest::Error) -> Failure {
+    let what = if e.is_timeout() {
+        format!("no answer within {} ms", timeout.as_millis())
+    } else {
+        keel_registry::remote::root_cause(e)
+    };
+    Failure::Transient(format!("{url}: {what}"), None)
 }
 
 fn malformed(what: &str) -> Failure {
