@@ -56,19 +56,33 @@ impl HostCtx {
                 Touched::detail(tier),
             ));
         }
-        if let Some(budget) = llm.tokens_per_day {
-            let spent = models::spent_today(self.db.conn(), &self.actor.plugin).unwrap_or(0);
-            if spent >= budget {
-                return Ok(Err(CallError::Limit(format!(
-                    "{} spent its {budget} model tokens for today ({spent} used); the budget renews at 00:00 UTC",
-                    self.label
-                ))));
-            }
-        }
-        Ok(Ok(()))
+        Ok(self.within_budget())
     }
 
-    fn models(&self) -> Result<ModelsConfig, CallError> {
+    /// `limit` once the plugin has spent its daily model tokens (a grant
+    /// without a budget never runs out).
+    pub(super) fn within_budget(&self) -> Result<(), CallError> {
+        let Some(budget) = self
+            .grant
+            .capabilities
+            .llm
+            .as_ref()
+            .and_then(|l| l.tokens_per_day)
+        else {
+            return Ok(());
+        };
+        let spent = models::spent_today(self.db.conn(), &self.actor.plugin)?;
+        if spent >= budget {
+            return Err(CallError::Limit(format!(
+                "{} spent its {budget} model tokens for today ({spent} used); the budget renews at 00:00 UTC",
+                self.label
+            )));
+        }
+        Ok(())
+    }
+
+    /// The operator's model configuration.
+    pub(super) fn models(&self) -> Result<ModelsConfig, CallError> {
         ModelsConfig::load(self.home.root()).map_err(|e| CallError::Unavailable(format!("{e:#}")))
     }
 }
@@ -146,7 +160,12 @@ struct Answered {
 
 impl HostCtx {
     /// Audits a refused model call; the error for the guest.
-    fn refuse(&mut self, action: &str, reason: String, touched: Touched) -> types::Error {
+    pub(super) fn refuse(
+        &mut self,
+        action: &str,
+        reason: String,
+        touched: Touched,
+    ) -> types::Error {
         let actor = self.actor.clone();
         let r: Result<(), CallError> =
             self.db
@@ -159,7 +178,7 @@ impl HostCtx {
     }
 
     /// Audits a failed model call; the error for the guest.
-    fn fail(&mut self, action: &str, error: CallError, detail: String) -> types::Error {
+    pub(super) fn fail(&mut self, action: &str, error: CallError, detail: String) -> types::Error {
         let actor = self.actor.clone();
         let r: Result<(), CallError> = self.db.write(&actor, action, None, Ok(()), |_| {
             (Err(error), Touched::detail(detail))

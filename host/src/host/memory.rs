@@ -10,7 +10,7 @@ use crate::bindings::memory::{Host, Memory, Recalled, Scope};
 use crate::bindings::types;
 use crate::error::CallError;
 use crate::memory;
-use crate::models::{self, Metered, ModelsConfig};
+use crate::models::{self, Metered};
 use crate::store::Touched;
 
 impl From<memory::Memory> for Memory {
@@ -70,23 +70,8 @@ impl HostCtx {
 
     /// Embeds `text` with the embed tier, within the plugin's token budget.
     fn embed_for_memory(&mut self, text: &str) -> Result<Embedded, CallError> {
-        if let Some(budget) = self
-            .grant
-            .capabilities
-            .llm
-            .as_ref()
-            .and_then(|l| l.tokens_per_day)
-        {
-            let spent = models::spent_today(self.db.conn(), &self.actor.plugin)?;
-            if spent >= budget {
-                return Err(CallError::Limit(format!(
-                    "{} spent its {budget} model tokens for today; memory needs embeddings",
-                    self.label
-                )));
-            }
-        }
-        let config = ModelsConfig::load(self.home.root())
-            .map_err(|e| CallError::Unavailable(format!("{e:#}")))?;
+        self.within_budget()?;
+        let config = self.models()?;
         self.db.flush()?;
         let started = Instant::now();
         let served = models::embed(&config, &[text.to_string()], self.deadline)?;
@@ -104,17 +89,10 @@ impl HostCtx {
 
     /// Audits a refused or failed memory call; the guest's error.
     fn memory_failed(&mut self, action: &str, error: CallError, detail: String) -> types::Error {
-        let actor = self.actor.clone();
-        let permit = match &error {
-            CallError::Denied(m) => Err((m.clone(), Touched::detail(detail.clone()))),
-            _ => Ok(()),
-        };
-        let r: Result<(), CallError> = self.db.write(&actor, action, None, permit, |_| {
-            (Err(error), Touched::detail(detail))
-        });
-        r.err()
-            .map(types::Error::from)
-            .unwrap_or_else(|| types::Error::Internal("a failed call was recorded as done".into()))
+        match error {
+            CallError::Denied(reason) => self.refuse(action, reason, Touched::detail(detail)),
+            error => self.fail(action, error, detail),
+        }
     }
 }
 
