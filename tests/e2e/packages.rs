@@ -7,12 +7,17 @@ use std::path::Path;
 
 use crate::harness::{Keel, plugin_dir};
 
-fn installed(keel: &Keel) -> usize {
+pub fn installed(keel: &Keel) -> usize {
     keel.json(&["plugin", "list"]).as_array().unwrap().len()
 }
 
 fn refused(keel: &Keel, package: &Path, extra: &[&str], says: &str) {
-    let mut args = vec!["plugin", "install", package.to_str().unwrap()];
+    refused_source(keel, package.to_str().unwrap(), extra, says);
+}
+
+/// An install of `source` that fails saying `says` and installs nothing.
+pub fn refused_source(keel: &Keel, source: &str, extra: &[&str], says: &str) {
+    let mut args = vec!["plugin", "install", source];
     args.extend_from_slice(extra);
     let out = keel.fails(&args);
     assert!(

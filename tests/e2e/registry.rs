@@ -8,10 +8,10 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Keel, plugin_dir};
+use crate::harness::{Keel, Server, free_port, http_status, plugin_dir};
 
 /// A program the tests need from Debian, or a panic naming the command
 /// that installs it.
@@ -25,39 +25,6 @@ fn needs(program: &str) -> PathBuf {
     panic!(
         "`{program}` is not installed; run scripts/setup (it runs `apt-get install -y docker-registry skopeo openssl`)"
     );
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A plain HTTP GET on loopback; the status code, or `None` when nothing
-/// answers.
-fn http_status(port: u16, path: &str) -> Option<u16> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).ok()?;
-    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
-}
-
-/// A child process stopped by PID when dropped.
-struct Server {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A real OCI registry on 127.0.0.1 with its storage in a temporary folder.
@@ -82,11 +49,7 @@ fn registry() -> Server {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut server = Server {
-            child,
-            port,
-            _dir: dir,
-        };
+        let mut server = Server { child, port, dir };
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if http_status(port, "/v2/") == Some(200) {
@@ -196,19 +159,16 @@ srv.serve_forever()
         .stderr(Stdio::null())
         .spawn()
         .expect("python3 is needed for the HTTPS test server");
-    let mut line = String::new();
-    let mut out = child.stdout.take().unwrap();
-    let mut byte = [0u8; 1];
-    while out.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
-        line.push(byte[0] as char);
-    }
-    let port: u16 = line.trim().parse().expect("the HTTPS server did not start");
+    let port: u16 = crate::harness::first_line(&mut child)
+        .trim()
+        .parse()
+        .expect("the HTTPS server did not start");
     let ca = t.join("ca.pem");
     (
         Server {
             child,
             port,
-            _dir: tmp,
+            dir: tmp,
         },
         ca,
     )
@@ -273,25 +233,10 @@ fn relay(mut client: TcpStream, upstream: u16) {
     }
 }
 
-fn installed(keel: &Keel) -> usize {
-    keel.json(&["plugin", "list"]).as_array().unwrap().len()
-}
-
-/// An install of `source` that fails saying `says` and installs nothing.
+/// An install of `source` that fails saying `says`, installs nothing and
+/// leaves no lockfile entry.
 fn refused(keel: &Keel, source: &str, extra: &[&str], says: &str) {
-    let mut args = vec!["plugin", "install", source];
-    args.extend_from_slice(extra);
-    let out = keel.fails(&args);
-    assert!(
-        out.stderr.contains(says),
-        "wanted `{says}` in: {}",
-        out.stderr
-    );
-    assert_eq!(installed(keel), 0, "something was installed");
-    assert!(
-        !keel.home().join("plugins/todo").exists(),
-        "a plugin folder was left behind"
-    );
+    crate::packages::refused_source(keel, source, extra, says);
     assert!(
         !keel.home().join("keel.lock").exists()
             || !std::fs::read_to_string(keel.home().join("keel.lock"))
@@ -616,7 +561,7 @@ fn packages_install_from_https_urls() {
     let out = with_ca(&["plugin", "install", &broken]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is not a keel package"), "{stderr}");
-    assert_eq!(installed(&operator), 0);
+    assert_eq!(crate::packages::installed(&operator), 0);
 
     let out = with_ca(&["plugin", "install", &url, "--digest", &digest]);
     assert!(
