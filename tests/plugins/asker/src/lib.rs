@@ -17,6 +17,17 @@ use keel_agent::prelude::*;
 
 struct Asker;
 
+/// The strings of a JSON array (none when it is not one).
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
     let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -69,14 +80,7 @@ impl Agent for Asker {
                 Ok(Outcome::new(summary.to_string()))
             }
             Some("embed") => {
-                let texts: Vec<String> = input["texts"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|t| t.as_str().map(String::from))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let texts = strings(&input["texts"]);
                 let e = llm::embed(&texts)?;
                 let similarity = match e.vectors.as_slice() {
                     [a, b, ..] => Some(cosine(a, b)),
@@ -91,14 +95,7 @@ impl Agent for Asker {
                 Ok(Outcome::new(summary.to_string()))
             }
             Some("remember") => {
-                let sources: Vec<String> = input["sources"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|t| t.as_str().map(String::from))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let sources = strings(&input["sources"]);
                 let metadata = if input["metadata"].is_object() {
                     input["metadata"].clone()
                 } else {
