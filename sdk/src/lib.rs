@@ -396,6 +396,14 @@ pub mod llm {
             self.schema = Some(schema.to_string());
             self
         }
+
+        /// The JSON Schema as text, its properties in the order written: a
+        /// model that keel steers (the local one) writes the answer's
+        /// properties in this order, so put a reason before a verdict.
+        pub fn schema_text(mut self, schema: &str) -> Self {
+            self.schema = Some(schema.to_string());
+            self
+        }
     }
 
     /// A completion from the model serving the request's tier.

@@ -580,11 +580,95 @@ pub fn local_models() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
     let dir = cache.join("keel").join("local-models");
     assert!(
-        dir.join("all-minilm-l6-v2/ready").exists(),
+        dir.join("all-minilm-l6-v2/ready").exists() && dir.join("smollm2/ready").exists(),
         "the local models' weights are missing; run scripts/setup --local-models {}",
         dir.display()
     );
     dir
+}
+
+/// `models.toml` that points the built-in local provider at the tests'
+/// weights.
+pub fn local_provider() -> String {
+    format!(
+        "[providers.local]\nkind = \"local\"\ndir = {:?}\n",
+        local_models().display().to_string()
+    )
+}
+
+#[test]
+fn the_local_chat_model_answers_offline_and_follows_a_schema() {
+    let keel = Keel::new();
+    asker(&keel, None);
+    // Without the weights, the error says how to fetch them.
+    let ran = ask(
+        &keel,
+        serde_json::json!({ "op": "complete", "prompt": "Hi", "max_tokens": 4 }),
+    );
+    assert_eq!(ran["error"], "unavailable", "{ran}");
+    let detail = ran["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("the local model `smollm2-135m-instruct` is not in"),
+        "{detail}"
+    );
+
+    std::fs::write(keel.home().join("models.toml"), local_provider()).unwrap();
+    let answer = summary(&ask(
+        &keel,
+        serde_json::json!({ "op": "complete",
+            "prompt": "What is the capital of France? Answer in one sentence.", "max_tokens": 24 }),
+    ));
+    assert_eq!(answer["model"], "local/smollm2-135m-instruct");
+    assert!(
+        answer["text"].as_str().unwrap().contains("Paris"),
+        "{answer}"
+    );
+    assert!(answer["tokens_in"].as_u64().unwrap() > 10, "{answer}");
+    let out = answer["tokens_out"].as_u64().unwrap();
+    assert!((1..=24).contains(&out), "{answer}");
+    assert_eq!(answer["finish_reason"], "stop", "{answer}");
+
+    // A schema: the answer is JSON of its shape, in its property order.
+    let schema = r#"{"type":"object","properties":{
+        "reason":{"type":"string","maxLength":80},
+        "category":{"enum":["reply-needed","fyi","spam"]},
+        "confidence":{"type":"number"},
+        "urgent":{"type":"boolean"}},
+        "required":["reason","category","confidence","urgent"]}"#;
+    let structured = summary(&ask(
+        &keel,
+        serde_json::json!({ "op": "complete", "schema_text": schema, "max_tokens": 64,
+            "prompt": "Classify this email. From: anna@example.com. Subject: Can we meet on Tuesday? Body: Hi, could you tell me by Friday whether Tuesday at 10 works for you?" }),
+    ));
+    let text = structured["text"].as_str().unwrap();
+    assert!(text.starts_with(r#"{"reason": ""#), "{text}");
+    let parsed: Value = serde_json::from_str(text).unwrap();
+    assert!(
+        ["reply-needed", "fyi", "spam"].contains(&parsed["category"].as_str().unwrap()),
+        "{parsed}"
+    );
+    assert!(parsed["confidence"].is_number(), "{parsed}");
+    assert!(parsed["urgent"].is_boolean(), "{parsed}");
+
+    // A schema the local model cannot be steered by fails the tier with
+    // the reason, and nothing is kept.
+    let ran = ask(
+        &keel,
+        serde_json::json!({ "op": "complete", "prompt": "Hi", "max_tokens": 8,
+            "schema": { "anyOf": [{ "type": "string" }, { "type": "number" }] } }),
+    );
+    assert_eq!(ran["error"], "unavailable", "{ran}");
+    assert!(
+        ran["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the local model cannot follow this schema: it uses `anyOf`"),
+        "{ran}"
+    );
+    let usage = keel.json(&["usage"]);
+    assert_eq!(usage[0]["model"], "local/smollm2-135m-instruct", "{usage}");
+    assert_eq!(usage[0]["cost"], 0.0, "{usage}");
+    keel.ok(&["audit", "verify"]);
 }
 
 #[test]

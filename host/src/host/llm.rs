@@ -145,6 +145,7 @@ fn check_request(req: &CompletionRequest) -> Result<ChatRequest, CallError> {
         max_tokens: req.max_tokens,
         temperature: req.temperature,
         schema,
+        schema_text: req.schema.clone(),
     })
 }
 

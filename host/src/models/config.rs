@@ -24,9 +24,11 @@
 //! ```
 //!
 //! A provider named `local` is always there unless the file defines its
-//! own: keel's embedded sentence embedder (all-MiniLM-L6-v2, on the CPU),
-//! reading its weights from `HOME/models` (`dir = "..."` to move them).
-//! Without an `embed` entry under `[tiers]`, embeddings come from it.
+//! own: keel's embedded models on the CPU, the chat model
+//! SmolLM2-135M-Instruct (`smollm2-135m-instruct`) and the sentence
+//! embedder all-MiniLM-L6-v2 (`all-minilm-l6-v2`), reading their weights
+//! from `HOME/models` (`dir = "..."` to move them). A tier the file does not
+//! list is served by it, so a home without a models.toml works offline.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -50,9 +52,9 @@ pub struct ModelsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tiers {
-    #[serde(default)]
+    #[serde(default = "local_only")]
     pub small: Vec<String>,
-    #[serde(default)]
+    #[serde(default = "local_only")]
     pub large: Vec<String>,
     #[serde(default = "local_only")]
     pub embed: Vec<String>,
@@ -61,8 +63,8 @@ pub struct Tiers {
 impl Default for Tiers {
     fn default() -> Self {
         Tiers {
-            small: Vec::new(),
-            large: Vec::new(),
+            small: local_only(),
+            large: local_only(),
             embed: local_only(),
         }
     }
@@ -76,6 +78,8 @@ fn local_only() -> Vec<String> {
 pub const LOCAL: &str = "local";
 /// The local sentence embedder.
 pub const LOCAL_EMBEDDER: &str = "all-minilm-l6-v2";
+/// The local chat model.
+pub const LOCAL_CHAT: &str = "smollm2-135m-instruct";
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -184,7 +188,7 @@ impl ModelsConfig {
             kind: ProviderKind::Local,
             base_url: String::new(),
             dir: None,
-            model: None,
+            model: Some(LOCAL_CHAT.into()),
             models: BTreeMap::new(),
             embed_model: Some(LOCAL_EMBEDDER.into()),
             api_key_env: None,
@@ -209,6 +213,12 @@ impl ModelsConfig {
             .providers
             .entry(LOCAL.to_string())
             .or_insert_with(ModelsConfig::builtin_local);
+        for p in config.providers.values_mut() {
+            if p.kind == ProviderKind::Local {
+                p.model.get_or_insert_with(|| LOCAL_CHAT.into());
+                p.embed_model.get_or_insert_with(|| LOCAL_EMBEDDER.into());
+            }
+        }
         for (tier, names) in config.tiers.all() {
             for name in names {
                 let Some(p) = config.providers.get(name) else {
@@ -216,15 +226,16 @@ impl ModelsConfig {
                         "{origin}: tier `{tier}` names provider `{name}`, which has no [providers.{name}] section"
                     );
                 };
-                if p.kind == ProviderKind::Local && tier != "embed" {
-                    anyhow::bail!(
-                        "{origin}: provider `{name}` is local, and keel's local models serve only `embed` so far; name an OpenAI-compatible provider for tier `{tier}`"
-                    );
-                }
-                if p.kind == ProviderKind::Local && p.embed_model.as_deref() != Some(LOCAL_EMBEDDER)
+                let (key, local_model) = if tier == "embed" {
+                    ("embed_model", LOCAL_EMBEDDER)
+                } else {
+                    ("model", LOCAL_CHAT)
+                };
+                if p.kind == ProviderKind::Local
+                    && p.model_for(tier).is_some_and(|m| m != local_model)
                 {
                     anyhow::bail!(
-                        "{origin}: provider `{name}` is local; its embed_model must be `{LOCAL_EMBEDDER}`"
+                        "{origin}: provider `{name}` is local and serves tier `{tier}`; its {key} must be `{local_model}`, the model keel runs itself"
                     );
                 }
                 if p.model_for(tier).is_none() {
@@ -306,23 +317,39 @@ mod tests {
     }
 
     #[test]
-    fn the_local_embedder_is_built_in_and_serves_only_embeddings() {
+    fn the_local_models_are_built_in_and_serve_every_tier() {
         let none = ModelsConfig::parse("", "models.toml").unwrap();
-        assert_eq!(none.tiers.embed, vec!["local".to_string()]);
-        assert!(none.tiers.small.is_empty());
+        for tier in ["small", "large", "embed"] {
+            assert_eq!(none.tiers.chain(tier), ["local".to_string()]);
+        }
         assert_eq!(none.providers["local"].kind, ProviderKind::Local);
         assert_eq!(
             none.providers["local"].model_for("embed"),
             Some(LOCAL_EMBEDDER)
         );
-        let e = ModelsConfig::parse("[tiers]\nsmall = [\"local\"]\n", "models.toml").unwrap_err();
-        assert!(e.to_string().contains("serve only `embed`"), "{e}");
+        assert_eq!(none.providers["local"].model_for("large"), Some(LOCAL_CHAT));
+        // Naming one tier leaves the others on the local models.
+        let some = ModelsConfig::parse(
+            "[tiers]\nlarge = [\"a\"]\n[providers.a]\nkind = \"openai\"\nbase_url = \"http://x/v1\"\nmodel = \"m\"\n",
+            "models.toml",
+        )
+        .unwrap();
+        assert_eq!(some.tiers.small, ["local".to_string()]);
         let e = ModelsConfig::parse(
             "[providers.local]\nkind = \"local\"\nembed_model = \"other\"\n",
             "models.toml",
         )
         .unwrap_err();
         assert!(e.to_string().contains("must be `all-minilm-l6-v2`"), "{e}");
+        let e = ModelsConfig::parse(
+            "[providers.local]\nkind = \"local\"\nmodel = \"llama-70b\"\n",
+            "models.toml",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("must be `smollm2-135m-instruct`"),
+            "{e}"
+        );
         // An openai provider needs its URL; a local one does not.
         let e =
             ModelsConfig::parse("[providers.x]\nkind = \"openai\"\n", "models.toml").unwrap_err();

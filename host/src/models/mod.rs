@@ -38,6 +38,10 @@ pub struct ChatRequest {
     pub max_tokens: u32,
     pub temperature: f32,
     pub schema: Option<serde_json::Value>,
+    /// The schema as the plugin wrote it (its property order is the order
+    /// a steered answer is written in).
+    #[serde(skip)]
+    pub schema_text: Option<String>,
 }
 
 /// What a provider answered.
@@ -224,9 +228,7 @@ pub fn complete(
         deadline,
         |p, model, timeout| match p.kind {
             ProviderKind::Openai => openai::chat(p, model, req, timeout),
-            ProviderKind::Local => Err(Failure::Permanent(
-                "keel's local models serve only embeddings so far".into(),
-            )),
+            ProviderKind::Local => local::chat::chat(&p.weights_dir(), model, req, timeout),
         },
         |answer: &Answer| {
             let Some(v) = &validator else { return Ok(()) };
@@ -257,7 +259,7 @@ pub fn embed(
         deadline,
         |p, model, timeout| match p.kind {
             ProviderKind::Openai => openai::embed(p, model, texts, timeout),
-            ProviderKind::Local => local::embed(&p.weights_dir(), model, texts),
+            ProviderKind::Local => local::embed::embed(&p.weights_dir(), model, texts),
         },
         |v: &Vectors| {
             let dim = v.vectors.first().map_or(0, Vec::len);
@@ -289,9 +291,9 @@ pub fn embed_rate(dir: &std::path::Path, n: usize) -> Result<f64, String> {
     let why = |f: Failure| match f {
         Failure::Permanent(m) | Failure::Transient(m, _) => m,
     };
-    local::embed(dir, config::LOCAL_EMBEDDER, &sentences[..16.min(n)]).map_err(why)?;
+    local::embed::embed(dir, config::LOCAL_EMBEDDER, &sentences[..16.min(n)]).map_err(why)?;
     let started = Instant::now();
-    local::embed(dir, config::LOCAL_EMBEDDER, &sentences).map_err(why)?;
+    local::embed::embed(dir, config::LOCAL_EMBEDDER, &sentences).map_err(why)?;
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 

@@ -1,5 +1,6 @@
 //! Asks the host's models what its input says:
 //! `{"op":"complete","tier":"small"|"large","prompt":P,"max_tokens":N,"temperature":T,"schema":S}`
+//! (or `"schema_text":"..."`, the schema as text in its own key order)
 //! answers with the completion as JSON (text, model, tokens, cached) and
 //! keeps the text as a `test/answer` record whose note names the model
 //! (with `"repeat":N`, asks N times and answers with each result or error);
@@ -51,6 +52,9 @@ impl Agent for Asker {
                     .temperature(input["temperature"].as_f64().unwrap_or(0.0) as f32);
                 if input["schema"].is_object() {
                     request = request.schema(&input["schema"]);
+                }
+                if let Some(text) = input["schema_text"].as_str() {
+                    request = request.schema_text(text);
                 }
                 if let Some(n) = input["repeat"].as_u64() {
                     let results: Vec<serde_json::Value> = (0..n)

