@@ -16,6 +16,7 @@ fn main() {
         "outbox_file",
         "planner",
         "executor",
+        "triage",
     ] {
         let wasm = out.join(format!("keel_plugin_{name}.wasm"));
         assert!(

@@ -89,8 +89,14 @@ enum Command {
     Runs(RunsCmd),
     /// The audit log: list entries, or `verify` the hash chain.
     Audit(AuditArgs),
-    /// Ingest sample notes and mails, turn TODOs into tasks, show the trail.
+    /// Ingest sample notes and mails, turn TODOs into tasks, sort the mail
+    /// with the triage agent on the local model, show the trail.
     Demo {
+        /// Where the local models' weights are (`scripts/setup
+        /// --local-models DIR` fetches them; default
+        /// ~/.cache/keel/local-models).
+        #[arg(long)]
+        models: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -723,7 +729,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Demo { json } => crate::demo::run(&root, cli.home.is_some(), json)?,
+        Command::Demo { models, json } => {
+            crate::demo::run(&root, cli.home.is_some(), models.as_deref(), json)?
+        }
         Command::Bench {
             starts,
             creates,

@@ -1,7 +1,9 @@
 //! `keel demo`: a `files` connector ingests a folder of notes and mails, the
-//! `todo` agent turns TODO lines into tasks linked to their notes, and the
-//! audit trail says which plugin touched what. Uses the first-party plugins
-//! built into this binary.
+//! `todo` agent turns TODO lines into tasks linked to their notes, the
+//! `triage` agent sorts the mails with the local chat model (offline: no
+//! server, no key), opens reply tasks and drafts replies that wait for
+//! review, and the audit trail says which plugin touched what. Uses the
+//! first-party plugins built into this binary.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,6 +37,12 @@ pub const TODO: Embedded = Embedded {
     component: include_bytes!(env!("KEEL_PLUGIN_TODO_WASM")),
 };
 
+pub const TRIAGE: Embedded = Embedded {
+    id: "triage",
+    manifest: include_str!("../../plugins/triage/keel.toml"),
+    component: include_bytes!(env!("KEEL_PLUGIN_TRIAGE_WASM")),
+};
+
 pub const BENCH: Embedded = Embedded {
     id: "bench",
     manifest: include_str!("../../plugins/bench/keel.toml"),
@@ -57,7 +65,19 @@ const NOTES: &[(&str, &str)] = &[
         "newsletter-reply.eml",
         include_str!("demo/notes/newsletter-reply.eml"),
     ),
+    (
+        "prize-offer.eml",
+        include_str!("demo/notes/prize-offer.eml"),
+    ),
 ];
+
+/// Where `scripts/setup --local-models` keeps the local models' weights.
+pub fn default_models_dir() -> Option<PathBuf> {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(cache.join("keel").join("local-models"))
+}
 
 /// Installs an embedded plugin into `home` from files written to `staging`.
 pub fn install_embedded(
@@ -93,9 +113,13 @@ struct Summary {
     audit_entries: u64,
     audit_intact: bool,
     trail: Vec<String>,
+    /// What the triage agent did with each mail, or why it did not run.
+    triage: Vec<String>,
+    /// Sends waiting in the review queue.
+    awaiting_review: i64,
 }
 
-pub fn run(root: &Path, home_given: bool, json: bool) -> anyhow::Result<()> {
+pub fn run(root: &Path, home_given: bool, models: Option<&Path>, json: bool) -> anyhow::Result<()> {
     let root = if home_given {
         root.to_path_buf()
     } else {
@@ -150,6 +174,45 @@ pub fn run(root: &Path, home_given: bool, json: bool) -> anyhow::Result<()> {
     db = step(db, "files")?;
     db = step(db, "todo")?;
 
+    // The triage agent sorts the mails on the local model.
+    let weights = models.map(Path::to_path_buf).or_else(default_models_dir);
+    let ready = weights.as_ref().is_some_and(|w| {
+        w.join("smollm2/ready").exists() && w.join("all-minilm-l6-v2/ready").exists()
+    });
+    let mut triage = Vec::new();
+    match weights {
+        Some(w) if ready => {
+            std::fs::write(
+                home.root().join(crate::models::config::FILE),
+                format!(
+                    "# The demo's models: keel's local ones, on the CPU.\n[providers.local]\nkind = \"local\"\ndir = {:?}\n",
+                    w.display().to_string()
+                ),
+            )?;
+            install_embedded(&home, &runtime, TRIAGE, &staging, BTreeMap::new())?;
+            let mails = records::query(db.conn(), Some("core/message"), None, 100)?;
+            for mail in mails {
+                let input = serde_json::json!({ "message": mail.id }).to_string();
+                let (report, back) = runtime.run(db, "triage", Some(&input))?;
+                db = back;
+                triage.push(match (&report.outcome[..], &report.summary) {
+                    ("ok", Some(s)) => s.clone(),
+                    _ => format!("{}: {} {}", mail.id, report.outcome, report.detail),
+                });
+                runs.push(report);
+            }
+        }
+        w => triage.push(format!(
+            "skipped: the local models are not in {}; fetch them with `scripts/setup --local-models DIR` and pass `--models DIR`",
+            w.map_or("~/.cache/keel/local-models".into(), |w| w.display().to_string())
+        )),
+    }
+    let awaiting_review: i64 = db.conn().query_row(
+        "SELECT COUNT(*) FROM outbox WHERE state = 'needs-review'",
+        [],
+        |r| r.get(0),
+    )?;
+
     let by_kind: BTreeMap<String, i64> = records::count_by_kind(db.conn())?.into_iter().collect();
     let tasks_created = by_kind.get("core/task").copied().unwrap_or(0);
     let verification = audit::verify(db.conn())?;
@@ -162,6 +225,8 @@ pub fn run(root: &Path, home_given: bool, json: bool) -> anyhow::Result<()> {
         audit_entries: verification.entries,
         audit_intact: verification.broken.is_none(),
         trail,
+        triage,
+        awaiting_review,
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -201,12 +266,17 @@ pub fn run(root: &Path, home_given: bool, json: bool) -> anyhow::Result<()> {
             "CHAIN BROKEN"
         }
     );
+    println!("\ntriage (local model):");
+    for line in &summary.triage {
+        println!("  {line}");
+    }
+    println!("replies waiting for review: {}", summary.awaiting_review);
     println!("\nwho touched what:");
     for line in &summary.trail {
         println!("  {line}");
     }
     println!(
-        "\nexplore it:\n  keel records list --home {h}\n  keel audit --home {h} --plugin todo\n  keel audit verify --home {h}",
+        "\nexplore it:\n  keel records list --home {h}\n  keel review --home {h}\n  keel usage --home {h}\n  keel audit --home {h} --plugin triage\n  keel audit verify --home {h}",
         h = summary.home
     );
     Ok(())

@@ -3,12 +3,14 @@
 use crate::harness::Keel;
 
 #[test]
-fn demo_ingests_makes_tasks_and_verifies_the_trail() {
+fn demo_ingests_makes_tasks_triages_mail_and_verifies_the_trail() {
     let keel = Keel::new();
     let home = keel.folder("demo-home");
     let out = std::process::Command::new(crate::harness::bin())
         .args(["demo", "--json", "--home"])
         .arg(&home)
+        .arg("--models")
+        .arg(crate::models::local_models())
         .output()
         .unwrap();
     assert!(
@@ -18,12 +20,35 @@ fn demo_ingests_makes_tasks_and_verifies_the_trail() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["records_by_kind"]["core/document"], 3, "{v}");
-    assert_eq!(v["records_by_kind"]["core/message"], 2, "{v}");
-    // Six TODO lines at first, one more after the edit.
-    assert_eq!(v["tasks_created"], 7, "{v}");
+    assert_eq!(v["records_by_kind"]["core/message"], 3, "{v}");
+    // Six TODO lines at first, one more after the edit, and one reply task
+    // per mail the triage agent finds needs one.
+    let triaged: Vec<&str> = v["triage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert_eq!(triaged.len(), 3, "{v}");
+    let replies = triaged
+        .iter()
+        .filter(|l| l.contains(": reply-needed at"))
+        .count();
+    for line in &triaged {
+        assert!(
+            [": reply-needed at", ": fyi at", ": spam-like at"]
+                .iter()
+                .any(|c| line.contains(c))
+                && line.contains("by local/smollm2-135m-instruct"),
+            "{line}"
+        );
+    }
+    assert_eq!(v["tasks_created"], 7 + replies, "{v}");
+    // Drafted replies wait for the operator.
+    assert_eq!(v["awaiting_review"], replies, "{v}");
     assert_eq!(v["audit_intact"], true);
     let runs = v["runs"].as_array().unwrap();
-    assert_eq!(runs.len(), 5);
+    assert_eq!(runs.len(), 8);
     assert!(runs.iter().all(|r| r["outcome"] == "ok"), "{v}");
     assert_eq!(runs[2]["sync"]["created"], 0, "second sync wrote nothing");
     assert_eq!(
@@ -36,6 +61,32 @@ fn demo_ingests_makes_tasks_and_verifies_the_trail() {
             .unwrap()
             .contains("created by todo@0.1.0"),
         "{v}"
+    );
+    // Tokens per plugin and model, from the host's meter.
+    let usage = std::process::Command::new(crate::harness::bin())
+        .args(["usage", "--json", "--home"])
+        .arg(&home)
+        .output()
+        .unwrap();
+    let usage: serde_json::Value = serde_json::from_slice(&usage.stdout).unwrap();
+    let triage: Vec<&serde_json::Value> = usage
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["plugin"] == "triage")
+        .collect();
+    assert!(
+        triage
+            .iter()
+            .any(|u| u["model"] == "local/smollm2-135m-instruct"
+                && u["tokens_out"].as_u64().unwrap() > 0),
+        "{usage}"
+    );
+    assert!(
+        triage
+            .iter()
+            .any(|u| u["model"] == "local/all-minilm-l6-v2"),
+        "memories are embedded: {usage}"
     );
 
     // A home that already has plugins is refused, and left as it was.

@@ -112,3 +112,56 @@ fn a_goal_becomes_tasks_executors_do_once_and_the_email_waits_for_review() {
     assert!(text.contains("To: <ann@example.com>"), "{text}");
     keel.ok(&["audit", "verify"]);
 }
+
+#[test]
+fn a_goal_of_one_line_is_planned_by_the_large_tier_recalling_memories() {
+    let keel = Keel::new();
+    keel.ok(&["plugin", "install", plugin_dir("planner").to_str().unwrap()]);
+    keel.install_test_plugin(crate::harness::artifacts::ASKER_DIR, &[]);
+    std::fs::write(
+        keel.home().join("models.toml"),
+        crate::models::local_provider(),
+    )
+    .unwrap();
+    // Something known beforehand that bears on the goal.
+    let memory = keel.run_json(
+        "test-asker",
+        Some(
+            &serde_json::json!({ "op": "remember",
+                "text": "The spring catalogue launch needs new product photos and a printer quote" })
+            .to_string(),
+        ),
+    );
+    let memory: Value = serde_json::from_str(memory["summary"].as_str().unwrap()).unwrap();
+    let memory_id = memory["id"].as_str().unwrap();
+
+    let input = serde_json::json!({ "goal": "prepare the spring catalogue launch" }).to_string();
+    let planned = keel.run_json("planner", Some(&input));
+    assert_eq!(planned["outcome"], "ok", "{planned}");
+    let all = tasks(&keel);
+    assert!((2..=6).contains(&all.len()), "{all:?}");
+    for t in &all {
+        let id = t["id"].as_str().unwrap();
+        let shown = keel.json(&["records", "show", id, "--history"]);
+        let note = shown["history"][0]["note"].as_str().unwrap_or_default();
+        assert!(
+            note.contains("planned by local/smollm2-135m-instruct")
+                && note.contains(&format!("recalling memories {memory_id}")),
+            "{shown}"
+        );
+        assert_eq!(shown["history"][0]["actor"], "planner@0.1.0");
+    }
+    // The model is metered to the planner; planning again (the answer is
+    // cached at temperature 0) adds no task.
+    let again = keel.run_json("planner", Some(&input));
+    assert_eq!(again["outcome"], "ok", "{again}");
+    assert_eq!(tasks(&keel).len(), all.len());
+    let usage = keel.json(&["usage", "--plugin", "planner"]);
+    let hits: i64 = usage
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["cache_hits"].as_i64().unwrap())
+        .sum();
+    assert_eq!(hits, 1, "{usage}");
+}

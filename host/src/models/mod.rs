@@ -39,8 +39,7 @@ pub struct ChatRequest {
     pub temperature: f32,
     pub schema: Option<serde_json::Value>,
     /// The schema as the plugin wrote it (its property order is the order
-    /// a steered answer is written in).
-    #[serde(skip)]
+    /// a steered answer is written in, so it is part of the cache key).
     pub schema_text: Option<String>,
 }
 

@@ -7,7 +7,15 @@
 //! agenda`, `email: ann@example.com confirm the room`) names the kind of
 //! work, so an executor with that skill can take it; other steps are for a
 //! person. Planning the same goal again creates nothing new.
+//!
+//! A goal of one line of prose ("prepare the spring catalogue launch") has
+//! no steps written out: the planner recalls related memories and asks the
+//! large model tier to break it into 2 to 6 steps. Each task's provenance
+//! (its version's note) names the model that planned it and the memories it
+//! recalled. When no model can answer, the line itself becomes the one task,
+//! and the note says why.
 
+use keel_agent::llm::{CompletionRequest, Message, Tier};
 use keel_agent::prelude::*;
 use sha2::{Digest, Sha256};
 
@@ -89,6 +97,80 @@ fn steps(goal: &str) -> Vec<Step<'_>> {
         .collect()
 }
 
+/// Memories recalled to plan a goal.
+const RECALL: u32 = 3;
+
+/// What the large tier answers for a goal of one line.
+const STEPS_SCHEMA: &str = r#"{"type":"object","properties":{
+"steps":{"type":"array","items":{"type":"string","maxLength":160},"minItems":2,"maxItems":6}},
+"required":["steps"]}"#;
+
+/// Steps a model wrote for `goal`, the model, and the memories recalled;
+/// `Err(why)` when no model could answer.
+fn decompose(goal: &str) -> Result<Result<(Vec<String>, String, Vec<String>), String>, Error> {
+    let recalled = match memory::recall(goal, RECALL) {
+        Ok(r) => r,
+        Err(Error::Unavailable(why)) => return Ok(Err(why)),
+        Err(e) => return Err(e),
+    };
+    let mut known = String::new();
+    for r in &recalled {
+        known.push_str(&format!("- {}\n", r.memory.text));
+    }
+    let context = if known.is_empty() {
+        String::new()
+    } else {
+        format!("Things you know that may matter:\n{known}\n")
+    };
+    let request = CompletionRequest::new(
+        Tier::Large,
+        vec![
+            Message::system("You plan work for a small business owner as short, concrete steps."),
+            Message::user(format!(
+                "{context}Break this goal into 2 to 6 short steps, each one action.\n\nGoal: {goal}"
+            )),
+        ],
+    )
+    .max_tokens(256)
+    .schema_text(STEPS_SCHEMA);
+    let answer = match llm::complete(&request) {
+        Ok(a) => a,
+        Err(Error::Unavailable(why)) => return Ok(Err(why)),
+        Err(e) => return Err(e),
+    };
+    let v: serde_json::Value = serde_json::from_str(&answer.text)
+        .map_err(|e| Error::Internal(format!("the model's steps are not JSON ({e})")))?;
+    let steps: Vec<String> = v["steps"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str())
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    if steps.is_empty() {
+        return Ok(Err(format!("{} wrote no steps", answer.model)));
+    }
+    let ids = recalled.into_iter().map(|r| r.memory.id).collect();
+    Ok(Ok((steps, answer.model, ids)))
+}
+
+/// A goal of one line of prose, which the model breaks into steps.
+fn one_line(goal: &str) -> Option<&str> {
+    let lines: Vec<&str> = goal
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    match lines[..] {
+        [line] if list_item(line).is_none() && split_skill(line).0.is_none() => Some(line),
+        _ => None,
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -99,7 +181,36 @@ fn plan(goal: &str, source: Option<&str>) -> Result<Outcome, Error> {
         Some(id) => id.to_string(),
         None => hex(&Sha256::digest(goal.as_bytes())[..12]),
     };
-    let steps = steps(goal);
+    let mut provenance: Option<String> = None;
+    let mut planned: Vec<String> = Vec::new();
+    if let Some(line) = one_line(goal) {
+        match decompose(line)? {
+            Ok((written, model, memories)) => {
+                provenance = Some(if memories.is_empty() {
+                    format!("planned by {model}, no memories recalled")
+                } else {
+                    format!(
+                        "planned by {model}, recalling memories {}",
+                        memories.join(", ")
+                    )
+                });
+                planned = written;
+            }
+            Err(why) => {
+                provenance = Some(format!("kept as one step: no model planned it ({why})"));
+            }
+        }
+    }
+    let planned_text = planned
+        .iter()
+        .map(|s| format!("- {s}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let steps = if planned.is_empty() {
+        steps(goal)
+    } else {
+        steps(&planned_text)
+    };
     if steps.is_empty() {
         return Err(Error::Invalid(
             "the goal has no steps; write one step per line or list item".into(),
@@ -113,13 +224,20 @@ fn plan(goal: &str, source: Option<&str>) -> Result<Outcome, Error> {
             skill: step.skill.map(str::to_string),
             ..core::Task::open(step.title)
         };
-        let mut options = WriteOptions::new()
-            .note(format!("step {} of the goal", step.line))
-            .confidence(1.0);
+        let note = match &provenance {
+            Some(p) => format!("step {} of the goal, {p}", step.line),
+            None => format!("step {} of the goal", step.line),
+        };
+        let mut options = WriteOptions::new().note(note).confidence(1.0);
         if let Some(id) = source {
             options = options.source(id);
         }
-        let identity = Identity::new("planner", &format!("{key}#{}", step.line));
+        let place = if planned.is_empty() {
+            step.line.to_string()
+        } else {
+            format!("m{}", step.line)
+        };
+        let identity = Identity::new("planner", &format!("{key}#{place}"));
         let created = actions::create(core::TASK, &task, Some(identity), options)?;
         if created.existed {
             known += 1;
@@ -202,6 +320,17 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn only_a_single_line_of_prose_goes_to_the_model() {
+        assert_eq!(
+            one_line("# Launch\n\nprepare the spring launch\n"),
+            Some("prepare the spring launch")
+        );
+        assert_eq!(one_line("- one step"), None);
+        assert_eq!(one_line("email: ann@example.com hello"), None);
+        assert_eq!(one_line("first\nsecond"), None);
     }
 
     #[test]
