@@ -105,9 +105,18 @@ const STEPS_SCHEMA: &str = r#"{"type":"object","properties":{
 "steps":{"type":"array","items":{"type":"string","maxLength":160},"minItems":2,"maxItems":6}},
 "required":["steps"]}"#;
 
-/// Steps a model wrote for `goal`, the model, and the memories recalled;
-/// `Err(why)` when no model could answer.
-fn decompose(goal: &str) -> Result<Result<(Vec<String>, String, Vec<String>), String>, Error> {
+/// Steps a model wrote for a goal.
+struct Planned {
+    steps: Vec<String>,
+    /// `provider/model` that wrote them.
+    model: String,
+    /// The memories recalled for it.
+    memories: Vec<String>,
+}
+
+/// The steps a model wrote for `goal`; `Err(why)` when no model could
+/// answer.
+fn decompose(goal: &str) -> Result<Result<Planned, String>, Error> {
     let recalled = match memory::recall(goal, RECALL) {
         Ok(r) => r,
         Err(Error::Unavailable(why)) => return Ok(Err(why)),
@@ -155,7 +164,11 @@ fn decompose(goal: &str) -> Result<Result<(Vec<String>, String, Vec<String>), St
         return Ok(Err(format!("{} wrote no steps", answer.model)));
     }
     let ids = recalled.into_iter().map(|r| r.memory.id).collect();
-    Ok(Ok((steps, answer.model, ids)))
+    Ok(Ok(Planned {
+        steps,
+        model: answer.model,
+        memories: ids,
+    }))
 }
 
 /// A goal of one line of prose, which the model breaks into steps.
@@ -185,7 +198,11 @@ fn plan(goal: &str, source: Option<&str>) -> Result<Outcome, Error> {
     let mut planned: Vec<String> = Vec::new();
     if let Some(line) = one_line(goal) {
         match decompose(line)? {
-            Ok((written, model, memories)) => {
+            Ok(Planned {
+                steps: written,
+                model,
+                memories,
+            }) => {
                 provenance = Some(if memories.is_empty() {
                     format!("planned by {model}, no memories recalled")
                 } else {
