@@ -9,6 +9,7 @@
 //!   indexed table, one transaction per row like keel's per-call commit.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -54,9 +55,14 @@ struct Figures {
     /// Sentences embedded per second by the local embedder (batches of 16,
     /// one thread per core); null when its weights were not found.
     embed_per_s: Option<f64>,
-    /// Why embed_per_s is null.
+    /// Tokens per second the local chat model writes (greedy, after
+    /// reading its prompt); null when its weights were not found.
+    local_tokens_per_s: Option<f64>,
+    /// Prompt tokens per second the local chat model reads.
+    local_prompt_tokens_per_s: Option<f64>,
+    /// Why the local models' figures are null.
     #[serde(skip_serializing_if = "Option::is_none")]
-    embed_skipped: Option<String>,
+    models_skipped: Option<String>,
     /// One hybrid recall (full-text and a scan of 384-dimension vectors,
     /// fused) among `recall_memories` memories, the query already embedded.
     recall_ms_p50: f64,
@@ -177,18 +183,24 @@ pub fn run(
     let jobs_secs = queue_jobs(&home, jobs)?;
     let latencies = trigger_latencies(&dir.path().join("latency"), TRIGGER_SAMPLES)?;
     let recalls = recall_latencies(&dir.path().join("recall"), memories, 50)?;
-    let (embed_per_s, embed_skipped) = match models {
-        None => (
-            None,
-            Some(
-                "no --models DIR given (scripts/setup --local-models DIR fetches the weights)"
-                    .to_string(),
-            ),
+    let models = models
+        .map(Path::to_path_buf)
+        .or_else(crate::demo::default_models_dir);
+    let (mut embed_per_s, mut local_tokens_per_s, mut local_prompt_tokens_per_s) =
+        (None, None, None);
+    let models_skipped = match models {
+        None => Some(
+            "no --models DIR given (scripts/setup --local-models DIR fetches the weights)"
+                .to_string(),
         ),
-        Some(dir) => match crate::models::embed_rate(dir, 256) {
-            Ok(rate) => (Some(round(rate)), None),
-            Err(e) => (None, Some(e)),
-        },
+        Some(dir) => (|| -> Result<(), String> {
+            embed_per_s = Some(round(crate::models::embed_rate(&dir, 256)?));
+            let (read, wrote) = crate::models::chat_rate(&dir, 128)?;
+            local_prompt_tokens_per_s = Some(round(read));
+            local_tokens_per_s = Some(round(wrote));
+            Ok(())
+        })()
+        .err(),
     };
 
     let keel = p50_us(keel_samples);
@@ -213,7 +225,9 @@ pub fn run(
         trigger_samples: TRIGGER_SAMPLES,
         rows_per_transaction: batch,
         embed_per_s,
-        embed_skipped,
+        local_tokens_per_s,
+        local_prompt_tokens_per_s,
+        models_skipped,
         recall_ms_p50: round(percentile(&recalls, 0.50)),
         recall_ms_p99: round(percentile(&recalls, 0.99)),
         recall_memories: memories,
@@ -241,10 +255,19 @@ pub fn run(
             "recall:            p50 {:.1} ms, p99 {:.1} ms among {} memories",
             figures.recall_ms_p50, figures.recall_ms_p99, figures.recall_memories
         );
-        match (figures.embed_per_s, &figures.embed_skipped) {
-            (Some(rate), _) => println!("local embeddings:  {rate:.0} sentences/s"),
-            (None, Some(why)) => println!("local embeddings:  not measured: {why}"),
-            (None, None) => {}
+        if let Some(rate) = figures.embed_per_s {
+            println!("local embeddings:  {rate:.0} sentences/s");
+        }
+        if let (Some(wrote), Some(read)) = (
+            figures.local_tokens_per_s,
+            figures.local_prompt_tokens_per_s,
+        ) {
+            println!(
+                "local chat model:  {wrote:.0} tokens/s written, {read:.0} prompt tokens/s read"
+            );
+        }
+        if let Some(why) = &figures.models_skipped {
+            println!("local models:      not measured: {why}");
         }
         if cfg!(debug_assertions) {
             println!("(this is a debug build; measure with `cargo run --release -- bench`)");

@@ -132,7 +132,8 @@ enum Command {
         #[arg(long, default_value_t = 100_000)]
         memories: u32,
         /// Where the local models' weights are (as `scripts/setup
-        /// --local-models DIR` put them), for embed_per_s.
+        /// --local-models DIR` put them; default ~/.cache/keel/local-models),
+        /// for embed_per_s and local_tokens_per_s.
         #[arg(long, value_name = "DIR")]
         models: Option<PathBuf>,
         #[arg(long)]

@@ -123,6 +123,8 @@ fn bench_reports_its_figures() {
         "sqlite_insert_per_s",
         "jobs_per_s",
         "embed_per_s",
+        "local_tokens_per_s",
+        "local_prompt_tokens_per_s",
         "recall_ms_p50",
     ] {
         assert!(v[field].as_f64().unwrap() > 0.0, "{field} in {v}");

@@ -296,6 +296,15 @@ pub fn embed_rate(dir: &std::path::Path, n: usize) -> Result<f64, String> {
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
+/// The local chat model's speed from the weights in `dir`: prompt tokens
+/// read and answer tokens written per second (up to `tokens` written); the
+/// reason when it cannot run.
+pub fn chat_rate(dir: &std::path::Path, tokens: u32) -> Result<(f64, f64), String> {
+    local::chat::rate(dir, tokens).map_err(|f| match f {
+        Failure::Permanent(m) | Failure::Transient(m, _) => m,
+    })
+}
+
 /// The cache key of a temperature-0 request: the request and the models
 /// that would serve it, so a change of model misses.
 pub fn cache_key(config: &ModelsConfig, req: &ChatRequest) -> String {

@@ -539,3 +539,67 @@ fn prompt(session: &Session<'_>, req: &ChatRequest) -> Result<Vec<u32>, String> 
     ids.extend(session.encode("assistant\n")?);
     Ok(ids)
 }
+
+/// How fast the local chat model reads a prompt and writes an answer:
+/// `(prompt tokens/s, written tokens/s)`, writing up to `tokens` greedily
+/// after one warm-up answer.
+pub fn rate(dir: &Path, tokens: u32) -> Result<(f64, f64), Failure> {
+    let req = ChatRequest {
+        messages: vec![(
+            "user".into(),
+            "Write a long, detailed story about a small linen shop that grows into a \
+             business selling across Europe, with its suppliers, customers and seasons."
+                .into(),
+        )],
+        tier: "small".into(),
+        max_tokens: tokens,
+        temperature: 0.0,
+        schema: None,
+        schema_text: None,
+    };
+    let shared = load(dir, super::super::config::LOCAL_CHAT)?;
+    let mut chat = shared.lock().unwrap_or_else(|p| p.into_inner());
+    let fail = Failure::Permanent;
+    let mut measure = |budget: usize| -> Result<(f64, f64), Failure> {
+        let mut session = Session {
+            chat: &mut chat,
+            pos: 0,
+            logits: Vec::new(),
+            written: Vec::new(),
+            budget,
+            deadline: Instant::now() + Duration::from_secs(600),
+            sampler: LogitsProcessor::new(0, None, None),
+            greedy: true,
+        };
+        let prompt = prompt(&session, &req).map_err(fail)?;
+        let started = Instant::now();
+        session.feed(&prompt).map_err(fail)?;
+        let read = prompt.len() as f64 / started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        session.free().map_err(fail)?;
+        let wrote = session.written.len() as f64 / started.elapsed().as_secs_f64();
+        Ok((read, wrote))
+    };
+    measure(8)?;
+    measure(tokens as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_level_characters_map_back_to_every_byte_once() {
+        let table = byte_table();
+        assert_eq!(table.len(), 256);
+        let mut bytes: Vec<u8> = table.values().copied().collect();
+        bytes.sort_unstable();
+        bytes.dedup();
+        assert_eq!(bytes.len(), 256);
+        // GPT-2's table: a space is `Ġ`, a newline `Ċ`, letters themselves.
+        assert_eq!(table[&'Ġ'], b' ');
+        assert_eq!(table[&'Ċ'], b'\n');
+        assert_eq!(table[&'a'], b'a');
+        assert_eq!(table[&'é'], 0xE9);
+    }
+}
