@@ -81,6 +81,10 @@ enum Command {
     /// The public keys whose package signatures installs accept.
     #[command(subcommand)]
     Trust(TrustCmd),
+    /// Secrets for the host's own use, such as model providers' API keys
+    /// (`api_key_secret = NAME` in models.toml), sealed in the home.
+    #[command(subcommand)]
+    Secret(SecretCmd),
     /// Durable jobs (written by `schedule`).
     #[command(subcommand)]
     Jobs(JobsCmd),
@@ -169,6 +173,19 @@ enum TrustCmd {
         json: bool,
     },
     /// Stop trusting a key (installed plugins stay).
+    Remove { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretCmd {
+    /// Set (or replace) a secret; its value is read from standard input.
+    Set { name: String },
+    /// The secrets' names and dates (never their values).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a secret.
     Remove { name: String },
 }
 
@@ -593,6 +610,36 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 TrustCmd::Remove { name } => {
                     crate::packages::distrust(&mut db, &name)?;
                     println!("no longer trusted: {name}");
+                }
+            }
+        }
+        Command::Secret(cmd) => {
+            let home = Home::open(&root)?;
+            let mut db = home.store()?;
+            match cmd {
+                SecretCmd::Set { name } => {
+                    let mut value = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut value)
+                        .context("cannot read the secret from standard input")?;
+                    crate::secrets::set(home.root(), &mut db, &name, &value)?;
+                    println!("secret {name} set");
+                }
+                SecretCmd::List { json } => {
+                    let all = crate::secrets::list(db.conn())?;
+                    if json {
+                        print_json(&all)?;
+                    } else {
+                        for s in all {
+                            println!(
+                                "{:<24} set {}  created {}",
+                                s.name, s.updated_at, s.created_at
+                            );
+                        }
+                    }
+                }
+                SecretCmd::Remove { name } => {
+                    crate::secrets::remove(&mut db, &name)?;
+                    println!("secret {name} removed");
                 }
             }
         }

@@ -65,6 +65,7 @@ pub mod packages;
 pub mod plugins;
 pub mod review;
 pub mod runtime;
+pub mod secrets;
 pub mod store;
 pub mod tasks;
 #[cfg(test)]

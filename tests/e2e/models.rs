@@ -379,6 +379,12 @@ fn answers_at_temperature_zero_are_cached_and_grants_are_checked() {
 /// llama.cpp's OpenAI-compatible Python server with SmolLM2-135M-Instruct,
 /// from the venv `scripts/setup --model-server` makes, on 127.0.0.1.
 fn model_server() -> Server {
+    model_server_with_key(None)
+}
+
+/// The real model server; with `api_key`, it answers only requests that
+/// carry it.
+fn model_server_with_key(api_key: Option<&str>) -> Server {
     use sha2::Digest as _;
     let req = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/servers/model-server.txt");
     let hash = hex::encode(sha2::Sha256::digest(std::fs::read(&req).unwrap()));
@@ -420,6 +426,7 @@ fn model_server() -> Server {
             "2048",
         ])
         .args(["--port", &port.to_string()])
+        .args(api_key.map(|k| ["--api_key", k]).into_iter().flatten())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -427,7 +434,8 @@ fn model_server() -> Server {
     let mut served = Server { child, port, dir };
     let deadline = Instant::now() + std::time::Duration::from_secs(90);
     while Instant::now() < deadline {
-        if http_status(port, "/v1/models") == Some(200) {
+        let up = if api_key.is_some() { 401 } else { 200 };
+        if http_status(port, "/v1/models") == Some(up) {
             return served;
         }
         if served.child.try_wait().unwrap().is_some() {
@@ -492,6 +500,97 @@ fn a_real_model_server_answers_through_the_openai_provider() {
     let usage = keel.json(&["usage"]);
     assert_eq!(usage[0]["calls"], 3);
     assert_eq!(usage[0]["cache_hits"], 1);
+    keel.ok(&["audit", "verify"]);
+}
+
+/// `keel secret set NAME` with `value` on standard input.
+fn set_secret(keel: &Keel, name: &str, value: &str) {
+    use std::io::Write as _;
+    let mut child = keel
+        .command(&["secret", "set", name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(value.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn an_api_key_kept_as_a_secret_reaches_the_provider_and_nothing_else() {
+    let key = "sk-keel-test-7f3a9c";
+    let server = model_server_with_key(Some(key));
+    let keel = Keel::new();
+    asker(&keel, None);
+    std::fs::write(
+        keel.home().join("models.toml"),
+        format!(
+            "[tiers]\nsmall = [\"lab\"]\n[providers.lab]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{}/v1\"\nmodel = \"smollm2\"\napi_key_secret = \"lab\"\nretries = 0\n",
+            server.port
+        ),
+    )
+    .unwrap();
+    let hi = serde_json::json!({ "op": "complete", "prompt": "Say hi.", "max_tokens": 4, "temperature": 0.5 });
+    // Not set yet: the tier fails, saying how to set it.
+    let ran = ask(&keel, hi.clone());
+    assert_eq!(ran["error"], "unavailable", "{ran}");
+    assert!(
+        ran["detail"]
+            .as_str()
+            .unwrap()
+            .contains("keel secret set lab"),
+        "{ran}"
+    );
+    // A wrong key: the server refuses it.
+    set_secret(&keel, "lab", "sk-wrong\n");
+    let ran = ask(&keel, hi.clone());
+    assert_eq!(ran["error"], "unavailable", "{ran}");
+    assert!(ran["detail"].as_str().unwrap().contains("401"), "{ran}");
+    // The right one, replacing it.
+    set_secret(&keel, "lab", &format!("{key}\n"));
+    let answer = summary(&ask(&keel, hi));
+    assert_eq!(answer["model"], "lab/smollm2");
+
+    // Listed by name, audited by name, never in the clear in the store.
+    let listed = keel.json(&["secret", "list"]);
+    assert_eq!(listed[0]["name"], "lab");
+    assert!(!listed.to_string().contains(key));
+    let audit = keel.audit(&["--plugin", "operator"]);
+    assert!(!serde_json::to_string(&audit).unwrap().contains(key));
+    assert_eq!(
+        audit.iter().filter(|e| e["action"] == "secret.set").count(),
+        2,
+        "{audit:?}"
+    );
+    for file in std::fs::read_dir(keel.home()).unwrap() {
+        let path = file.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(key.len()).any(|w| w == key.as_bytes()),
+                "{} holds the key",
+                path.display()
+            );
+        }
+    }
+    keel.ok(&["secret", "remove", "lab"]);
+    let e = keel.fails(&["secret", "remove", "lab"]);
+    assert!(
+        e.stderr.contains("there is no secret `lab`"),
+        "{}",
+        e.stderr
+    );
     keel.ok(&["audit", "verify"]);
 }
 

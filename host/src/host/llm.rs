@@ -81,9 +81,21 @@ impl HostCtx {
         Ok(())
     }
 
-    /// The operator's model configuration.
+    /// The operator's model configuration, with the API keys kept as
+    /// secrets opened.
     pub(super) fn models(&self) -> Result<ModelsConfig, CallError> {
-        ModelsConfig::load(self.home.root()).map_err(|e| CallError::Unavailable(format!("{e:#}")))
+        let root = self.home.root();
+        let mut config =
+            ModelsConfig::load(root).map_err(|e| CallError::Unavailable(format!("{e:#}")))?;
+        for p in config.providers.values_mut() {
+            if let Some(name) = &p.api_key_secret {
+                p.api_key = Some(
+                    crate::secrets::reveal(root, self.db.conn(), name)
+                        .map_err(|e| format!("{e:#}")),
+                );
+            }
+        }
+        Ok(config)
     }
 }
 

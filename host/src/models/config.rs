@@ -13,7 +13,8 @@
 //! model = "smollm2"          # for every tier, unless `models` says otherwise
 //! models = { large = "bigger-model" }
 //! embed_model = "minilm"
-//! api_key_env = "LAB_API_KEY" # the key is read from this variable, never stored
+//! api_key_env = "LAB_API_KEY" # the key is read from this variable, never stored,
+//!                            # or: api_key_secret = "lab" (`keel secret set lab`)
 //! timeout_ms = 60000
 //! retries = 2                # transient failures retried before falling back
 //! price_in = 0.15            # dollars per million tokens
@@ -108,6 +109,13 @@ pub struct Provider {
     pub embed_model: Option<String>,
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// The name of a secret (`keel secret set NAME`) holding the API key.
+    #[serde(default)]
+    pub api_key_secret: Option<String>,
+    /// The key read from `api_key_secret` for this call, or why it could
+    /// not be read.
+    #[serde(skip)]
+    pub api_key: Option<Result<String, String>>,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
     #[serde(default = "default_retries")]
@@ -192,6 +200,8 @@ impl ModelsConfig {
             models: BTreeMap::new(),
             embed_model: Some(LOCAL_EMBEDDER.into()),
             api_key_env: None,
+            api_key_secret: None,
+            api_key: None,
             timeout_ms: default_timeout_ms(),
             retries: 0,
             price_in: 0.0,
@@ -257,6 +267,11 @@ impl ModelsConfig {
                 anyhow::bail!(
                     "{origin}: provider `{name}` has base_url `{}`; write http(s)://HOST[:PORT]/PATH",
                     p.base_url
+                );
+            }
+            if p.api_key_env.is_some() && p.api_key_secret.is_some() {
+                anyhow::bail!(
+                    "{origin}: provider `{name}` sets both api_key_env and api_key_secret; keep one"
                 );
             }
             if p.price_in < 0.0 || p.price_out < 0.0 {

@@ -16,13 +16,15 @@ fn post(
     timeout: Duration,
 ) -> Result<Value, Failure> {
     let url = format!("{}/{path}", provider.base_url.trim_end_matches('/'));
-    let key = match &provider.api_key_env {
-        Some(var) => Some(std::env::var(var).map_err(|_| {
+    let key = match (&provider.api_key, &provider.api_key_env) {
+        (Some(Ok(key)), _) => Some(key.clone()),
+        (Some(Err(why)), _) => return Err(Failure::Permanent(why.clone())),
+        (None, Some(var)) => Some(std::env::var(var).map_err(|_| {
             Failure::Permanent(format!(
                 "the API key variable {var} is not set in keel's environment"
             ))
         })?),
-        None => None,
+        (None, None) => None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
