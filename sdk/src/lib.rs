@@ -479,4 +479,37 @@ pub mod memory {
     pub fn recall(query: &str, k: u32) -> Result<Vec<Recalled>, Error> {
         crate::bindings::keel::host::memory::recall(query, k)
     }
+
+    /// A session summary: a `core/note` of type `summary` (provenance: the
+    /// records it covers) linked `summarizes` to each of them, and kept as
+    /// a memory learned from the note, so `recall` finds it and the
+    /// operator can follow it back to what it summarizes. Needs
+    /// `write = ["core/note"]`, `actions = ["create", "link"]` and
+    /// `memory = true`.
+    pub fn summarize(
+        title: &str,
+        text: &str,
+        covers: &[String],
+    ) -> Result<(super::Record, Memory), Error> {
+        let note = crate::core::Note {
+            title: title.to_string(),
+            text: text.to_string(),
+            note_type: "summary".to_string(),
+        };
+        let mut options = super::WriteOptions::new().note("session summary");
+        for id in covers {
+            options = options.source(id);
+        }
+        let created = super::actions::create(crate::core::NOTE, &note, None, options)?;
+        for id in covers {
+            super::actions::link(&created.record.id, id, "summarizes")?;
+        }
+        let memory = remember(
+            text,
+            &serde_json::json!({ "summary": created.record.id, "title": title }),
+            std::slice::from_ref(&created.record.id),
+            None,
+        )?;
+        Ok((created.record, memory))
+    }
 }

@@ -37,8 +37,8 @@ fn memories_are_recalled_by_meaning_and_words_and_superseded_not_changed() {
         &[
             ("id = \"test-asker\"", "id = \"test-asker-narrow\""),
             (
-                "read = [\"test/answer\", \"test/item\"]",
-                "read = [\"test/answer\"]",
+                "read = [\"test/answer\", \"test/item\", \"core/note\"]",
+                "read = [\"test/answer\", \"core/note\"]",
             ),
         ],
         "",
@@ -221,4 +221,56 @@ fn working_memory_lasts_a_run_or_until_it_expires() {
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn a_session_summary_is_a_note_linked_to_what_it_summarizes_and_recalled() {
+    let keel = Keel::new();
+    keel.install_test_plugin(crate::harness::artifacts::ASKER_DIR, &[]);
+    keel.install_test_plugin(crate::harness::artifacts::WRITER_DIR, &[]);
+    std::fs::write(
+        keel.home().join("models.toml"),
+        crate::models::local_provider(),
+    )
+    .unwrap();
+    let mut covered = Vec::new();
+    for text in ["call with the linen supplier", "price list for April"] {
+        let made = keel.run_json(
+            "test-writer",
+            Some(&json!({ "op": "create", "text": text }).to_string()),
+        );
+        covered.push(made["summary"].as_str().unwrap().to_string());
+    }
+    let made = ask(
+        &keel,
+        "test-asker",
+        json!({ "op": "summarize", "title": "Supplier session",
+                "text": "Agreed with the linen supplier on April prices: 4% up, delivery in two weeks",
+                "covers": covered }),
+    );
+    let note = made["note"].as_str().unwrap();
+    let shown = keel.json(&["records", "show", note, "--history"]);
+    assert_eq!(shown["kind"], "core/note", "{shown}");
+    assert_eq!(shown["body"]["type"], "summary", "{shown}");
+    assert_eq!(shown["history"][0]["sources"], json!(covered), "{shown}");
+    let mut linked: Vec<String> = shown["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["rel"] == "summarizes" && l["from"] == note)
+        .map(|l| l["to"].as_str().unwrap().to_string())
+        .collect();
+    linked.sort();
+    let mut expected = covered.clone();
+    expected.sort();
+    assert_eq!(linked, expected, "{shown}");
+    // Recalled by meaning, pointing back to the note.
+    let recalled = ask(
+        &keel,
+        "test-asker",
+        json!({ "op": "recall", "query": "what did we agree about prices with the supplier?", "k": 3 }),
+    );
+    let first = &recalled[0];
+    assert_eq!(first["id"], made["memory"], "{recalled}");
+    assert_eq!(first["sources"], json!([note]), "{recalled}");
 }

@@ -10,7 +10,8 @@
 //! answers with the memory, `{"op":"recall","query":Q,"k":K}` with what was
 //! recalled, `{"op":"set"|"get","scope":"run"|"plugin","key":K,"value":V,"ttl":S}`
 //! with the working-memory value (`"op":"run-scope"` sets and gets within one
-//! run).
+//! run); `{"op":"summarize","title":T,"text":X,"covers":[..]}` writes a
+//! session summary and answers with its note and memory.
 
 use keel_agent::llm::{CompletionRequest, Message, Tier};
 use keel_agent::memory::Scope;
@@ -98,6 +99,15 @@ impl Agent for Asker {
                 });
                 Ok(Outcome::new(summary.to_string()))
             }
+            Some("summarize") => {
+                let (note, memory) = memory::summarize(
+                    input["title"].as_str().unwrap_or_default(),
+                    input["text"].as_str().unwrap_or_default(),
+                    &strings(&input["covers"]),
+                )?;
+                let summary = serde_json::json!({ "note": note.id, "memory": memory.id });
+                Ok(Outcome::new(summary.to_string()))
+            }
             Some("remember") => {
                 let sources = strings(&input["sources"]);
                 let metadata = if input["metadata"].is_object() {
@@ -127,6 +137,7 @@ impl Agent for Asker {
                     .map(|r| {
                         serde_json::json!({
                             "id": r.memory.id, "text": r.memory.text, "score": r.score,
+                            "sources": r.memory.sources,
                         })
                     })
                     .collect();
