@@ -273,8 +273,25 @@ fn scan(conn: &Connection, model: &str, query: &[f32]) -> Result<Vec<(f32, i64)>
         .data
         .chunks_exact(cache.dim)
         .zip(&cache.seqs)
-        .map(|(v, seq)| (v.iter().zip(query).map(|(a, b)| a * b).sum(), *seq))
+        .map(|(v, seq)| (dot(v, query), *seq))
         .collect())
+}
+
+/// The dot product of two vectors of one length, summed in 16 independent
+/// lanes: a single running sum must be added in order and stays scalar,
+/// while separate lanes compile to SIMD (about 4x faster here).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut lanes = [0f32; LANES];
+    let (a_body, a_tail) = a.split_at(a.len() - a.len() % LANES);
+    let (b_body, b_tail) = b.split_at(a_body.len().min(b.len()));
+    for (x, y) in a_body.chunks_exact(LANES).zip(b_body.chunks_exact(LANES)) {
+        for i in 0..LANES {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = a_tail.iter().zip(b_tail).map(|(x, y)| x * y).sum();
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// The words of `query` as an FTS5 query matching any of them.
@@ -356,4 +373,19 @@ pub fn recall(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dot;
+
+    #[test]
+    fn the_lane_dot_product_equals_the_plain_one_at_every_length() {
+        for len in [0, 1, 15, 16, 17, 33, 384] {
+            let a: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..len).map(|i| (i as f32 * 0.11).cos()).collect();
+            let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert!((dot(&a, &b) - plain).abs() < 1e-4, "length {len}");
+        }
+    }
 }
