@@ -133,7 +133,14 @@ fn converted(path: &Path) -> Result<PathBuf, String> {
 }
 
 fn load_from(path: &Path) -> Result<Chat, String> {
-    let path = converted(path)?;
+    // A folder keel may not write to keeps the original (slower) blocks.
+    let path = converted(path).unwrap_or_else(|e| {
+        tracing::warn!(
+            "cannot keep the 8-bit copy of {} ({e}); using the original, more slowly",
+            path.display()
+        );
+        path.to_path_buf()
+    });
     let mut file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
     let content = gguf_file::Content::read(&mut file).map_err(|e| e.to_string())?;
     let tokens = strings(&content, "tokenizer.ggml.tokens")?;
