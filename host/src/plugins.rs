@@ -273,11 +273,16 @@ pub fn check_imports(
             }
             "keel:host/records" | "keel:host/actions" | "keel:host/config" | "keel:host/llm"
             | "keel:host/memory" => None,
-            i if i.starts_with("wasi:filesystem/") && caps.dirs.is_empty() => {
-                Some("it declares no directories; add them under [capabilities.dirs]")
-            }
+            // A component may import the filesystem interfaces (language
+            // runtimes such as CPython's always do): it reaches only the
+            // directories its manifest declares and the operator binds,
+            // and without any it has no preopened directory at all.
             i if i.starts_with("wasi:filesystem/") => None,
-            i if i.starts_with("wasi:sockets/") || i.starts_with("wasi:http/") => {
+            // The socket interfaces may be imported (language runtimes
+            // do), but every run's WASI context has TCP, UDP and name
+            // lookup turned off: each socket call fails.
+            i if i.starts_with("wasi:sockets/") => None,
+            i if i.starts_with("wasi:http/") => {
                 Some("keel grants no network access to plugins yet")
             }
             i if ["wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/"]

@@ -8,6 +8,7 @@ mod harness;
 mod hostile;
 mod install;
 mod invoke;
+mod languages;
 mod loops;
 mod memory;
 mod models;
