@@ -248,7 +248,27 @@ fn failed(e: impl std::fmt::Display) -> String {
     format!("the local model failed: {e}")
 }
 
-impl Session<'_> {
+impl<'a> Session<'a> {
+    /// A session for `req` with an empty cache: greedy at temperature 0,
+    /// otherwise sampling with `seed`.
+    fn new(chat: &'a mut Chat, req: &ChatRequest, deadline: Instant, seed: u64) -> Session<'a> {
+        let greedy = req.temperature <= 0.0;
+        Session {
+            chat,
+            pos: 0,
+            logits: Vec::new(),
+            written: Vec::new(),
+            budget: req.max_tokens as usize,
+            deadline,
+            sampler: LogitsProcessor::new(
+                seed,
+                (!greedy).then_some(f64::from(req.temperature)),
+                Some(0.9),
+            ),
+            greedy,
+        }
+    }
+
     fn feed(&mut self, ids: &[u32]) -> Result<(), String> {
         if ids.is_empty() {
             return Ok(());
@@ -485,22 +505,7 @@ pub fn chat(
         getrandom::fill(&mut b).map_err(|e| Failure::Permanent(failed(e)))?;
         u64::from_le_bytes(b)
     };
-    let greedy = req.temperature <= 0.0;
-    let sampler = LogitsProcessor::new(
-        seed,
-        (!greedy).then_some(f64::from(req.temperature)),
-        Some(0.9),
-    );
-    let mut session = Session {
-        chat: &mut chat,
-        pos: 0,
-        logits: Vec::new(),
-        written: Vec::new(),
-        budget: req.max_tokens as usize,
-        deadline,
-        sampler,
-        greedy,
-    };
+    let mut session = Session::new(&mut chat, req, deadline, seed);
     let prompt = prompt(&session, req).map_err(Failure::Permanent)?;
     let tokens_in = prompt.len();
     session.feed(&prompt).map_err(Failure::Permanent)?;
@@ -567,17 +572,13 @@ pub fn rate(dir: &Path, tokens: u32) -> Result<(f64, f64), Failure> {
     let shared = load(dir, super::super::config::LOCAL_CHAT)?;
     let mut chat = shared.lock().unwrap_or_else(|p| p.into_inner());
     let fail = Failure::Permanent;
-    let mut measure = |budget: usize| -> Result<(f64, f64), Failure> {
-        let mut session = Session {
-            chat: &mut chat,
-            pos: 0,
-            logits: Vec::new(),
-            written: Vec::new(),
-            budget,
-            deadline: Instant::now() + Duration::from_secs(600),
-            sampler: LogitsProcessor::new(0, None, None),
-            greedy: true,
+    let mut measure = |budget: u32| -> Result<(f64, f64), Failure> {
+        let req = ChatRequest {
+            max_tokens: budget,
+            ..req.clone()
         };
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let mut session = Session::new(&mut chat, &req, deadline, 0);
         let prompt = prompt(&session, &req).map_err(fail)?;
         let started = Instant::now();
         session.feed(&prompt).map_err(fail)?;
@@ -588,7 +589,7 @@ pub fn rate(dir: &Path, tokens: u32) -> Result<(f64, f64), Failure> {
         Ok((read, wrote))
     };
     measure(8)?;
-    measure(tokens as usize)
+    measure(tokens)
 }
 
 #[cfg(test)]
