@@ -26,7 +26,7 @@ use tokenizers::models::bpe::{BPE, Vocab};
 use tokenizers::pre_tokenizers::{byte_level::ByteLevel, digits::Digits, sequence::Sequence};
 
 use super::guide::{self, Node, Steer};
-use super::{broken, missing};
+use super::{Loaded, once};
 use crate::models::{Answer, ChatRequest, Failure};
 
 /// The model's folder and file under the weights directory.
@@ -56,8 +56,7 @@ pub struct Chat {
 
 type Shared = Arc<Mutex<Chat>>;
 
-static MODELS: LazyLock<Mutex<HashMap<PathBuf, Shared>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+static MODELS: LazyLock<Loaded<Mutex<Chat>>> = LazyLock::new(Default::default);
 
 /// The bytes behind each character of a byte-level BPE token (GPT-2's
 /// table: printable Latin-1 stands for itself, every other byte for a
@@ -216,18 +215,9 @@ fn load_from(path: &Path) -> Result<Chat, String> {
 
 /// The chat model from `dir`, loaded once per process.
 pub fn load(dir: &Path, model: &str) -> Result<Shared, Failure> {
-    let path = dir.join(FOLDER);
-    let mut cache = MODELS.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(m) = cache.get(&path) {
-        return Ok(m.clone());
-    }
-    if !path.join("ready").exists() {
-        return Err(missing(dir, model));
-    }
-    let chat = load_from(&path.join(FILE)).map_err(|e| broken(dir, FOLDER, &e))?;
-    let shared = Arc::new(Mutex::new(chat));
-    cache.insert(path, shared.clone());
-    Ok(shared)
+    once(&MODELS, dir, FOLDER, model, |path| {
+        load_from(&path.join(FILE)).map(Mutex::new)
+    })
 }
 
 /// One decoding session: the model's cache holds the prompt and everything

@@ -5,16 +5,15 @@
 //! the cosine similarity. The folder holds `config.json`, `tokenizer.json`
 //! and `model.safetensors`.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::path::Path;
+use std::sync::{Arc, LazyLock};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
 
-use super::{broken, missing};
+use super::{Loaded, once};
 use crate::models::{Failure, Vectors};
 
 /// Word pieces per text the embedder reads; the rest is cut.
@@ -27,19 +26,14 @@ struct Embedder {
     tokenizer: Tokenizer,
 }
 
-static EMBEDDERS: LazyLock<Mutex<HashMap<PathBuf, Arc<Embedder>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+static EMBEDDERS: LazyLock<Loaded<Embedder>> = LazyLock::new(Default::default);
 
 fn load(dir: &Path, model: &str) -> Result<Arc<Embedder>, Failure> {
-    let path = dir.join(model);
-    let mut cache = EMBEDDERS.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(e) = cache.get(&path) {
-        return Ok(e.clone());
-    }
-    if !path.join("ready").exists() {
-        return Err(missing(dir, model));
-    }
-    let bad = |e: &dyn std::fmt::Display| broken(dir, model, e);
+    once(&EMBEDDERS, dir, model, model, load_from)
+}
+
+fn load_from(path: &Path) -> Result<Embedder, String> {
+    let bad = |e: &dyn std::fmt::Display| e.to_string();
     let config: Config = std::fs::read_to_string(path.join("config.json"))
         .map_err(|e| bad(&e))
         .and_then(|t| serde_json::from_str(&t).map_err(|e| bad(&e)))?;
@@ -55,9 +49,7 @@ fn load(dir: &Path, model: &str) -> Result<Arc<Embedder>, Failure> {
     let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
         .map_err(|e| bad(&e))?;
     let model = BertModel::load(vb, &config).map_err(|e| bad(&e))?;
-    let embedder = Arc::new(Embedder { model, tokenizer });
-    cache.insert(path, embedder.clone());
-    Ok(embedder)
+    Ok(Embedder { model, tokenizer })
 }
 
 /// Embeddings of `texts` with the local `model` from `dir`.

@@ -13,9 +13,37 @@ pub mod chat;
 pub mod embed;
 pub mod guide;
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use super::Failure;
+
+/// Models loaded in this process, by folder.
+type Loaded<T> = Mutex<HashMap<PathBuf, Arc<T>>>;
+
+/// The model in `dir/folder`, loaded by `load` the first time and shared
+/// after; a failure naming the setup command until its `ready` marker is
+/// there.
+fn once<T>(
+    loaded: &Loaded<T>,
+    dir: &Path,
+    folder: &str,
+    model: &str,
+    load: impl FnOnce(&Path) -> Result<T, String>,
+) -> Result<Arc<T>, Failure> {
+    let path = dir.join(folder);
+    let mut cache = loaded.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(m) = cache.get(&path) {
+        return Ok(m.clone());
+    }
+    if !path.join("ready").exists() {
+        return Err(missing(dir, model));
+    }
+    let value = Arc::new(load(&path).map_err(|e| broken(dir, folder, &e))?);
+    cache.insert(path, value.clone());
+    Ok(value)
+}
 
 /// The failure of a call whose weights are not there.
 fn missing(dir: &Path, model: &str) -> Failure {
