@@ -18,14 +18,7 @@ fn main() {
     let plugins = repo.join("tests").join("plugins");
     let out = guest_build::build_guests(repo, &plugins.join("Cargo.toml"));
     let mut code = String::new();
-    let mut names: Vec<String> = std::fs::read_dir(&plugins)
-        .expect("tests/plugins exists")
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("keel.toml").exists())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    for name in names {
+    for name in plugin_names(&plugins) {
         let wasm = out.join(format!("keel_test_{}.wasm", name.replace('-', "_")));
         assert!(
             wasm.exists(),
@@ -86,13 +79,6 @@ fn python_guests(repo: &Path) -> Vec<(String, std::path::PathBuf)> {
     println!("cargo:rerun-if-changed={}", plugins.display());
     println!("cargo:rerun-if-changed={}", req.display());
     println!("cargo:rerun-if-changed={}", repo.join("wit").display());
-    let mut names: Vec<String> = std::fs::read_dir(&plugins)
-        .expect("tests/plugins-py exists")
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("keel.toml").exists())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
     let hash = {
         use sha2::Digest as _;
         let bytes = std::fs::read(&req).expect("scripts/guest-python.txt exists");
@@ -114,7 +100,7 @@ fn python_guests(repo: &Path) -> Vec<(String, std::path::PathBuf)> {
     let out = repo.join("target").join("wasm").join("python");
     std::fs::create_dir_all(&out).expect("create target/wasm/python");
     let mut built = Vec::new();
-    for name in names {
+    for name in plugin_names(&plugins) {
         let dir = plugins.join(&name);
         let wasm = out.join(format!("{}.wasm", name.replace('-', "_")));
         let status = std::process::Command::new(&tool)
@@ -131,4 +117,16 @@ fn python_guests(repo: &Path) -> Vec<(String, std::path::PathBuf)> {
         built.push((name, dir));
     }
     built
+}
+
+/// The folders in `dir` that hold a plugin (a keel.toml), sorted.
+fn plugin_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("keel.toml").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }

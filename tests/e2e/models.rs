@@ -382,18 +382,20 @@ fn model_server() -> Server {
     model_server_with_key(None)
 }
 
+/// The `lab` provider section for the real model server on `port`.
+fn real_server(port: u16) -> String {
+    format!(
+        "[providers.lab]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{port}/v1\"\nmodel = \"smollm2\"\n"
+    )
+}
+
 /// The real model server; with `api_key`, it answers only requests that
 /// carry it.
 fn model_server_with_key(api_key: Option<&str>) -> Server {
     use sha2::Digest as _;
     let req = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/servers/model-server.txt");
     let hash = hex::encode(sha2::Sha256::digest(std::fs::read(&req).unwrap()));
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
-    let venv = cache
-        .join("keel")
-        .join(format!("model-server-{}", &hash[..12]));
+    let venv = keel_cache().join(format!("model-server-{}", &hash[..12]));
     assert!(
         venv.join("ready").exists(),
         "the test model server is not installed; run scripts/setup --model-server"
@@ -458,8 +460,8 @@ fn a_real_model_server_answers_through_the_openai_provider() {
     std::fs::write(
         keel.home().join("models.toml"),
         format!(
-            "[tiers]\nsmall = [\"lab\"]\n[providers.lab]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{}/v1\"\nmodel = \"smollm2\"\nschema_format = \"json-object\"\n",
-            server.port
+            "[tiers]\nsmall = [\"lab\"]\n{}schema_format = \"json-object\"\n",
+            real_server(server.port)
         ),
     )
     .unwrap();
@@ -536,8 +538,8 @@ fn an_api_key_kept_as_a_secret_reaches_the_provider_and_nothing_else() {
     std::fs::write(
         keel.home().join("models.toml"),
         format!(
-            "[tiers]\nsmall = [\"lab\"]\n[providers.lab]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{}/v1\"\nmodel = \"smollm2\"\napi_key_secret = \"lab\"\nretries = 0\n",
-            server.port
+            "[tiers]\nsmall = [\"lab\"]\n{}api_key_secret = \"lab\"\nretries = 0\n",
+            real_server(server.port)
         ),
     )
     .unwrap();
@@ -671,13 +673,19 @@ fn embeddings_come_from_the_embedding_tier_and_need_their_grant() {
     assert_eq!(requests(&server).len(), before);
 }
 
+/// `~/.cache/keel` (or under `XDG_CACHE_HOME`), where `scripts/setup`
+/// keeps the toolchains, servers and weights the tests share.
+fn keel_cache() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"))
+        .join("keel")
+}
+
 /// Where `scripts/setup --local-models` put the local models' weights for
 /// the tests.
 pub fn local_models() -> PathBuf {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
-    let dir = cache.join("keel").join("local-models");
+    let dir = keel_cache().join("local-models");
     assert!(
         dir.join("all-minilm-l6-v2/ready").exists() && dir.join("smollm2/ready").exists(),
         "the local models' weights are missing; run scripts/setup --local-models {}",
