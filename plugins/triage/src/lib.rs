@@ -245,18 +245,16 @@ fn triage(record: &Record) -> Result<Outcome, Error> {
 
 impl Agent for Triage {
     fn handle(trigger: Trigger) -> Result<Outcome, Error> {
-        let record = match (trigger.record, trigger.input.as_deref()) {
-            (Some(record), _) => record,
-            (None, Some(input)) => {
-                let input: serde_json::Value = serde_json::from_str(input)
-                    .map_err(|e| Error::Invalid(format!("input is not JSON: {e}")))?;
+        let record = match trigger.record {
+            Some(record) => record,
+            None => {
+                let input: serde_json::Value =
+                    serde_json::from_str(trigger.input.as_deref().unwrap_or("{}"))
+                        .map_err(|e| Error::Invalid(format!("input is not JSON: {e}")))?;
                 let Some(id) = input["message"].as_str() else {
                     return Err(Error::Invalid(r#"give {"message": MESSAGE-ID}"#.into()));
                 };
                 records::get(id)?
-            }
-            (None, None) => {
-                return Err(Error::Invalid(r#"give {"message": MESSAGE-ID}"#.into()));
             }
         };
         triage(&record)
