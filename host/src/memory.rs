@@ -305,8 +305,118 @@ fn fts_query(query: &str) -> Option<String> {
     (!words.is_empty()).then(|| words.join(" OR "))
 }
 
+/// Most metadata keys one recall filter may name.
+pub const MAX_FILTER_KEYS: usize = 8;
+
+/// What a recall is narrowed to before ranking; every part that is set must
+/// match.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    /// Remembered by this plugin id.
+    pub by_plugin: Option<String>,
+    /// Learned from this record.
+    pub source: Option<String>,
+    /// `(JSON path, JSON value)` pairs the metadata must hold.
+    pub metadata: Vec<(String, String)>,
+    /// Remembered at or after this time (the store's RFC 3339 form).
+    pub since: Option<String>,
+}
+
+impl Filter {
+    /// Checks a guest's filter: a JSON object of at most
+    /// [`MAX_FILTER_KEYS`] plain keys, and an RFC 3339 time.
+    pub fn new(
+        by_plugin: Option<String>,
+        source: Option<String>,
+        metadata: Option<&str>,
+        since: Option<&str>,
+    ) -> Result<Filter, CallError> {
+        let mut pairs = Vec::new();
+        if let Some(text) = metadata {
+            let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)
+                .map_err(|_| {
+                    CallError::Invalid(
+                        "a recall filter's metadata is a JSON object, e.g. {\"topic\":\"billing\"}"
+                            .into(),
+                    )
+                })?;
+            if object.len() > MAX_FILTER_KEYS {
+                return Err(CallError::Invalid(format!(
+                    "a recall filter names at most {MAX_FILTER_KEYS} metadata keys, not {}",
+                    object.len()
+                )));
+            }
+            for (key, value) in object {
+                if key.is_empty()
+                    || key.len() > MAX_KEY_BYTES
+                    || key.chars().any(|c| c == '"' || c == '\\' || c.is_control())
+                {
+                    return Err(CallError::Invalid(format!(
+                        "the metadata key {key:?} cannot be filtered on; use keys without quotes, backslashes or control characters"
+                    )));
+                }
+                pairs.push((format!("$.\"{key}\""), value.to_string()));
+            }
+        }
+        let since = since
+            .map(|t| {
+                chrono::DateTime::parse_from_rfc3339(t)
+                    .map(|t| {
+                        t.with_timezone(&chrono::Utc)
+                            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                    })
+                    .map_err(|_| {
+                        CallError::Invalid(format!(
+                            "a recall filter's since is an RFC 3339 time such as 2026-01-31T09:00:00Z, not {t:?}"
+                        ))
+                    })
+            })
+            .transpose()?;
+        Ok(Filter {
+            by_plugin,
+            source,
+            metadata: pairs,
+            since,
+        })
+    }
+
+    /// Whether nothing is filtered.
+    pub fn is_empty(&self) -> bool {
+        self.by_plugin.is_none()
+            && self.source.is_none()
+            && self.metadata.is_empty()
+            && self.since.is_none()
+    }
+
+    /// The filter as SQL conditions on `m` (a `memories` row), each starting
+    /// with AND, and their parameters in order.
+    fn sql(&self) -> (String, Vec<String>) {
+        let mut sql = String::new();
+        let mut args = Vec::new();
+        if let Some(plugin) = &self.by_plugin {
+            sql.push_str(" AND m.plugin = ?");
+            args.push(plugin.clone());
+        }
+        if let Some(source) = &self.source {
+            sql.push_str(" AND m.seq IN (SELECT seq FROM memory_sources WHERE record_id = ?)");
+            args.push(source.clone());
+        }
+        for (path, value) in &self.metadata {
+            sql.push_str(" AND json_extract(m.metadata, ?) IS json_extract(?, '$')");
+            args.push(path.clone());
+            args.push(value.clone());
+        }
+        if let Some(since) = &self.since {
+            sql.push_str(" AND m.at >= ?");
+            args.push(since.clone());
+        }
+        (sql, args)
+    }
+}
+
 /// The `k` current memories most relevant to `query` (embedded as
-/// `query_vector` by `model`) that `grant` may see.
+/// `query_vector` by `model`) that `grant` may see and `filter` lets
+/// through.
 pub fn recall(
     conn: &Connection,
     grant: &Grant,
@@ -314,20 +424,39 @@ pub fn recall(
     query_vector: Vec<f32>,
     model: &str,
     k: u32,
+    filter: &Filter,
 ) -> Result<Vec<(Memory, f32)>, CallError> {
     let mut fused: std::collections::HashMap<i64, f64> = std::collections::HashMap::new();
+    let (cond, cond_args) = filter.sql();
     if let Some(q) = fts_query(query) {
-        let mut stmt = conn.prepare_cached(
+        let mut stmt = conn.prepare_cached(&format!(
             "SELECT f.rowid FROM memories_fts f JOIN memories m ON m.seq = f.rowid
-             WHERE memories_fts MATCH ?1 AND m.superseded_by IS NULL ORDER BY f.rank LIMIT ?2",
-        )?;
-        let seqs = stmt.query_map(params![q, CANDIDATES as i64], |r| r.get::<_, i64>(0))?;
+             WHERE memories_fts MATCH ? AND m.superseded_by IS NULL{cond} ORDER BY f.rank LIMIT ?"
+        ))?;
+        let mut args: Vec<&dyn rusqlite::ToSql> = vec![&q];
+        args.extend(cond_args.iter().map(|a| a as &dyn rusqlite::ToSql));
+        let limit = CANDIDATES as i64;
+        args.push(&limit);
+        let seqs = stmt.query_map(args.as_slice(), |r| r.get::<_, i64>(0))?;
         for (rank, seq) in seqs.enumerate() {
             *fused.entry(seq?).or_default() += 1.0 / (RRF_K + rank as f64 + 1.0);
         }
     }
     let query_vector = normalised(query_vector);
     let mut scored = scan(conn, model, &query_vector)?;
+    if !filter.is_empty() {
+        // Narrowed before ranking, so a filter never leaves fewer than k
+        // when more match.
+        let allowed: std::collections::HashSet<i64> = conn
+            .prepare_cached(&format!(
+                "SELECT m.seq FROM memories m WHERE m.superseded_by IS NULL{cond}"
+            ))?
+            .query_map(rusqlite::params_from_iter(cond_args.iter()), |r| {
+                r.get::<_, i64>(0)
+            })?
+            .collect::<Result<_, _>>()?;
+        scored.retain(|(_, seq)| allowed.contains(seq));
+    }
     let top = CANDIDATES.min(scored.len());
     if top > 0 {
         scored.select_nth_unstable_by(top - 1, |a, b| b.0.total_cmp(&a.0));
@@ -377,7 +506,141 @@ pub fn recall(
 
 #[cfg(test)]
 mod tests {
-    use super::dot;
+    use std::collections::BTreeMap;
+
+    use super::{Filter, dot, insert, recall};
+    use crate::error::CallError;
+    use crate::grant::Grant;
+    use crate::store::{Actor, Store};
+
+    fn open_grant() -> Grant {
+        Grant {
+            capabilities: crate::manifest::Capabilities {
+                read: vec!["core/*".into()],
+                ..Default::default()
+            },
+            dirs: BTreeMap::new(),
+            config: BTreeMap::new(),
+            concurrency: None,
+            rate: None,
+        }
+    }
+
+    fn by(plugin: &str) -> Actor {
+        Actor {
+            plugin: plugin.into(),
+            ..Actor::operator()
+        }
+    }
+
+    /// A unit vector along axis `i` of 4.
+    fn axis(i: usize) -> Vec<f32> {
+        let mut v = vec![0.0; 4];
+        v[i] = 1.0;
+        v
+    }
+
+    fn texts(found: &[(super::Memory, f32)]) -> Vec<&str> {
+        found.iter().map(|(m, _)| m.text.as_str()).collect()
+    }
+
+    #[test]
+    fn a_filter_narrows_recall_before_ranking() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("keel.db")).unwrap();
+        let grant = open_grant();
+        let tx = store.conn_mut().transaction().unwrap();
+        tx.execute(
+            "INSERT INTO records (id, kind, body, version, created_at, updated_at, created_by, updated_by)
+             VALUES ('r1', 'core/message', '{}', 1, 'now', 'now', 'operator', 'operator')",
+            [],
+        )
+        .unwrap();
+        let remember = |actor: &Actor, text: &str, metadata: &str, sources: &[String], v| {
+            insert(&tx, actor, &grant, text, metadata, sources, None, "m", v).unwrap()
+        };
+        remember(
+            &by("triage"),
+            "ann asked about the invoice",
+            r#"{"sender":"ann@example.com","n":1}"#,
+            &["r1".into()],
+            axis(0),
+        );
+        remember(
+            &by("triage"),
+            "bob asked about the invoice",
+            r#"{"sender":"bob@example.com","n":2}"#,
+            &[],
+            axis(0),
+        );
+        remember(
+            &by("planner"),
+            "invoice goals for the quarter",
+            r#"{"sender":"ann@example.com"}"#,
+            &[],
+            axis(1),
+        );
+        tx.commit().unwrap();
+        let conn = store.conn();
+        let found =
+            |filter: &Filter, k| recall(conn, &grant, "invoice", axis(0), "m", k, filter).unwrap();
+        assert_eq!(found(&Filter::default(), 10).len(), 3);
+        let ann = Filter::new(None, None, Some(r#"{"sender":"ann@example.com"}"#), None).unwrap();
+        let mut t = texts(&found(&ann, 10))
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+        t.sort();
+        assert_eq!(
+            t,
+            [
+                "ann asked about the invoice",
+                "invoice goals for the quarter"
+            ]
+        );
+        // Two keys must both match, numbers compared as numbers.
+        let both = Filter::new(
+            None,
+            None,
+            Some(r#"{"sender":"ann@example.com","n":1.0}"#),
+            None,
+        )
+        .unwrap();
+        assert_eq!(texts(&found(&both, 10)), ["ann asked about the invoice"]);
+        // Narrowed before ranking: k = 1 among the planner's gives the
+        // planner's even though the triage ones rank higher overall.
+        let planner = Filter::new(Some("planner".into()), None, None, None).unwrap();
+        assert_eq!(
+            texts(&found(&planner, 1)),
+            ["invoice goals for the quarter"]
+        );
+        let from_r1 = Filter::new(None, Some("r1".into()), None, None).unwrap();
+        assert_eq!(texts(&found(&from_r1, 10)), ["ann asked about the invoice"]);
+        let future = Filter::new(None, None, None, Some("2999-01-01T00:00:00+02:00")).unwrap();
+        assert!(found(&future, 10).is_empty());
+        let past = Filter::new(None, None, None, Some("2000-01-01T00:00:00Z")).unwrap();
+        assert_eq!(found(&past, 10).len(), 3);
+        let nobody = Filter::new(Some("nobody".into()), None, None, None).unwrap();
+        assert!(found(&nobody, 10).is_empty());
+    }
+
+    #[test]
+    fn a_bad_filter_is_refused_with_what_to_write() {
+        let invalid = |r: Result<Filter, CallError>| match r {
+            Err(CallError::Invalid(m)) => m,
+            other => panic!("expected invalid, got {other:?}"),
+        };
+        assert!(invalid(Filter::new(None, None, Some("[1]"), None)).contains("JSON object"));
+        let nine: serde_json::Map<String, serde_json::Value> =
+            (0..9).map(|i| (format!("k{i}"), i.into())).collect();
+        let nine = serde_json::Value::Object(nine).to_string();
+        assert!(invalid(Filter::new(None, None, Some(&nine), None)).contains("at most 8"));
+        assert!(
+            invalid(Filter::new(None, None, Some(r#"{"a\"b":1}"#), None))
+                .contains("cannot be filtered")
+        );
+        assert!(invalid(Filter::new(None, None, None, Some("yesterday"))).contains("RFC 3339"));
+    }
 
     #[test]
     fn the_lane_dot_product_equals_the_plain_one_at_every_length() {

@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("store/migrations/0002_scheduler.sql"),
     include_str!("store/migrations/0003_models.sql"),
     include_str!("store/migrations/0004_secrets.sql"),
+    include_str!("store/migrations/0005_recall_filters.sql"),
 ];
 
 /// How long a writer waits for another process's transaction.

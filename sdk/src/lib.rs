@@ -480,6 +480,60 @@ pub mod memory {
         crate::bindings::keel::host::memory::recall(query, k)
     }
 
+    /// What [`recall_where`] narrows the memories to before ranking them;
+    /// every part that is set must match.
+    #[derive(Debug, Default, Clone)]
+    pub struct Filter {
+        by_plugin: Option<String>,
+        source: Option<String>,
+        metadata: Option<serde_json::Value>,
+        since: Option<String>,
+    }
+
+    impl Filter {
+        /// A filter that lets every memory through.
+        pub fn new() -> Self {
+            Self::default()
+        }
+
+        /// Only memories remembered by this plugin id.
+        pub fn by_plugin(mut self, plugin: &str) -> Self {
+            self.by_plugin = Some(plugin.to_string());
+            self
+        }
+
+        /// Only memories learned from this record.
+        pub fn source(mut self, record: &str) -> Self {
+            self.source = Some(record.to_string());
+            self
+        }
+
+        /// Only memories whose metadata holds each top-level key of
+        /// `object` with that value (at most 8 keys).
+        pub fn metadata(mut self, object: serde_json::Value) -> Self {
+            self.metadata = Some(object);
+            self
+        }
+
+        /// Only memories remembered at or after this RFC 3339 time.
+        pub fn since(mut self, time: &str) -> Self {
+            self.since = Some(time.to_string());
+            self
+        }
+    }
+
+    /// The `k` current memories most relevant to `query` among those
+    /// `filter` lets through.
+    pub fn recall_where(query: &str, k: u32, filter: &Filter) -> Result<Vec<Recalled>, Error> {
+        let filter = crate::bindings::keel::host::memory::RecallFilter {
+            by_plugin: filter.by_plugin.clone(),
+            source: filter.source.clone(),
+            metadata: filter.metadata.as_ref().map(|m| m.to_string()),
+            since: filter.since.clone(),
+        };
+        crate::bindings::keel::host::memory::recall_where(query, k, &filter)
+    }
+
     /// A session summary: a `core/note` of type `summary` (provenance: the
     /// records it covers) linked `summarizes` to each of them, and kept as
     /// a memory learned from the note, so `recall` finds it and the

@@ -151,13 +151,65 @@ fn memories_are_recalled_by_meaning_and_words_and_superseded_not_changed() {
     );
     assert_eq!(cited["error"], "denied", "{cited}");
 
+    // Narrowed by metadata, by source and by who remembered, before
+    // ranking: the one memory about Bob even for a query about Alice.
+    let found = ask(
+        &keel,
+        "test-asker",
+        json!({ "op": "recall", "query": "Alice meetings", "k": 4,
+                "filter": { "metadata": { "about": "bob" } } }),
+    );
+    assert!(texts(&found).is_empty(), "{found}");
+    ask(
+        &keel,
+        "test-asker",
+        json!({ "op": "remember", "text": "Bob books the room on Fridays",
+                "metadata": { "about": "bob" } }),
+    );
+    let found = ask(
+        &keel,
+        "test-asker",
+        json!({ "op": "recall", "query": "Alice meetings", "k": 4,
+                "filter": { "metadata": { "about": "bob" }, "by_plugin": "test-asker" } }),
+    );
+    assert_eq!(texts(&found), ["Bob books the room on Fridays"], "{found}");
+    let found = ask(
+        &keel,
+        "test-asker",
+        json!({ "op": "recall", "query": "meetings", "k": 4, "filter": { "source": item } }),
+    );
+    assert_eq!(
+        texts(&found),
+        ["Alice now prefers meetings in the afternoon"],
+        "{found}"
+    );
+    let found = ask(
+        &keel,
+        "test-asker",
+        json!({ "op": "recall", "query": "meetings", "k": 4,
+                "filter": { "by_plugin": "test-asker-narrow" } }),
+    );
+    assert!(texts(&found).is_empty(), "{found}");
+    let bad = keel.run_json(
+        "test-asker",
+        Some(
+            &json!({ "op": "recall", "query": "x", "k": 1, "filter": { "since": "last week" } })
+                .to_string(),
+        ),
+    );
+    assert_eq!(bad["error"], "invalid", "{bad}");
+    assert!(
+        bad["detail"].as_str().unwrap().contains("RFC 3339"),
+        "{bad}"
+    );
+
     // Audited, with the embeddings metered to the plugin that asked.
     let trail = keel.audit(&["--plugin", "test-asker"]);
     let count = |a: &str| trail.iter().filter(|e| e["action"] == a).count();
-    assert_eq!(count("memory.remember"), 6);
-    assert_eq!(count("memory.recall"), 4);
+    assert_eq!(count("memory.remember"), 7);
+    assert_eq!(count("memory.recall"), 9);
     let usage = keel.json(&["usage", "--plugin", "test-asker"]);
-    assert_eq!(usage[0]["calls"], 9, "{usage}");
+    assert_eq!(usage[0]["calls"], 14, "{usage}");
     keel.ok(&["audit", "verify"]);
 }
 

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use super::HostCtx;
-use crate::bindings::memory::{Host, Memory, Recalled, Scope};
+use crate::bindings::memory::{Host, Memory, RecallFilter, Recalled, Scope};
 use crate::bindings::types;
 use crate::error::CallError;
 use crate::memory;
@@ -85,6 +85,75 @@ impl HostCtx {
             attempts: served.attempts,
             wall_ms: started.elapsed().as_millis() as u64,
         })
+    }
+
+    /// One recall, narrowed by `filter` (or refused for it): checked,
+    /// embedded, ranked and audited.
+    fn recall_filtered(
+        &mut self,
+        query: String,
+        k: u32,
+        filter: Result<memory::Filter, CallError>,
+    ) -> Result<Vec<Recalled>, types::Error> {
+        let embedded = self
+            .memory_permit()
+            .and_then(|()| {
+                if query.trim().is_empty() || query.len() > memory::MAX_TEXT_BYTES {
+                    Err(CallError::Invalid(format!(
+                        "a recall query is 1 to {} bytes",
+                        memory::MAX_TEXT_BYTES
+                    )))
+                } else if k == 0 || k > memory::MAX_K {
+                    Err(CallError::Invalid(format!(
+                        "k must be 1 to {}, not {k}",
+                        memory::MAX_K
+                    )))
+                } else {
+                    Ok(())
+                }
+            })
+            .and_then(|()| filter)
+            .and_then(|filter| Ok((filter, self.embed_for_memory(&query)?)));
+        let (filter, e) = match embedded {
+            Ok(e) => e,
+            Err(error) => {
+                return Err(self.memory_failed("memory.recall", error, format!("k {k}")));
+            }
+        };
+        let actor = self.actor.clone();
+        let grant = self.grant.clone();
+        let metered = metered(&actor, &e);
+        let r = self.db.write(&actor, "memory.recall", None, Ok(()), |tx| {
+            let r = memory::recall(tx, &grant, &query, e.vector.clone(), &e.model, k, &filter)
+                .and_then(|found| {
+                    models::record(tx, &metered)?;
+                    Ok(found)
+                });
+            let detail = match &r {
+                Ok(found) => format!(
+                    "{} of k {k}{}: {}",
+                    found.len(),
+                    if filter.is_empty() { "" } else { ", filtered" },
+                    found
+                        .iter()
+                        .map(|(m, _)| m.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+                Err(_) => format!("k {k}"),
+            };
+            (r, Touched::detail(detail))
+        });
+        r.map(|found| {
+            found
+                .into_iter()
+                .map(|(m, score)| Recalled {
+                    memory: m.into(),
+                    score,
+                })
+                .collect()
+        })
+        .map_err(types::Error::from)
     }
 
     /// Audits a refused or failed memory call; the guest's error.
@@ -196,67 +265,21 @@ impl Host for HostCtx {
         query: String,
         k: u32,
     ) -> wasmtime::Result<Result<Vec<Recalled>, types::Error>> {
-        let embedded = self
-            .memory_permit()
-            .and_then(|()| {
-                if query.trim().is_empty() || query.len() > memory::MAX_TEXT_BYTES {
-                    Err(CallError::Invalid(format!(
-                        "a recall query is 1 to {} bytes",
-                        memory::MAX_TEXT_BYTES
-                    )))
-                } else if k == 0 || k > memory::MAX_K {
-                    Err(CallError::Invalid(format!(
-                        "k must be 1 to {}, not {k}",
-                        memory::MAX_K
-                    )))
-                } else {
-                    Ok(())
-                }
-            })
-            .and_then(|()| self.embed_for_memory(&query));
-        let e = match embedded {
-            Ok(e) => e,
-            Err(error) => {
-                return Ok(Err(self.memory_failed(
-                    "memory.recall",
-                    error,
-                    format!("k {k}"),
-                )));
-            }
-        };
-        let actor = self.actor.clone();
-        let grant = self.grant.clone();
-        let metered = metered(&actor, &e);
-        let r = self.db.write(&actor, "memory.recall", None, Ok(()), |tx| {
-            let r = memory::recall(tx, &grant, &query, e.vector.clone(), &e.model, k).and_then(
-                |found| {
-                    models::record(tx, &metered)?;
-                    Ok(found)
-                },
-            );
-            let detail = match &r {
-                Ok(found) => format!(
-                    "{} of k {k}: {}",
-                    found.len(),
-                    found
-                        .iter()
-                        .map(|(m, _)| m.id.as_str())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                ),
-                Err(_) => format!("k {k}"),
-            };
-            (r, Touched::detail(detail))
-        });
-        Ok(r.map(|found| {
-            found
-                .into_iter()
-                .map(|(m, score)| Recalled {
-                    memory: m.into(),
-                    score,
-                })
-                .collect()
-        })
-        .map_err(types::Error::from))
+        Ok(self.recall_filtered(query, k, Ok(memory::Filter::default())))
+    }
+
+    fn recall_where(
+        &mut self,
+        query: String,
+        k: u32,
+        filter: RecallFilter,
+    ) -> wasmtime::Result<Result<Vec<Recalled>, types::Error>> {
+        let filter = memory::Filter::new(
+            filter.by_plugin,
+            filter.source,
+            filter.metadata.as_deref(),
+            filter.since.as_deref(),
+        );
+        Ok(self.recall_filtered(query, k, filter))
     }
 }

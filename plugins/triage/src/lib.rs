@@ -160,9 +160,9 @@ fn triage(record: &Record) -> Result<Outcome, Error> {
     let known: Vec<String> = if sender.is_empty() {
         Vec::new()
     } else {
-        memory::recall(&format!("sender {sender}"), RECALL)?
+        let mine = memory::Filter::new().metadata(serde_json::json!({ "sender": sender }));
+        memory::recall_where(&format!("sender {sender}"), RECALL, &mine)?
             .into_iter()
-            .filter(|r| r.memory.text.contains(&sender))
             .map(|r| r.memory.text)
             .collect()
     };

@@ -8,7 +8,8 @@
 //! the cosine similarity of the first two texts;
 //! `{"op":"remember","text":T,"metadata":M,"sources":[..],"supersedes":ID}`
 //! answers with the memory, `{"op":"recall","query":Q,"k":K}` with what was
-//! recalled, `{"op":"set"|"get","scope":"run"|"plugin","key":K,"value":V,"ttl":S}`
+//! recalled (with `"filter":{"by_plugin","source","metadata","since"}`,
+//! among the memories it lets through), `{"op":"set"|"get","scope":"run"|"plugin","key":K,"value":V,"ttl":S}`
 //! with the working-memory value (`"op":"run-scope"` sets and gets within one
 //! run); `{"op":"summarize","title":T,"text":X,"covers":[..]}` writes a
 //! session summary and answers with its note and memory.
@@ -128,10 +129,27 @@ impl Agent for Asker {
                 Ok(Outcome::new(summary.to_string()))
             }
             Some("recall") => {
-                let found = memory::recall(
-                    input["query"].as_str().unwrap_or_default(),
-                    input["k"].as_u64().unwrap_or(5) as u32,
-                )?;
+                let query = input["query"].as_str().unwrap_or_default();
+                let k = input["k"].as_u64().unwrap_or(5) as u32;
+                let found = match input["filter"].as_object() {
+                    None => memory::recall(query, k)?,
+                    Some(f) => {
+                        let mut filter = memory::Filter::new();
+                        if let Some(p) = f.get("by_plugin").and_then(|v| v.as_str()) {
+                            filter = filter.by_plugin(p);
+                        }
+                        if let Some(r) = f.get("source").and_then(|v| v.as_str()) {
+                            filter = filter.source(r);
+                        }
+                        if let Some(m) = f.get("metadata") {
+                            filter = filter.metadata(m.clone());
+                        }
+                        if let Some(t) = f.get("since").and_then(|v| v.as_str()) {
+                            filter = filter.since(t);
+                        }
+                        memory::recall_where(query, k, &filter)?
+                    }
+                };
                 let summary: Vec<serde_json::Value> = found
                     .iter()
                     .map(|r| {
