@@ -1,13 +1,15 @@
-//! Builds the hostile and helper test plugins in `tests/plugins` (Rust) and
+//! Builds the hostile and helper test plugins in `tests/plugins` (Rust),
 //! `tests/plugins-py` (Python, with componentize-py from
-//! `scripts/setup --python-guest`) once per test run and writes their paths
-//! into a generated module.
+//! `scripts/setup --python-guest`) and `tests/plugins-js` (JavaScript, with
+//! jco from `scripts/setup --js-guest`) once per test run and writes their
+//! paths into a generated module.
 
 #[path = "../../host/guest_build.rs"]
 mod guest_build;
 
 use std::fmt::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 fn main() {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -45,19 +47,48 @@ fn main() {
         )
         .unwrap();
     }
-    for (name, dir) in python_guests(repo) {
-        let konst = name.to_uppercase().replace('-', "_");
-        writeln!(
-            code,
-            "/// The `{name}` Python test plugin's folder (holds its keel.toml)."
-        )
-        .unwrap();
-        writeln!(
-            code,
-            "pub const {konst}_DIR: &str = {:?};",
-            dir.display().to_string()
-        )
-        .unwrap();
+    let venv = toolchain(
+        repo,
+        "componentize-py",
+        &["guest-python.txt"],
+        "--python-guest",
+    );
+    let jco = toolchain(
+        repo,
+        "jco",
+        &["guest-js/package.json", "guest-js/package-lock.json"],
+        "--js-guest",
+    );
+    let componentize_py = venv.join("bin").join("componentize-py");
+    let jco = jco.join("node_modules").join(".bin").join("jco");
+    writeln!(
+        code,
+        "/// componentize-py, as `scripts/setup --python-guest` installed it."
+    )
+    .unwrap();
+    writeln!(
+        code,
+        "pub const COMPONENTIZE_PY: &str = {:?};",
+        componentize_py.display().to_string()
+    )
+    .unwrap();
+    let python = python_guests(repo, &componentize_py);
+    let js = js_guests(repo, &jco);
+    for (lang, guests) in [("Python", python), ("JavaScript", js)] {
+        for (name, dir) in guests {
+            let konst = name.to_uppercase().replace('-', "_");
+            writeln!(
+                code,
+                "/// The `{name}` {lang} test plugin's folder (holds its keel.toml)."
+            )
+            .unwrap();
+            writeln!(
+                code,
+                "pub const {konst}_DIR: &str = {:?};",
+                dir.display().to_string()
+            )
+            .unwrap();
+        }
     }
     writeln!(code, "/// The first-party plugins' folder.").unwrap();
     writeln!(
@@ -70,53 +101,111 @@ fn main() {
     std::fs::write(dest, code).expect("write artifacts.rs");
 }
 
-/// Builds each `tests/plugins-py/NAME` (module `app.py`, its own world
-/// `NAME` in `wit/`) into `target/wasm/python/NAME.wasm`; their names and
-/// folders.
-fn python_guests(repo: &Path) -> Vec<(String, std::path::PathBuf)> {
-    let plugins = repo.join("tests").join("plugins-py");
-    let req = repo.join("scripts").join("guest-python.txt");
-    println!("cargo:rerun-if-changed={}", plugins.display());
-    println!("cargo:rerun-if-changed={}", req.display());
-    println!("cargo:rerun-if-changed={}", repo.join("wit").display());
-    let hash = {
-        use sha2::Digest as _;
-        let bytes = std::fs::read(&req).expect("scripts/guest-python.txt exists");
-        hex::encode(sha2::Sha256::digest(bytes))
-    };
+/// The cache folder of a toolchain set up by `scripts/setup FLAG`, named
+/// `PREFIX-HASH` by the first 12 hex digits of the sha256 of `pins`.
+fn toolchain(repo: &Path, prefix: &str, pins: &[&str], flag: &str) -> PathBuf {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    for pin in pins {
+        let path = repo.join("scripts").join(pin);
+        println!("cargo:rerun-if-changed={}", path.display());
+        hasher.update(std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
+    }
+    let hash = hex::encode(hasher.finalize());
     let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(std::path::PathBuf::from)
+        .map(PathBuf::from)
         .unwrap_or_else(|| {
-            std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache")
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache")
         });
-    let venv = cache
-        .join("keel")
-        .join(format!("componentize-py-{}", &hash[..12]));
-    let tool = venv.join("bin").join("componentize-py");
+    let dir = cache.join("keel").join(format!("{prefix}-{}", &hash[..12]));
     assert!(
-        venv.join("ready").exists(),
-        "the Python plugin toolchain is missing; install it with `scripts/setup --python-guest`"
+        dir.join("ready").exists(),
+        "the {prefix} plugin toolchain is missing; install it with `scripts/setup {flag}`"
     );
-    let out = repo.join("target").join("wasm").join("python");
-    std::fs::create_dir_all(&out).expect("create target/wasm/python");
+    dir
+}
+
+/// Builds each plugin folder in `tests/LANG_DIR` (its own world `NAME` in
+/// `wit/`) with `build(name, out)`, run in its folder, into `target/wasm/OUT/NAME.wasm`;
+/// their names and folders.
+fn guests(
+    repo: &Path,
+    folders: &[&str],
+    module: &str,
+    out: &str,
+    build: impl Fn(&str, &Path) -> Command,
+) -> Vec<(String, PathBuf)> {
+    println!("cargo:rerun-if-changed={}", repo.join("wit").display());
+    let out = repo.join("target").join("wasm").join(out);
+    std::fs::create_dir_all(&out).expect("create the guests' output folder");
     let mut built = Vec::new();
-    for name in plugin_names(&plugins) {
-        let dir = plugins.join(&name);
-        let wasm = out.join(format!("{}.wasm", name.replace('-', "_")));
-        let status = std::process::Command::new(&tool)
-            .current_dir(&dir)
-            .args(["-d", "wit", "-w", &name, "componentize", "app", "-o"])
-            .arg(&wasm)
-            .status()
-            .expect("componentize-py runs");
-        assert!(
-            status.success(),
-            "componentize-py could not build {}",
-            dir.display()
-        );
-        built.push((name, dir));
+    for folder in folders {
+        let plugins = repo.join(folder);
+        println!("cargo:rerun-if-changed={}", plugins.display());
+        for name in plugin_names(&plugins) {
+            let dir = plugins.join(&name);
+            if !dir.join(module).exists() {
+                continue;
+            }
+            println!("cargo:rerun-if-changed={}", dir.join(module).display());
+            let wasm = out.join(format!("{}.wasm", name.replace('-', "_")));
+            let mut command = build(&name, &wasm);
+            let status = command
+                .current_dir(&dir)
+                .status()
+                .expect("the guest toolchain runs");
+            assert!(
+                status.success(),
+                "could not build {}: {command:?}",
+                dir.display()
+            );
+            built.push((name, dir));
+        }
     }
     built
+}
+
+/// Each Python plugin (module `app.py`) in `tests/plugins-py` and the
+/// first-party `plugins`, built with componentize-py.
+fn python_guests(repo: &Path, tool: &Path) -> Vec<(String, PathBuf)> {
+    guests(
+        repo,
+        &["tests/plugins-py", "plugins"],
+        "app.py",
+        "python",
+        |name, wasm| {
+            let mut c = Command::new(tool);
+            c.args(["-d", "wit", "-w", name, "componentize", "app", "-o"])
+                .arg(wasm);
+            c
+        },
+    )
+}
+
+/// Each JavaScript plugin (module `app.js`) in `tests/plugins-js` and the
+/// first-party `plugins`, built with jco, without the `wasi:http`
+/// interfaces keel does not grant.
+fn js_guests(repo: &Path, jco: &Path) -> Vec<(String, PathBuf)> {
+    guests(
+        repo,
+        &["tests/plugins-js", "plugins"],
+        "app.js",
+        "js",
+        |name, wasm| {
+            let mut c = Command::new(jco);
+            c.args([
+                "componentize",
+                "app.js",
+                "--wit",
+                "wit",
+                "--world-name",
+                name,
+            ])
+            .args(["-d", "http", "-d", "fetch-event", "-o"])
+            .arg(wasm);
+            c
+        },
+    )
 }
 
 /// The folders in `dir` that hold a plugin (a keel.toml), sorted.
