@@ -34,6 +34,23 @@ struct Cli {
 enum Command {
     /// Create a keel home.
     Init,
+    /// Start a plugin project: `keel new agent NAME --lang rust|python|js`
+    /// writes its manifest, WIT, handler, build script and test.
+    New {
+        /// What to make: `agent`.
+        world: NewWorld,
+        /// The plugin id, also the project folder's name.
+        name: String,
+        #[arg(long, value_enum)]
+        lang: crate::scaffold::Lang,
+        /// The folder to make the project in (default: the current one).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// keel's `sdk` folder, for a Rust project (default: beside the
+        /// keel this was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
     /// Install, list, inspect and remove plugins.
     #[command(subcommand)]
     Plugin(PluginCmd),
@@ -140,9 +157,20 @@ enum Command {
         /// for embed_per_s and local_tokens_per_s.
         #[arg(long, value_name = "DIR")]
         models: Option<PathBuf>,
+        /// keel's source folder, whose built writer plugins in Rust, Python
+        /// and JavaScript are timed (default: the one this keel was built
+        /// from).
+        #[arg(long, value_name = "DIR")]
+        languages: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The worlds `keel new` can start a project for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum NewWorld {
+    Agent,
 }
 
 #[derive(Debug, Subcommand)]
@@ -444,6 +472,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Init => {
             let home = Home::init(&root)?;
             println!("keel home ready at {}", home.root().display());
+        }
+        Command::New {
+            world: NewWorld::Agent,
+            name,
+            lang,
+            dir,
+            sdk,
+        } => {
+            let made = crate::scaffold::new_agent(&dir, &name, lang, sdk.as_deref())?;
+            println!("made {}: edit the handler, then ./test.sh", made.display());
         }
         Command::Plugin(cmd) => plugin(&root, cmd)?,
         Command::Run {
@@ -786,8 +824,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             jobs,
             memories,
             models,
+            languages,
             json,
-        } => crate::bench::run(starts, creates, jobs, memories, models.as_deref(), json)?,
+        } => crate::bench::run(
+            starts,
+            creates,
+            jobs,
+            memories,
+            models.as_deref(),
+            languages.as_deref(),
+            json,
+        )?,
     }
     Ok(ExitCode::SUCCESS)
 }

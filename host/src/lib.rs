@@ -41,6 +41,7 @@
 //!   events and jobs.
 //! - [`up`]: `keel up`, the worker that executes durable jobs
 //!   ([`store::jobs`]: leases, retries with backoff, dead letters).
+//! - [`scaffold`]: `keel new`, a plugin project per language.
 //! - [`cli`], [`demo`], [`bench`]: the `keel` command.
 
 pub mod actions;
@@ -65,6 +66,7 @@ pub mod packages;
 pub mod plugins;
 pub mod review;
 pub mod runtime;
+pub mod scaffold;
 pub mod secrets;
 pub mod store;
 pub mod tasks;

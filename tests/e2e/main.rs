@@ -15,6 +15,7 @@ mod models;
 mod orchestration;
 mod packages;
 mod registry;
+mod scaffold;
 mod slice;
 mod up;
 mod webhooks;
