@@ -21,6 +21,10 @@ use crate::demo::{BENCH, install_embedded};
 use crate::home::Home;
 use crate::runtime::Runtime;
 
+mod languages;
+
+pub use languages::default_root as default_languages_root;
+
 #[derive(Debug, Serialize)]
 struct Figures {
     instantiate_us_p50: f64,
@@ -68,6 +72,13 @@ struct Figures {
     recall_ms_p50: f64,
     recall_ms_p99: f64,
     recall_memories: u32,
+    /// Run start (p50, µs) and component size (KiB) of the same agent in
+    /// Rust, Python and JavaScript; null when they were not built.
+    #[serde(flatten)]
+    languages: languages::Languages,
+    /// Why the languages' figures are null.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    languages_skipped: Option<String>,
 }
 
 struct Bare {
@@ -95,6 +106,7 @@ pub fn run(
     jobs: u32,
     memories: u32,
     models: Option<&std::path::Path>,
+    languages_root: Option<&std::path::Path>,
     json: bool,
 ) -> anyhow::Result<()> {
     /// Events whose wake-up latency is measured.
@@ -203,6 +215,20 @@ pub fn run(
         .err(),
     };
 
+    let (languages, languages_skipped) = match languages_root
+        .map(Path::to_path_buf)
+        .or_else(languages::default_root)
+    {
+        None => (
+            languages::Languages::default(),
+            Some("no --languages DIR (keel's source folder) given".to_string()),
+        ),
+        Some(root) => match languages::measure(&home, &mut runtime, &root, starts.min(200)) {
+            Ok(figures) => (figures, None),
+            Err(why) => (languages::Languages::default(), Some(why)),
+        },
+    };
+
     let keel = p50_us(keel_samples);
     let bare = p50_us(bare_samples);
     let create_per_s = f64::from(creates) / create_secs;
@@ -231,6 +257,8 @@ pub fn run(
         recall_ms_p50: round(percentile(&recalls, 0.50)),
         recall_ms_p99: round(percentile(&recalls, 0.99)),
         recall_memories: memories,
+        languages,
+        languages_skipped,
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&figures)?);
@@ -268,6 +296,22 @@ pub fn run(
         }
         if let Some(why) = &figures.models_skipped {
             println!("local models:      not measured: {why}");
+        }
+        let l = &figures.languages;
+        if let (Some(rs), Some(py), Some(js)) = (
+            l.instantiate_us_p50_rust,
+            l.instantiate_us_p50_python,
+            l.instantiate_us_p50_js,
+        ) {
+            println!(
+                "same agent, start: Rust {rs:.1} µs, Python {py:.1} µs, JavaScript {js:.1} µs (components {:.0} / {:.0} / {:.0} KiB)",
+                l.component_kb_rust.unwrap_or_default(),
+                l.component_kb_python.unwrap_or_default(),
+                l.component_kb_js.unwrap_or_default()
+            );
+        }
+        if let Some(why) = &figures.languages_skipped {
+            println!("languages:         not measured: {why}");
         }
         if cfg!(debug_assertions) {
             println!("(this is a debug build; measure with `cargo run --release -- bench`)");
@@ -523,6 +567,7 @@ fn recall_latencies(root: &std::path::Path, n: u32, samples: u32) -> anyhow::Res
         vector(&mut next),
         "bench/random",
         10,
+        &crate::memory::Filter::default(),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut out = Vec::new();
@@ -530,8 +575,16 @@ fn recall_latencies(root: &std::path::Path, n: u32, samples: u32) -> anyhow::Res
         let query = format!("{} {}", word(u64::from(s) * 37 % 4096), word(next() % 4096));
         let q = vector(&mut next);
         let started = Instant::now();
-        let found = crate::memory::recall(db.conn(), &grant, &query, q, "bench/random", 10)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let found = crate::memory::recall(
+            db.conn(),
+            &grant,
+            &query,
+            q,
+            "bench/random",
+            10,
+            &crate::memory::Filter::default(),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         out.push(started.elapsed().as_secs_f64() * 1000.0);
         if found.len() != 10.min(n as usize) {
             anyhow::bail!("a recall found {} of 10 memories", found.len());

@@ -126,9 +126,16 @@ fn bench_reports_its_figures() {
         "local_tokens_per_s",
         "local_prompt_tokens_per_s",
         "recall_ms_p50",
+        "instantiate_us_p50_rust",
+        "instantiate_us_p50_python",
+        "instantiate_us_p50_js",
+        "component_kb_rust",
+        "component_kb_python",
+        "component_kb_js",
     ] {
         assert!(v[field].as_f64().unwrap() > 0.0, "{field} in {v}");
     }
+    assert!(v.get("languages_skipped").is_none(), "{v}");
     assert_eq!(v["creates"], 50);
     assert_eq!(v["jobs"], 20);
     assert_eq!(v["recall_memories"], 300);

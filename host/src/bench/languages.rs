@@ -1,0 +1,93 @@
+//! Run start and component size of one agent, the writer scenario, written
+//! in Rust, Python and JavaScript (`tests/plugins/rs-writer`,
+//! `tests/plugins-py/py-writer`, `tests/plugins-js/js-writer`), each started
+//! through keel the way a run starts.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::home::Home;
+use crate::plugins::InstallRequest;
+use crate::runtime::Runtime;
+
+/// The figures per language, in `keel bench --json`'s names.
+#[derive(Debug, Default, Serialize)]
+pub struct Languages {
+    pub instantiate_us_p50_rust: Option<f64>,
+    pub instantiate_us_p50_python: Option<f64>,
+    pub instantiate_us_p50_js: Option<f64>,
+    pub component_kb_rust: Option<f64>,
+    pub component_kb_python: Option<f64>,
+    pub component_kb_js: Option<f64>,
+}
+
+/// The writer's folder per language under keel's source folder `root`.
+const WRITERS: [(&str, &str); 3] = [
+    ("rust", "tests/plugins/rs-writer"),
+    ("python", "tests/plugins-py/py-writer"),
+    ("js", "tests/plugins-js/js-writer"),
+];
+
+/// keel's source folder as this keel was built from, when it is still there.
+pub fn default_root() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    root.join(WRITERS[0].1).exists().then_some(root)
+}
+
+/// Installs each language's writer into `home` and times `samples` run
+/// starts of each after a first one (which compiles it); why not, when a
+/// writer has not been built.
+pub fn measure(
+    home: &Home,
+    runtime: &mut Runtime,
+    root: &Path,
+    samples: usize,
+) -> Result<Languages, String> {
+    let mut figures = Languages::default();
+    for (lang, folder) in WRITERS {
+        let dir = root.join(folder);
+        let req = InstallRequest {
+            source: dir.clone(),
+            ..InstallRequest::default()
+        };
+        let checked = crate::plugins::check(runtime.engine(), runtime.linker(), &req).map_err(
+            |e| {
+                format!(
+                    "the {lang} writer in {} is not built ({e}); `cargo test -p keel-test-artifacts` builds it",
+                    dir.display()
+                )
+            },
+        )?;
+        let size = super::round(checked.component_bytes.len() as f64 / 1024.0);
+        let id = checked.manifest.plugin.id.clone();
+        let mut db = home.store().map_err(|e| e.to_string())?;
+        crate::plugins::install(home, runtime.engine(), &mut db, &checked)
+            .map_err(|e| format!("installing the {lang} writer: {e}"))?;
+        let row = crate::runtime::installed(&db, &id).map_err(|e| e.to_string())?;
+        db = runtime.start_only(db, &row).map_err(|e| e.to_string())?;
+        let mut times = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let t = Instant::now();
+            db = runtime.start_only(db, &row).map_err(|e| e.to_string())?;
+            times.push(t.elapsed());
+        }
+        let p50 = super::round(super::p50_us(times));
+        match lang {
+            "rust" => {
+                figures.instantiate_us_p50_rust = Some(p50);
+                figures.component_kb_rust = Some(size);
+            }
+            "python" => {
+                figures.instantiate_us_p50_python = Some(p50);
+                figures.component_kb_python = Some(size);
+            }
+            _ => {
+                figures.instantiate_us_p50_js = Some(p50);
+                figures.component_kb_js = Some(size);
+            }
+        }
+    }
+    Ok(figures)
+}
