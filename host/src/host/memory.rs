@@ -112,7 +112,7 @@ impl HostCtx {
                     Ok(())
                 }
             })
-            .and_then(|()| filter)
+            .and(filter)
             .and_then(|filter| Ok((filter, self.embed_for_memory(&query)?)));
         let (filter, e) = match embedded {
             Ok(e) => e,
