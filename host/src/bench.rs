@@ -23,8 +23,6 @@ use crate::runtime::Runtime;
 
 mod languages;
 
-pub use languages::default_root as default_languages_root;
-
 #[derive(Debug, Serialize)]
 struct Figures {
     instantiate_us_p50: f64,
@@ -95,6 +93,24 @@ impl WasiView for Bare {
     }
 }
 
+/// Times `samples` run starts of `row` through keel, after a first one
+/// that prepares it (compiles or loads from cache) and is not counted.
+fn time_starts(
+    runtime: &mut Runtime,
+    mut db: crate::store::Store,
+    row: &crate::store::plugins::PluginRow,
+    samples: usize,
+) -> anyhow::Result<(Vec<Duration>, crate::store::Store)> {
+    db = runtime.start_only(db, row)?;
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let t = Instant::now();
+        db = runtime.start_only(db, row)?;
+        times.push(t.elapsed());
+    }
+    Ok((times, db))
+}
+
 fn p50_us(mut samples: Vec<Duration>) -> f64 {
     samples.sort();
     samples[samples.len() / 2].as_secs_f64() * 1e6
@@ -126,16 +142,9 @@ pub fn run(
     )?;
     let mut db = home.store()?;
 
-    // Run start through keel. The first call prepares (compiles or loads
-    // from cache) and is not counted.
     let row = crate::runtime::installed(&db, "bench")?;
-    db = runtime.start_only(db, &row)?;
-    let mut keel_samples = Vec::with_capacity(starts);
-    for _ in 0..starts {
-        let t = Instant::now();
-        db = runtime.start_only(db, &row)?;
-        keel_samples.push(t.elapsed());
-    }
+    let (keel_samples, db_back) = time_starts(&mut runtime, db, &row, starts)?;
+    db = db_back;
 
     // The same component on a bare linker and the same engine.
     let engine = runtime.engine().engine().clone();

@@ -75,3 +75,9 @@ mod testing;
 pub mod triggers;
 pub mod up;
 pub mod webhooks;
+
+/// The source folder this keel was built from (it may have moved since):
+/// where `keel new` finds the Rust SDK and `keel bench` the plugins it times.
+pub fn source_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}

@@ -67,7 +67,7 @@ const RUST: &[File] = &[
 
 /// Where `keel-sdk` sits beside the keel it was built from, if it still does.
 fn default_sdk() -> Option<PathBuf> {
-    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
+    let sdk = crate::source_dir().join("sdk");
     sdk.join("agent/Cargo.toml")
         .exists()
         .then(|| sdk.canonicalize().unwrap_or(sdk))
@@ -253,7 +253,7 @@ mod tests {
     #[test]
     fn every_placeholder_is_filled_in_every_language() {
         let dir = tempfile::tempdir().unwrap();
-        let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
+        let sdk = crate::source_dir().join("sdk");
         for (lang, name) in [
             (Lang::Rust, "my-rust"),
             (Lang::Python, "my-py"),

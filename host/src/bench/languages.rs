@@ -4,7 +4,6 @@
 //! through keel the way a run starts.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use serde::Serialize;
 
@@ -32,7 +31,7 @@ const WRITERS: [(&str, &str); 3] = [
 
 /// keel's source folder as this keel was built from, when it is still there.
 pub fn default_root() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = crate::source_dir();
     root.join(WRITERS[0].1).exists().then_some(root)
 }
 
@@ -45,7 +44,8 @@ pub fn measure(
     root: &Path,
     samples: usize,
 ) -> Result<Languages, String> {
-    let mut figures = Languages::default();
+    // (run start p50, component KiB) in the order of WRITERS.
+    let mut measured = Vec::new();
     for (lang, folder) in WRITERS {
         let dir = root.join(folder);
         let req = InstallRequest {
@@ -66,28 +66,18 @@ pub fn measure(
         crate::plugins::install(home, runtime.engine(), &mut db, &checked)
             .map_err(|e| format!("installing the {lang} writer: {e}"))?;
         let row = crate::runtime::installed(&db, &id).map_err(|e| e.to_string())?;
-        db = runtime.start_only(db, &row).map_err(|e| e.to_string())?;
-        let mut times = Vec::with_capacity(samples);
-        for _ in 0..samples {
-            let t = Instant::now();
-            db = runtime.start_only(db, &row).map_err(|e| e.to_string())?;
-            times.push(t.elapsed());
-        }
-        let p50 = super::round(super::p50_us(times));
-        match lang {
-            "rust" => {
-                figures.instantiate_us_p50_rust = Some(p50);
-                figures.component_kb_rust = Some(size);
-            }
-            "python" => {
-                figures.instantiate_us_p50_python = Some(p50);
-                figures.component_kb_python = Some(size);
-            }
-            _ => {
-                figures.instantiate_us_p50_js = Some(p50);
-                figures.component_kb_js = Some(size);
-            }
-        }
+        let (times, _) =
+            super::time_starts(runtime, db, &row, samples).map_err(|e| e.to_string())?;
+        measured.push((super::round(super::p50_us(times)), size));
     }
+    let [rust, python, js] = [measured[0], measured[1], measured[2]];
+    let figures = Languages {
+        instantiate_us_p50_rust: Some(rust.0),
+        instantiate_us_p50_python: Some(python.0),
+        instantiate_us_p50_js: Some(js.0),
+        component_kb_rust: Some(rust.1),
+        component_kb_python: Some(python.1),
+        component_kb_js: Some(js.1),
+    };
     Ok(figures)
 }
