@@ -15,7 +15,8 @@
 //! embed_model = "minilm"
 //! api_key_env = "LAB_API_KEY" # the key is read from this variable, never stored,
 //!                            # or: api_key_secret = "lab" (`keel secret set lab`)
-//! timeout_ms = 60000
+//! timeout_ms = 60000         # per request (default 60 s; a `local` provider
+//!                            # waits as long as the run may last)
 //! retries = 2                # transient failures retried before falling back
 //! price_in = 0.15            # dollars per million tokens
 //! price_out = 0.60
@@ -116,8 +117,11 @@ pub struct Provider {
     /// not be read.
     #[serde(skip)]
     pub api_key: Option<Result<String, String>>,
-    #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: u64,
+    /// How long one request may take; unset, 60 s for a server and the
+    /// run's own deadline for the embedded models, which cannot hang but
+    /// slow down when the machine is busy.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
     #[serde(default = "default_retries")]
     pub retries: u32,
     #[serde(default)]
@@ -139,15 +143,24 @@ pub enum SchemaFormat {
     JsonObject,
 }
 
-fn default_timeout_ms() -> u64 {
-    60_000
-}
+/// A server's answer is awaited this long unless `timeout_ms` says.
+const SERVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn default_retries() -> u32 {
     2
 }
 
 impl Provider {
+    /// The longest one request to this provider may take, the run's
+    /// deadline apart.
+    pub fn timeout(&self) -> Option<std::time::Duration> {
+        match (self.timeout_ms, self.kind) {
+            (Some(ms), _) => Some(std::time::Duration::from_millis(ms)),
+            (None, ProviderKind::Local) => None,
+            (None, _) => Some(SERVER_TIMEOUT),
+        }
+    }
+
     /// The model this provider uses for `tier` (`small`, `large`, `embed`).
     pub fn model_for(&self, tier: &str) -> Option<&str> {
         if tier == "embed" {
@@ -202,7 +215,7 @@ impl ModelsConfig {
             api_key_env: None,
             api_key_secret: None,
             api_key: None,
-            timeout_ms: default_timeout_ms(),
+            timeout_ms: None,
             retries: 0,
             price_in: 0.0,
             price_out: 0.0,
@@ -350,6 +363,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(some.tiers.small, ["local".to_string()]);
+        // A server is awaited 60 s unless the file says; the embedded
+        // models as long as the run may last.
+        assert_eq!(some.providers["a"].timeout(), Some(SERVER_TIMEOUT));
+        assert_eq!(some.providers["local"].timeout(), None);
+        let set = ModelsConfig::parse(
+            "[providers.local]\nkind = \"local\"\ntimeout_ms = 1500\n",
+            "models.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            set.providers["local"].timeout(),
+            Some(std::time::Duration::from_millis(1500))
+        );
         let e = ModelsConfig::parse(
             "[providers.local]\nkind = \"local\"\nembed_model = \"other\"\n",
             "models.toml",

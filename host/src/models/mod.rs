@@ -157,7 +157,7 @@ fn serve<T>(
                 failures.push(format!("{name}: the run's deadline left no time"));
                 return Err(unavailable(tier, &failures));
             }
-            let timeout = left.min(Duration::from_millis(provider.timeout_ms));
+            let timeout = provider.timeout().map_or(left, |t| left.min(t));
             attempts += 1;
             let result = call(provider, model, timeout);
             let failure = match result {
