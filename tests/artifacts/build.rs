@@ -1,8 +1,9 @@
 //! Builds the hostile and helper test plugins in `tests/plugins` (Rust),
 //! `tests/plugins-py` (Python, with componentize-py from
-//! `scripts/setup --python-guest`) and `tests/plugins-js` (JavaScript, with
-//! jco from `scripts/setup --js-guest`) once per test run and writes their
-//! paths into a generated module.
+//! `scripts/setup --python-guest`), `tests/plugins-js` (JavaScript, with
+//! jco from `scripts/setup --js-guest`) and `tests/plugins-c` (C, with
+//! Debian's clang from `scripts/setup --c-guest`) once per test run and
+//! writes their paths into a generated module.
 
 #[path = "../../host/guest_build.rs"]
 mod guest_build;
@@ -74,7 +75,8 @@ fn main() {
     .unwrap();
     let python = python_guests(repo, &componentize_py);
     let js = js_guests(repo, &jco);
-    for (lang, guests) in [("Python", python), ("JavaScript", js)] {
+    let c = c_guests(repo);
+    for (lang, guests) in [("Python", python), ("JavaScript", js), ("C", c)] {
         for (name, dir) in guests {
             let konst = name.to_uppercase().replace('-', "_");
             writeln!(
@@ -125,15 +127,15 @@ fn toolchain(repo: &Path, prefix: &str, pins: &[&str], flag: &str) -> PathBuf {
     dir
 }
 
-/// Builds each plugin folder in `tests/LANG_DIR` (its own world `NAME` in
-/// `wit/`) with `build(name, out)`, run in its folder, into `target/wasm/OUT/NAME.wasm`;
-/// their names and folders.
+/// Builds each plugin folder in `folders` that holds `module` with
+/// `build(name, folder, wasm)` into `target/wasm/OUT/NAME.wasm`; their names
+/// and folders.
 fn guests(
     repo: &Path,
     folders: &[&str],
     module: &str,
     out: &str,
-    build: impl Fn(&str, &Path) -> Command,
+    build: impl Fn(&str, &Path, &Path),
 ) -> Vec<(String, PathBuf)> {
     println!("cargo:rerun-if-changed={}", repo.join("wit").display());
     let out = repo.join("target").join("wasm").join(out);
@@ -149,20 +151,24 @@ fn guests(
             }
             println!("cargo:rerun-if-changed={}", dir.join(module).display());
             let wasm = out.join(format!("{}.wasm", name.replace('-', "_")));
-            let mut command = build(&name, &wasm);
-            let status = command
-                .current_dir(&dir)
-                .status()
-                .expect("the guest toolchain runs");
-            assert!(
-                status.success(),
-                "could not build {}: {command:?}",
-                dir.display()
-            );
+            build(&name, &dir, &wasm);
             built.push((name, dir));
         }
     }
     built
+}
+
+/// Runs `command` in `dir`, which builds the plugin there.
+fn run(mut command: Command, dir: &Path) {
+    let status = command
+        .current_dir(dir)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    assert!(
+        status.success(),
+        "could not build {}: {command:?}",
+        dir.display()
+    );
 }
 
 /// Each Python plugin (module `app.py`) in `tests/plugins-py` and the
@@ -173,11 +179,11 @@ fn python_guests(repo: &Path, tool: &Path) -> Vec<(String, PathBuf)> {
         &["tests/plugins-py", "plugins"],
         "app.py",
         "python",
-        |name, wasm| {
+        |name, dir, wasm| {
             let mut c = Command::new(tool);
             c.args(["-d", "wit", "-w", name, "componentize", "app", "-o"])
                 .arg(wasm);
-            c
+            run(c, dir);
         },
     )
 }
@@ -191,7 +197,7 @@ fn js_guests(repo: &Path, jco: &Path) -> Vec<(String, PathBuf)> {
         &["tests/plugins-js", "plugins"],
         "app.js",
         "js",
-        |name, wasm| {
+        |name, dir, wasm| {
             let mut c = Command::new(jco);
             c.args([
                 "componentize",
@@ -203,9 +209,102 @@ fn js_guests(repo: &Path, jco: &Path) -> Vec<(String, PathBuf)> {
             ])
             .args(["-d", "http", "-d", "fetch-event", "-o"])
             .arg(wasm);
-            c
+            run(c, dir);
         },
     )
+}
+
+/// Each C plugin (sources `*.c`, `app.c` among them) in `tests/plugins-c`
+/// and the first-party `plugins`, built with Debian's clang against the
+/// bindings wit-bindgen generates for its manifest's world in `wit/`, then
+/// made a component with the WASI reactor adapter. Its bindings and core
+/// module stay in `target/wasm/c/NAME/`.
+fn c_guests(repo: &Path) -> Vec<(String, PathBuf)> {
+    let clang = Command::new(CLANG).arg("--version").output();
+    assert!(
+        clang.is_ok_and(|o| o.status.success()),
+        "the C plugin toolchain is missing; install it with `scripts/setup --c-guest`"
+    );
+    guests(
+        repo,
+        &["tests/plugins-c", "plugins"],
+        "app.c",
+        "c",
+        |_, dir, wasm| {
+            let work = wasm.with_extension("");
+            std::fs::create_dir_all(&work).expect("create the C plugin's build folder");
+            let world = c_bindings(dir, &work);
+            let mut sources: Vec<PathBuf> = std::fs::read_dir(dir)
+                .expect("read the C plugin's folder")
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "c"))
+                .collect();
+            sources.sort();
+            let core = work.join("core.wasm");
+            let mut c = Command::new(CLANG);
+            c.args(C_FLAGS)
+                .arg("-I")
+                .arg(&work)
+                .args(&sources)
+                .arg(work.join(format!("{world}.c")))
+                .arg(work.join(format!("{world}_component_type.o")))
+                .arg("-o")
+                .arg(&core);
+            run(c, dir);
+            let module = std::fs::read(&core).expect("read the C plugin's core module");
+            let component = wit_component::ComponentEncoder::default()
+            .module(&module)
+            .and_then(|e| {
+                e.adapter(
+                    wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
+                    wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
+                )
+            })
+            .and_then(|e| e.validate(true).encode())
+            .unwrap_or_else(|e| panic!("could not make a component of {}: {e:#}", dir.display()));
+            std::fs::write(wasm, component).expect("write the C plugin's component");
+        },
+    )
+}
+
+/// The compiler and its flags for a C plugin: a WASI reactor (no `main`,
+/// the host calls its exports), warnings as errors, small, no debug info.
+const CLANG: &str = "clang-14";
+const C_FLAGS: &[&str] = &[
+    "--target=wasm32-wasi",
+    "-mexec-model=reactor",
+    "-Os",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-Wl,--strip-debug",
+];
+
+/// Writes the C bindings of the world `dir/keel.toml` names, from
+/// `dir/wit`, into `out`; the world's name, as the files are named.
+fn c_bindings(dir: &Path, out: &Path) -> String {
+    let manifest = std::fs::read_to_string(dir.join("keel.toml")).expect("read keel.toml");
+    let manifest: toml::Table = toml::from_str(&manifest).expect("keel.toml is TOML");
+    let world = manifest["plugin"]["world"]
+        .as_str()
+        .expect("keel.toml names its world")
+        .to_string();
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve
+        .push_path(dir.join("wit"))
+        .unwrap_or_else(|e| panic!("{}: {e:#}", dir.join("wit").display()));
+    let id = resolve
+        .select_world(&[package], Some(&world))
+        .unwrap_or_else(|e| panic!("{}: {e:#}", dir.display()));
+    let mut files = wit_bindgen_core::Files::default();
+    wit_bindgen_c::Opts::default()
+        .build()
+        .generate(&mut resolve, id, &mut files)
+        .unwrap_or_else(|e| panic!("C bindings for {}: {e:#}", dir.display()));
+    for (name, bytes) in files.iter() {
+        std::fs::write(out.join(name), bytes).expect("write the C bindings");
+    }
+    world.replace('-', "_")
 }
 
 /// The folders in `dir` that hold a plugin (a keel.toml), sorted.

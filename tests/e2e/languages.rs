@@ -1,7 +1,7 @@
 //! Plugins written in other languages run with the same grants, limits and
 //! audit as Rust ones: one scenario, the writer (see
-//! `tests/plugins/rs-writer`), written in Rust, Python and JavaScript, and
-//! held to the same records, audit entries, denials and errors.
+//! `tests/plugins/rs-writer`), written in Rust, Python, JavaScript and C,
+//! and held to the same records, audit entries, denials and errors.
 
 use serde_json::{Value, json};
 
@@ -13,10 +13,11 @@ const WRITERS: &[(&str, &str, &str)] = &[
     ("rust", artifacts::RS_WRITER_DIR, "test-rs-writer"),
     ("python", artifacts::PY_WRITER_DIR, "test-py-writer"),
     ("javascript", artifacts::JS_WRITER_DIR, "test-js-writer"),
+    ("c", artifacts::C_WRITER_DIR, "test-c-writer"),
 ];
 
 /// What one writer did in a fresh home, in terms that do not depend on ids
-/// or times, so the three languages can be compared.
+/// or times, so the languages can be compared.
 fn scenario(lang: &str, dir: &str, plugin: &str) -> Value {
     let keel = Keel::new();
     keel.install_test_plugin(dir, &[]);
@@ -71,7 +72,7 @@ fn scenario(lang: &str, dir: &str, plugin: &str) -> Value {
 }
 
 #[test]
-fn the_writer_behaves_the_same_in_rust_python_and_javascript() {
+fn the_writer_behaves_the_same_in_rust_python_javascript_and_c() {
     let mut seen = Vec::new();
     for (lang, dir, plugin) in WRITERS {
         let got = scenario(lang, dir, plugin);

@@ -1,6 +1,7 @@
 //! The writer scenario, written the same way in Rust (here), Python
-//! (`tests/plugins-py/py-writer`) and JavaScript (`tests/plugins-js/js-writer`)
-//! so one test can hold all three to the same records, audit and errors.
+//! (`tests/plugins-py/py-writer`), JavaScript (`tests/plugins-js/js-writer`)
+//! and C (`tests/plugins-c/c-writer`) so one test can hold them all to the
+//! same records, audit and errors.
 //!
 //! Given `{"text": T}`: creates a `test/item` `{"text": T}` with identity
 //! `("writer", T)`; when it is new, updates it to `{"text": T, "lang":
