@@ -307,16 +307,18 @@ pub fn run(
             println!("local models:      not measured: {why}");
         }
         let l = &figures.languages;
-        if let (Some(rs), Some(py), Some(js)) = (
+        if let (Some(rs), Some(py), Some(js), Some(c)) = (
             l.instantiate_us_p50_rust,
             l.instantiate_us_p50_python,
             l.instantiate_us_p50_js,
+            l.instantiate_us_p50_c,
         ) {
             println!(
-                "same agent, start: Rust {rs:.1} µs, Python {py:.1} µs, JavaScript {js:.1} µs (components {:.0} / {:.0} / {:.0} KiB)",
+                "same agent, start: Rust {rs:.1} µs, Python {py:.1} µs, JavaScript {js:.1} µs, C {c:.1} µs (components {:.0} / {:.0} / {:.0} / {:.0} KiB)",
                 l.component_kb_rust.unwrap_or_default(),
                 l.component_kb_python.unwrap_or_default(),
-                l.component_kb_js.unwrap_or_default()
+                l.component_kb_js.unwrap_or_default(),
+                l.component_kb_c.unwrap_or_default()
             );
         }
         if let Some(why) = &figures.languages_skipped {

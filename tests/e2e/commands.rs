@@ -4,6 +4,7 @@ use crate::harness::Keel;
 
 #[test]
 fn demo_ingests_makes_tasks_triages_mail_and_verifies_the_trail() {
+    let _turn = crate::models::local_chat_turn();
     let keel = Keel::new();
     let home = keel.folder("demo-home");
     let out = std::process::Command::new(crate::harness::bin())
@@ -101,6 +102,7 @@ fn demo_ingests_makes_tasks_triages_mail_and_verifies_the_trail() {
 
 #[test]
 fn bench_reports_its_figures() {
+    let _turn = crate::models::local_chat_turn();
     let keel = Keel::new();
     let models = crate::models::local_models();
     let v = keel.json(&[
@@ -129,9 +131,11 @@ fn bench_reports_its_figures() {
         "instantiate_us_p50_rust",
         "instantiate_us_p50_python",
         "instantiate_us_p50_js",
+        "instantiate_us_p50_c",
         "component_kb_rust",
         "component_kb_python",
         "component_kb_js",
+        "component_kb_c",
     ] {
         assert!(v[field].as_f64().unwrap() > 0.0, "{field} in {v}");
     }

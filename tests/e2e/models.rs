@@ -694,6 +694,14 @@ pub fn local_models() -> PathBuf {
     dir
 }
 
+/// One test at a time writes with the local chat model: two at once on
+/// this machine's two cores each write at a fraction of the speed, and the
+/// runs' deadlines are sized for one.
+pub fn local_chat_turn() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// `models.toml` that points the built-in local provider at the tests'
 /// weights.
 pub fn local_provider() -> String {
@@ -705,6 +713,7 @@ pub fn local_provider() -> String {
 
 #[test]
 fn the_local_chat_model_answers_offline_and_follows_a_schema() {
+    let _turn = local_chat_turn();
     let keel = Keel::new();
     asker(&keel, None);
     // Without the weights, the error says how to fetch them.

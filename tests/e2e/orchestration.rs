@@ -115,6 +115,7 @@ fn a_goal_becomes_tasks_executors_do_once_and_the_email_waits_for_review() {
 
 #[test]
 fn a_goal_of_one_line_is_planned_by_the_large_tier_recalling_memories() {
+    let _turn = crate::models::local_chat_turn();
     let keel = Keel::new();
     keel.ok(&["plugin", "install", plugin_dir("planner").to_str().unwrap()]);
     keel.install_test_plugin(crate::harness::artifacts::ASKER_DIR, &[]);

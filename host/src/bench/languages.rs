@@ -1,7 +1,8 @@
 //! Run start and component size of one agent, the writer scenario, written
-//! in Rust, Python and JavaScript (`tests/plugins/rs-writer`,
-//! `tests/plugins-py/py-writer`, `tests/plugins-js/js-writer`), each started
-//! through keel the way a run starts.
+//! in Rust, Python, JavaScript and C (`tests/plugins/rs-writer`,
+//! `tests/plugins-py/py-writer`, `tests/plugins-js/js-writer`,
+//! `tests/plugins-c/c-writer`), each started through keel the way a run
+//! starts.
 
 use std::path::{Path, PathBuf};
 
@@ -17,16 +18,19 @@ pub struct Languages {
     pub instantiate_us_p50_rust: Option<f64>,
     pub instantiate_us_p50_python: Option<f64>,
     pub instantiate_us_p50_js: Option<f64>,
+    pub instantiate_us_p50_c: Option<f64>,
     pub component_kb_rust: Option<f64>,
     pub component_kb_python: Option<f64>,
     pub component_kb_js: Option<f64>,
+    pub component_kb_c: Option<f64>,
 }
 
 /// The writer's folder per language under keel's source folder `root`.
-const WRITERS: [(&str, &str); 3] = [
+const WRITERS: [(&str, &str); 4] = [
     ("rust", "tests/plugins/rs-writer"),
     ("python", "tests/plugins-py/py-writer"),
     ("js", "tests/plugins-js/js-writer"),
+    ("c", "tests/plugins-c/c-writer"),
 ];
 
 /// keel's source folder as this keel was built from, when it is still there.
@@ -70,14 +74,16 @@ pub fn measure(
             super::time_starts(runtime, db, &row, samples).map_err(|e| e.to_string())?;
         measured.push((super::round(super::p50_us(times)), size));
     }
-    let [rust, python, js] = [measured[0], measured[1], measured[2]];
+    let [rust, python, js, c] = [measured[0], measured[1], measured[2], measured[3]];
     let figures = Languages {
         instantiate_us_p50_rust: Some(rust.0),
         instantiate_us_p50_python: Some(python.0),
         instantiate_us_p50_js: Some(js.0),
+        instantiate_us_p50_c: Some(c.0),
         component_kb_rust: Some(rust.1),
         component_kb_python: Some(python.1),
         component_kb_js: Some(js.1),
+        component_kb_c: Some(c.1),
     };
     Ok(figures)
 }
