@@ -141,6 +141,92 @@ fn the_writer_behaves_the_same_in_rust_python_javascript_and_c() {
     }
 }
 
+#[test]
+fn a_python_connector_brings_a_feed_in_once_and_follows_its_changes() {
+    let keel = Keel::new();
+    let feed = keel.folder("feed");
+    let put = |items: &str| std::fs::write(feed.join("items.json"), items).unwrap();
+    put(r#"[{"id": "a", "text": "one"}, {"id": "b", "text": "two"}]"#);
+    let bind = format!("feed={}", feed.display());
+    keel.install_test_plugin(artifacts::PY_FEED_DIR, &["--dir", &bind]);
+    let sync = |expect: Value| {
+        let ran = keel.run_json("test-py-feed", None);
+        assert_eq!(ran["outcome"], "ok", "{ran}");
+        assert_eq!(ran["sync"], expect, "{ran}");
+    };
+    let texts = || -> Vec<Value> {
+        let mut t: Vec<Value> = keel
+            .records("test/item")
+            .iter()
+            .map(|r| {
+                assert_eq!(r["created_by"], "test-py-feed@0.1.0", "{r}");
+                r["body"]["text"].clone()
+            })
+            .collect();
+        t.sort_by_key(|v| v.to_string());
+        t
+    };
+    sync(json!({ "created": 2, "updated": 0, "unchanged": 0 }));
+    assert_eq!(texts(), [json!("one"), json!("two")]);
+    // The file as it was: the cursor says so, and no action is called.
+    let calls = || keel.audit(&["--plugin", "test-py-feed"]).len();
+    let before = calls();
+    sync(json!({ "created": 0, "updated": 0, "unchanged": 2 }));
+    assert_eq!(calls(), before, "an unchanged feed calls no action");
+    put(
+        r#"[{"id": "a", "text": "one"}, {"id": "b", "text": "two, edited"}, {"id": "c", "text": "three"}]"#,
+    );
+    sync(json!({ "created": 1, "updated": 1, "unchanged": 1 }));
+    assert_eq!(
+        texts(),
+        [json!("one"), json!("three"), json!("two, edited")]
+    );
+    let edited = keel
+        .records("test/item")
+        .into_iter()
+        .find(|r| r["body"]["text"] == "two, edited")
+        .unwrap();
+    let shown = keel.json(&[
+        "records",
+        "show",
+        edited["id"].as_str().unwrap(),
+        "--history",
+    ]);
+    let versions: Vec<(Value, Value)> = shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["body"]["text"].clone(), v["note"].clone()))
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            (json!("two"), json!("from the feed")),
+            (json!("two, edited"), json!("from the feed"))
+        ]
+    );
+    // A broken or missing feed is the plugin's error and writes nothing.
+    put("[{\"id\": 1}]");
+    let bad = keel.run_json("test-py-feed", None);
+    assert_eq!(
+        (&bad["outcome"], &bad["error"]),
+        (&json!("error"), &json!("invalid")),
+        "{bad}"
+    );
+    assert!(
+        bad["detail"]
+            .as_str()
+            .unwrap()
+            .contains("must be a list of"),
+        "{bad}"
+    );
+    std::fs::remove_file(feed.join("items.json")).unwrap();
+    let missing = keel.run_json("test-py-feed", None);
+    assert_eq!(missing["error"], "not-found", "{missing}");
+    assert_eq!(keel.records("test/item").len(), 3);
+    keel.ok(&["audit", "verify"]);
+}
+
 /// A mail file as the files connector reads it.
 fn eml(from: &str, to: &str, subject: &str, days_ago: i64) -> String {
     let date = chrono::Utc::now() - chrono::Duration::days(days_ago);
