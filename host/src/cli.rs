@@ -34,7 +34,7 @@ struct Cli {
 enum Command {
     /// Create a keel home.
     Init,
-    /// Start a plugin project: `keel new agent NAME --lang rust|python|js`
+    /// Start a plugin project: `keel new agent NAME --lang rust|python|js|c`
     /// writes its manifest, WIT, handler, build script and test.
     New {
         /// What to make: `agent`.

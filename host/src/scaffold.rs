@@ -12,6 +12,7 @@ pub enum Lang {
     Rust,
     Python,
     Js,
+    C,
 }
 
 /// The contract, as this keel speaks it.
@@ -20,6 +21,9 @@ const HOST_WIT: &str = include_str!("../../wit/host.wit");
 const GUEST_PYTHON: &str = include_str!("../../scripts/guest-python.txt");
 /// The JavaScript toolchain keel is tested with, pinned to the byte.
 const GUEST_JS_LOCK: &str = include_str!("../../scripts/guest-js/package-lock.json");
+
+/// The C tools' pins (`NAME@VERSION` lines) keel is tested with.
+const GUEST_C: &str = include_str!("../../scripts/guest-c.txt");
 
 /// `(path in the project, template, executable)`.
 type File = (&'static str, &'static str, bool);
@@ -55,6 +59,11 @@ const JS: &[File] = &[
         false,
     ),
 ];
+const C: &[File] = &[
+    ("app.c", include_str!("scaffold/c/app.c"), false),
+    ("keel_json.h", include_str!("scaffold/c/keel_json.h"), false),
+    ("build.sh", include_str!("scaffold/c/build.sh"), true),
+];
 const RUST: &[File] = &[
     (
         "Cargo.toml",
@@ -80,6 +89,14 @@ fn componentize_py_version() -> &'static str {
         .find_map(|l| l.trim().strip_prefix("componentize-py=="))
         .and_then(|rest| rest.split([' ', '\\', ';']).next())
         .unwrap_or("0.25.1")
+}
+
+/// The version of the C tool `name` pinned in `scripts/guest-c.txt`.
+fn c_tool_version(name: &str) -> &'static str {
+    GUEST_C
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix('@'))
+        .unwrap_or("")
 }
 
 /// The project's `package.json`: jco exactly as keel's own toolchain has it.
@@ -117,6 +134,8 @@ fn fill(template: &str, name: &str, sdk: &str) -> String {
         .replace("{{crate}}", &name.replace('-', "_"))
         .replace("{{sdk}}", sdk)
         .replace("{{componentize_py}}", componentize_py_version())
+        .replace("{{wit_bindgen}}", c_tool_version("wit-bindgen-cli"))
+        .replace("{{wasm_tools}}", c_tool_version("wasm-tools"))
 }
 
 /// Writes a new agent project `name` in `lang` as `parent/name` and
@@ -161,23 +180,41 @@ pub fn new_agent(
         }
         _ => String::new(),
     };
-    let mut files: Vec<(String, String, bool)> = COMMON
+    let mut files: Vec<(String, Vec<u8>, bool)> = COMMON
         .iter()
         .chain(match lang {
             Lang::Rust => RUST,
             Lang::Python => PYTHON,
             Lang::Js => JS,
+            Lang::C => C,
         })
-        .map(|(path, text, exec)| (path.to_string(), fill(text, name, &sdk), *exec))
+        .map(|(path, text, exec)| (path.to_string(), fill(text, name, &sdk).into(), *exec))
         .collect();
-    if lang != Lang::Rust {
-        files.push(("wit/deps/keel-host/host.wit".into(), HOST_WIT.into(), false));
+    match lang {
+        Lang::Rust => {}
+        // C's bindings import only what the code calls: keel's own world.
+        Lang::C => {
+            files.push(("wit/host.wit".into(), HOST_WIT.into(), false));
+            files.push((
+                "wasi_snapshot_preview1.reactor.wasm".into(),
+                wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER
+                    .to_vec(),
+                false,
+            ));
+        }
+        Lang::Python | Lang::Js => {
+            files.push(("wit/deps/keel-host/host.wit".into(), HOST_WIT.into(), false))
+        }
     }
     if lang == Lang::Js {
-        files.push(("package.json".into(), package_json(name), false));
-        files.push(("package-lock.json".into(), package_lock(name)?, false));
+        files.push(("package.json".into(), package_json(name).into(), false));
+        files.push((
+            "package-lock.json".into(),
+            package_lock(name)?.into(),
+            false,
+        ));
     }
-    files.push(("README.md".into(), readme(name, lang), false));
+    files.push(("README.md".into(), readme(name, lang).into(), false));
 
     // Written in a staging folder beside the destination, then renamed, so
     // a failure leaves nothing half-made.
@@ -220,11 +257,21 @@ fn readme(name: &str, lang: Lang) -> String {
             "app.js",
             "Node.js 20 and npm; build.sh installs jco from package-lock.json",
         ),
+        Lang::C => (
+            "app.c",
+            "Debian's clang 14, wit-bindgen and wasm-tools (build.sh says how to install each)",
+        ),
     };
-    let wit = if lang == Lang::Rust {
-        "The Rust SDK (keel-agent) brings the WIT and imports only what the code uses."
-    } else {
-        "`wit/world.wit` imports only the interfaces keel.toml grants; keel refuses to install a component that imports more, so add an import when you add a capability."
+    let wit = match lang {
+        Lang::Rust => {
+            "The Rust SDK (keel-agent) brings the WIT and imports only what the code uses."
+        }
+        Lang::C => {
+            "The bindings are generated for keel's own `agent` world in `wit/host.wit`, and the component imports only the host functions the code calls; keel refuses to install one that calls beyond what keel.toml grants, so grow keel.toml with the code. `keel_json.h` reads and writes the JSON of inputs and bodies; `wasi_snapshot_preview1.reactor.wasm` is the WASI adapter of the wasmtime keel runs on."
+        }
+        Lang::Python | Lang::Js => {
+            "`wit/world.wit` imports only the interfaces keel.toml grants; keel refuses to install a component that imports more, so add an import when you add a capability."
+        }
     };
     format!(
         "# {name}\n\n\
@@ -258,11 +305,22 @@ mod tests {
             (Lang::Rust, "my-rust"),
             (Lang::Python, "my-py"),
             (Lang::Js, "my-js"),
+            (Lang::C, "my-c"),
         ] {
             let made = new_agent(dir.path(), name, lang, Some(&sdk)).unwrap();
             for entry in walk(&made) {
+                if entry.extension().is_some_and(|x| x == "wasm") {
+                    continue;
+                }
                 let text = std::fs::read_to_string(&entry).unwrap();
-                for placeholder in ["{{name}}", "{{crate}}", "{{sdk}}", "{{componentize_py}}"] {
+                for placeholder in [
+                    "{{name}}",
+                    "{{crate}}",
+                    "{{sdk}}",
+                    "{{componentize_py}}",
+                    "{{wit_bindgen}}",
+                    "{{wasm_tools}}",
+                ] {
                     assert!(
                         !text.contains(placeholder),
                         "{} keeps {placeholder}",
@@ -276,8 +334,13 @@ mod tests {
         }
         let lock = std::fs::read_to_string(dir.path().join("my-js/package-lock.json")).unwrap();
         assert!(lock.contains("\"name\": \"my-js\""));
-        let req = componentize_py_version();
-        assert!(req.split('.').count() == 3, "{req}");
+        for version in [
+            componentize_py_version(),
+            c_tool_version("wit-bindgen-cli"),
+            c_tool_version("wasm-tools"),
+        ] {
+            assert!(version.split('.').count() == 3, "{version:?}");
+        }
     }
 
     #[test]

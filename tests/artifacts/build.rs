@@ -73,6 +73,18 @@ fn main() {
         componentize_py.display().to_string()
     )
     .unwrap();
+    let c_tools = toolchain(repo, "c-tools", &["guest-c.txt"], "--c-guest").join("bin");
+    writeln!(
+        code,
+        "/// wit-bindgen and wasm-tools, as `scripts/setup --c-guest` installed them."
+    )
+    .unwrap();
+    writeln!(
+        code,
+        "pub const C_TOOLS: &str = {:?};",
+        c_tools.display().to_string()
+    )
+    .unwrap();
     let python = python_guests(repo, &componentize_py);
     let js = js_guests(repo, &jco);
     let c = c_guests(repo);

@@ -58,6 +58,18 @@ fn a_new_javascript_agent_builds_and_passes_its_test() {
 }
 
 #[test]
+fn a_new_c_agent_builds_and_passes_its_test() {
+    let tools = Path::new(artifacts::C_TOOLS);
+    let wit_bindgen = tools.join("wit-bindgen").display().to_string();
+    let wasm_tools = tools.join("wasm-tools").display().to_string();
+    new_project_passes_its_test(
+        "c",
+        "hello-c",
+        &[("WIT_BINDGEN", &wit_bindgen), ("WASM_TOOLS", &wasm_tools)],
+    );
+}
+
+#[test]
 fn a_new_rust_agent_builds_and_passes_its_test() {
     // The plugins' target folder, so the SDK's dependencies build once.
     let target = Path::new(artifacts::PLUGINS_DIR)

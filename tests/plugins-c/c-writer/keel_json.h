@@ -1,0 +1,1 @@
+../../../host/src/scaffold/c/keel_json.h
