@@ -2,7 +2,8 @@
 //! `tests/plugins-py` (Python, with componentize-py from
 //! `scripts/setup --python-guest`), `tests/plugins-js` (JavaScript, with
 //! jco from `scripts/setup --js-guest`) and `tests/plugins-c` (C, with
-//! Debian's clang from `scripts/setup --c-guest`) once per test run and
+//! Debian's clang, wit-bindgen and wasm-tools from `scripts/setup
+//! --c-guest`) once per test run and
 //! writes their paths into a generated module.
 
 #[path = "../../host/guest_build.rs"]
@@ -87,7 +88,7 @@ fn main() {
     .unwrap();
     let python = python_guests(repo, &componentize_py);
     let js = js_guests(repo, &jco);
-    let c = c_guests(repo);
+    let c = c_guests(repo, &c_tools);
     for (lang, guests) in [("Python", python), ("JavaScript", js), ("C", c)] {
         for (name, dir) in guests {
             let konst = name.to_uppercase().replace('-', "_");
@@ -227,16 +228,24 @@ fn js_guests(repo: &Path, jco: &Path) -> Vec<(String, PathBuf)> {
 }
 
 /// Each C plugin (sources `*.c`, `app.c` among them) in `tests/plugins-c`
-/// and the first-party `plugins`, built with Debian's clang against the
-/// bindings wit-bindgen generates for its manifest's world in `wit/`, then
-/// made a component with the WASI reactor adapter. Its bindings and core
-/// module stay in `target/wasm/c/NAME/`.
-fn c_guests(repo: &Path) -> Vec<(String, PathBuf)> {
+/// and the first-party `plugins`, built as a `keel new --lang c` project's
+/// build.sh builds it: bindings for its manifest's world in `wit/` by
+/// wit-bindgen, Debian's clang, then a component with the WASI reactor
+/// adapter by wasm-tools (`tools`, from `scripts/setup --c-guest`). Its
+/// bindings and core module stay in `target/wasm/c/NAME/`.
+fn c_guests(repo: &Path, tools: &Path) -> Vec<(String, PathBuf)> {
     let clang = Command::new(CLANG).arg("--version").output();
     assert!(
         clang.is_ok_and(|o| o.status.success()),
         "the C plugin toolchain is missing; install it with `scripts/setup --c-guest`"
     );
+    let adapter = repo.join("target/wasm/c/wasi_snapshot_preview1.reactor.wasm");
+    std::fs::create_dir_all(adapter.parent().unwrap()).expect("create the C output folder");
+    std::fs::write(
+        &adapter,
+        wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
+    )
+    .expect("write the WASI reactor adapter");
     guests(
         repo,
         &["tests/plugins-c", "plugins"],
@@ -245,36 +254,40 @@ fn c_guests(repo: &Path) -> Vec<(String, PathBuf)> {
         |_, dir, wasm| {
             let work = wasm.with_extension("");
             std::fs::create_dir_all(&work).expect("create the C plugin's build folder");
-            let world = c_bindings(dir, &work);
+            let world = manifest_world(dir);
+            let mut bindings = Command::new(tools.join("wit-bindgen"));
+            bindings
+                .args(["c", "wit", "--world", &world, "--out-dir"])
+                .arg(&work);
+            run(bindings, dir);
             let mut sources: Vec<PathBuf> = std::fs::read_dir(dir)
                 .expect("read the C plugin's folder")
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "c"))
                 .collect();
             sources.sort();
+            let generated = world.replace('-', "_");
             let core = work.join("core.wasm");
-            let mut c = Command::new(CLANG);
-            c.args(C_FLAGS)
+            let mut compile = Command::new(CLANG);
+            compile
+                .args(C_FLAGS)
                 .arg("-I")
                 .arg(&work)
                 .args(&sources)
-                .arg(work.join(format!("{world}.c")))
-                .arg(work.join(format!("{world}_component_type.o")))
+                .arg(work.join(format!("{generated}.c")))
+                .arg(work.join(format!("{generated}_component_type.o")))
                 .arg("-o")
                 .arg(&core);
-            run(c, dir);
-            let module = std::fs::read(&core).expect("read the C plugin's core module");
-            let component = wit_component::ComponentEncoder::default()
-            .module(&module)
-            .and_then(|e| {
-                e.adapter(
-                    wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
-                    wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
-                )
-            })
-            .and_then(|e| e.validate(true).encode())
-            .unwrap_or_else(|e| panic!("could not make a component of {}: {e:#}", dir.display()));
-            std::fs::write(wasm, component).expect("write the C plugin's component");
+            run(compile, dir);
+            let mut component = Command::new(tools.join("wasm-tools"));
+            component
+                .args(["component", "new"])
+                .arg(&core)
+                .arg("--adapt")
+                .arg(format!("wasi_snapshot_preview1={}", adapter.display()))
+                .arg("-o")
+                .arg(wasm);
+            run(component, dir);
         },
     )
 }
@@ -292,31 +305,14 @@ const C_FLAGS: &[&str] = &[
     "-Wl,--strip-debug",
 ];
 
-/// Writes the C bindings of the world `dir/keel.toml` names, from
-/// `dir/wit`, into `out`; the world's name, as the files are named.
-fn c_bindings(dir: &Path, out: &Path) -> String {
+/// The world `dir/keel.toml` names.
+fn manifest_world(dir: &Path) -> String {
     let manifest = std::fs::read_to_string(dir.join("keel.toml")).expect("read keel.toml");
     let manifest: toml::Table = toml::from_str(&manifest).expect("keel.toml is TOML");
-    let world = manifest["plugin"]["world"]
+    manifest["plugin"]["world"]
         .as_str()
         .expect("keel.toml names its world")
-        .to_string();
-    let mut resolve = wit_parser::Resolve::default();
-    let (package, _) = resolve
-        .push_path(dir.join("wit"))
-        .unwrap_or_else(|e| panic!("{}: {e:#}", dir.join("wit").display()));
-    let id = resolve
-        .select_world(&[package], Some(&world))
-        .unwrap_or_else(|e| panic!("{}: {e:#}", dir.display()));
-    let mut files = wit_bindgen_core::Files::default();
-    wit_bindgen_c::Opts::default()
-        .build()
-        .generate(&mut resolve, id, &mut files)
-        .unwrap_or_else(|e| panic!("C bindings for {}: {e:#}", dir.display()));
-    for (name, bytes) in files.iter() {
-        std::fs::write(out.join(name), bytes).expect("write the C bindings");
-    }
-    world.replace('-', "_")
+        .to_string()
 }
 
 /// The folders in `dir` that hold a plugin (a keel.toml), sorted.

@@ -32,9 +32,8 @@ static void item_body(kj_buf_t *body, const kj_buf_t *text, bool lang) {
   kj_str(body, "}");
 }
 
-static bool fail(agent_error_t *err, uint8_t tag, const char *message) {
-  err->tag = tag;
-  // Every variant carries its sentence in the same place.
+static bool invalid(agent_error_t *err, const char *message) {
+  err->tag = KEEL_HOST_TYPES_ERROR_INVALID;
   agent_string_dup(&err->val.invalid, message);
   return false;
 }
@@ -46,14 +45,14 @@ bool exports_agent_handle(agent_trigger_t *trigger, agent_outcome_t *ret, agent_
   if (trigger->input.is_some) given = trigger->input.val;
   switch (kj_string_member((const char *)given.ptr, given.len, "text", &text)) {
   case KJ_MALFORMED:
-    fail(err, KEEL_HOST_TYPES_ERROR_INVALID, "input is not JSON");
+    invalid(err, "input is not JSON");
     goto out;
   case KJ_MISSING:
-    fail(err, KEEL_HOST_TYPES_ERROR_INVALID, "give {\"text\": TEXT}");
+    invalid(err, "give {\"text\": TEXT}");
     goto out;
   case KJ_FOUND:
     if (text.len == 0) {
-      fail(err, KEEL_HOST_TYPES_ERROR_INVALID, "give {\"text\": TEXT}");
+      invalid(err, "give {\"text\": TEXT}");
       goto out;
     }
     break;

@@ -139,6 +139,25 @@ static inline bool kj_read_string(kj_reader_t *j, kj_buf_t *out) {
 
 static inline bool kj_skip(kj_reader_t *j, int depth);
 
+// A member's name and its colon, the name decoded into `name` when given.
+static inline bool kj_member_name(kj_reader_t *j, kj_buf_t *name) {
+  kj_ws(j);
+  if (!kj_read_string(j, name)) return false;
+  kj_ws(j);
+  if (j->p >= j->end || *j->p++ != ':') return false;
+  kj_ws(j);
+  return true;
+}
+
+// After an item of an object or array closed by `close`: 1 when another
+// follows (a comma), 0 at the end (`close`), -1 when malformed.
+static inline int kj_next(kj_reader_t *j, char close) {
+  kj_ws(j);
+  if (j->p >= j->end) return -1;
+  char c = *j->p++;
+  return c == ',' ? 1 : c == close ? 0 : -1;
+}
+
 // The rest of an object (`close` '}') or array (']') after its bracket.
 static inline bool kj_skip_container(kj_reader_t *j, char close, int depth) {
   kj_ws(j);
@@ -147,18 +166,10 @@ static inline bool kj_skip_container(kj_reader_t *j, char close, int depth) {
     return true;
   }
   for (;;) {
-    kj_ws(j);
-    if (close == '}') {
-      if (!kj_read_string(j, NULL)) return false;
-      kj_ws(j);
-      if (j->p >= j->end || *j->p++ != ':') return false;
-    }
+    if (close == '}' && !kj_member_name(j, NULL)) return false;
     if (!kj_skip(j, depth + 1)) return false;
-    kj_ws(j);
-    if (j->p >= j->end) return false;
-    char c = *j->p++;
-    if (c == close) return true;
-    if (c != ',') return false;
+    int next = kj_next(j, close);
+    if (next <= 0) return next == 0;
   }
 }
 
@@ -207,14 +218,10 @@ static inline kj_found_t kj_string_member(const char *text, size_t len, const ch
   if (j.p < j.end && *j.p == '}') return KJ_MISSING;
   for (;;) {
     kj_buf_t name = {0};
-    kj_ws(&j);
-    bool ok = kj_read_string(&j, &name);
+    bool ok = kj_member_name(&j, &name);
     bool wanted = ok && name.len == key_len && !memcmp(name.ptr, key, key_len);
     free(name.ptr);
     if (!ok) return KJ_MALFORMED;
-    kj_ws(&j);
-    if (j.p >= j.end || *j.p++ != ':') return KJ_MALFORMED;
-    kj_ws(&j);
     if (wanted && j.p < j.end && *j.p == '"') {
       out->len = 0;
       if (!kj_read_string(&j, out)) return KJ_MALFORMED;
@@ -223,11 +230,9 @@ static inline kj_found_t kj_string_member(const char *text, size_t len, const ch
       if (wanted) found = false;
       if (!kj_skip(&j, 1)) return KJ_MALFORMED;
     }
-    kj_ws(&j);
-    if (j.p >= j.end) return KJ_MALFORMED;
-    char c = *j.p++;
-    if (c == '}') break;
-    if (c != ',') return KJ_MALFORMED;
+    int next = kj_next(&j, '}');
+    if (next < 0) return KJ_MALFORMED;
+    if (next == 0) break;
   }
   return found ? KJ_FOUND : KJ_MISSING;
 }
