@@ -168,8 +168,14 @@ fn flag_unsure(
     Ok(())
 }
 
-/// Validates options and turns them into provenance.
-fn provenance(conn: &rusqlite::Connection, opts: &WriteOptions) -> Result<Provenance, CallError> {
+/// Validates options and turns them into provenance. A source must be a
+/// record the caller may read; one it may not read is refused exactly like
+/// one that does not exist, so sources reveal nothing.
+pub fn provenance(
+    conn: &rusqlite::Connection,
+    grant: &Grant,
+    opts: &WriteOptions,
+) -> Result<Provenance, CallError> {
     if opts.sources.len() > limits::MAX_SOURCES {
         return Err(CallError::Limit(format!(
             "{} sources given; at most {} are kept",
@@ -179,9 +185,10 @@ fn provenance(conn: &rusqlite::Connection, opts: &WriteOptions) -> Result<Proven
     }
     for source in &opts.sources {
         limits::check_len("source id", source, limits::MAX_NAME_BYTES)?;
-        if records::get(conn, source)?.is_none() {
+        let readable = records::kind_of(conn, source)?.is_some_and(|k| grant.can_read(&k));
+        if !readable {
             return Err(CallError::Invalid(format!(
-                "source record {source} does not exist"
+                "source record {source} does not exist or may not be read under this grant"
             )));
         }
     }
@@ -203,6 +210,45 @@ fn provenance(conn: &rusqlite::Connection, opts: &WriteOptions) -> Result<Proven
     })
 }
 
+/// The answer to `create` for an identity that exists: the record when the
+/// caller may read its kind; otherwise only that it exists, with its id and
+/// no body (and a conflict that does not name the other kind when the kinds
+/// differ).
+fn existing_identity(
+    grant: &Grant,
+    existing: Record,
+    kind: &str,
+    (source, external_id): (&str, &str),
+) -> Result<Created, CallError> {
+    let readable = grant.can_read(&existing.kind);
+    if existing.kind != kind {
+        return Err(CallError::Conflict(if readable {
+            format!(
+                "identity ({source}, {external_id}) belongs to a `{}` record, not `{kind}`",
+                existing.kind
+            )
+        } else {
+            format!("identity ({source}, {external_id}) belongs to a record of another kind")
+        }));
+    }
+    let record = if readable {
+        existing
+    } else {
+        Record {
+            body: "{}".into(),
+            created_at: String::new(),
+            updated_at: String::new(),
+            created_by: String::new(),
+            updated_by: String::new(),
+            ..existing
+        }
+    };
+    Ok(Created {
+        record,
+        existed: true,
+    })
+}
+
 /// `create`: a new record, or the existing one for a known identity.
 pub fn create(
     store: &mut Store,
@@ -219,6 +265,12 @@ pub fn create(
     let permit = caller
         .grant
         .check_write("create", kind)
+        .and_then(|()| match identity {
+            Some((source, _)) => caller
+                .grant
+                .check_identity_source(&caller.actor.plugin, source),
+            None => Ok(()),
+        })
         .or_else(|reason| deny(reason, Touched::detail(format!("kind {kind}"))));
     store.write(
         caller.actor,
@@ -243,19 +295,15 @@ pub fn create(
                             existing.version,
                             format!("identity ({source}, {external_id}) exists: nothing written"),
                         );
-                        if existing.kind != kind {
-                            return Err(CallError::Conflict(format!(
-                                "identity ({source}, {external_id}) belongs to a `{}` record, not `{kind}`",
-                                existing.kind
-                            )));
-                        }
-                        return Ok(Created {
-                            record: existing,
-                            existed: true,
-                        });
+                        return existing_identity(
+                            caller.grant,
+                            existing,
+                            kind,
+                            (source, external_id),
+                        );
                     }
                 }
-                let prov = provenance(tx, opts)?;
+                let prov = provenance(tx, caller.grant, opts)?;
                 let record = records::insert_new(tx, caller.actor, kind, body, identity, &prov)?;
                 flag_unsure(tx, caller, &record, &prov)?;
                 touched = Touched::record(&record.id, 1, format!("kind {kind}"));
@@ -286,12 +334,15 @@ pub fn update(
     // is as good as inside it.
     let kind = records::get(store.conn(), id)?.map(|r| r.kind);
     let permit = match &kind {
-        Some(kind) => caller.grant.check_write("update", kind).or_else(|reason| {
-            deny(
-                reason,
-                Touched::record(id, expected, format!("kind {kind}")),
-            )
-        }),
+        Some(kind) => caller
+            .grant
+            .check_write_record("update", id, kind)
+            .or_else(|reason| {
+                deny(
+                    reason,
+                    Touched::record(id, expected, format!("kind {kind}")),
+                )
+            }),
         None => caller.grant.allows_action("update").then_some(()).ok_or((
             "action `update` is not granted".to_string(),
             Touched::detail(id),
@@ -315,7 +366,7 @@ pub fn update(
                         current.version
                     )));
                 }
-                let prov = provenance(tx, opts)?;
+                let prov = provenance(tx, caller.grant, opts)?;
                 let record = records::update_body(tx, caller.actor, &current, body, &prov)?;
                 flag_unsure(tx, caller, &record, &prov)?;
                 touched = Touched::record(id, record.version, format!("kind {}", record.kind));
@@ -340,11 +391,14 @@ pub fn link(
         limits::check_len("relation", rel, limits::MAX_NAME_BYTES)
     })?;
     let detail = format!("{rel} -> {to}");
-    let from_kind = records::get(store.conn(), from)?.map(|r| r.kind);
-    let to_kind = records::get(store.conn(), to)?.map(|r| r.kind);
+    let from_kind = records::kind_of(store.conn(), from)?;
+    let to_kind = records::kind_of(store.conn(), to)?;
     let grant = caller.grant;
     let permit = grant
-        .check_link(from_kind.as_deref(), to_kind.as_deref())
+        .check_link(
+            from_kind.as_deref().map(|k| (from, k)),
+            to_kind.as_deref().map(|k| (to, k)),
+        )
         .map_err(|reason| (reason, Touched::detail(&detail)));
     let mut touched = Touched::detail(&detail);
     touched.record_id = Some(from.to_string());
@@ -398,14 +452,18 @@ pub fn schedule(
             let mut touched = Touched::detail(&detail);
             let result = (|| {
                 limits::check_json("input", input)?;
+                // A time in the past is now: an early time must not put a
+                // job ahead of the ones already due.
+                let now_s = now();
                 let run_at = match at {
                     Some(at) => chrono::DateTime::parse_from_rfc3339(at)
                         .map_err(|e| {
                             CallError::Invalid(format!("time `{at}` is not RFC 3339 ({e})"))
                         })?
                         .with_timezone(&chrono::Utc)
-                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                    None => now(),
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                        .max(now_s.clone()),
+                    None => now_s.clone(),
                 };
                 if crate::store::plugins::get(tx, plugin)?.is_none() {
                     return Err(CallError::NotFound(format!(
@@ -464,7 +522,7 @@ pub fn send(
             let mut touched = Touched::detail(&detail);
             let result = (|| {
                 limits::check_body(message)?;
-                let prov = provenance(tx, opts)?;
+                let prov = provenance(tx, caller.grant, opts)?;
                 let state = match prov.confidence {
                     Some(c) if c >= caller.policy.review_below => "queued",
                     _ => "needs-review",

@@ -571,9 +571,13 @@ fn recall_latencies(root: &std::path::Path, n: u32, samples: u32) -> anyhow::Res
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     tx.commit()?;
+    let viewer = crate::memory::Viewer {
+        grant: &grant,
+        plugin: &actor.plugin,
+    };
     crate::memory::recall(
         db.conn(),
-        &grant,
+        viewer,
         "warm",
         vector(&mut next),
         "bench/random",
@@ -588,7 +592,7 @@ fn recall_latencies(root: &std::path::Path, n: u32, samples: u32) -> anyhow::Res
         let started = Instant::now();
         let found = crate::memory::recall(
             db.conn(),
-            &grant,
+            viewer,
             &query,
             q,
             "bench/random",

@@ -129,20 +129,70 @@ impl Grant {
         Ok(())
     }
 
-    /// `Err(reason)` unless the grant allows linking a record of `from`
-    /// kind (written) to one of `to` kind (read or written). Unknown records
-    /// pass here and are reported as not found by the action.
-    pub fn check_link(&self, from: Option<&str>, to: Option<&str>) -> Result<(), String> {
+    /// `Err(reason)` unless the grant allows linking record `from` (whose
+    /// kind it must write) to record `to` (whose kind it must read or
+    /// write); each is `(id, kind)`. Unknown records pass here and are
+    /// reported as not found by the action. A refusal names the kind of a
+    /// record only when the caller may read it.
+    pub fn check_link(
+        &self,
+        from: Option<(&str, &str)>,
+        to: Option<(&str, &str)>,
+    ) -> Result<(), String> {
         if !self.allows_action("link") {
             return Err("action `link` is not granted".into());
         }
-        if let Some(k) = from.filter(|k| !self.can_write(k)) {
-            return Err(format!("writing records of kind `{k}` is not granted"));
+        if let Some((id, kind)) = from.filter(|(_, k)| !self.can_write(k)) {
+            return Err(if self.can_read(kind) {
+                format!("writing records of kind `{kind}` is not granted")
+            } else {
+                format!("linking from record {id} is not granted")
+            });
         }
-        if let Some(k) = to.filter(|k| !self.can_write(k) && !self.can_read(k)) {
-            return Err(format!("reading records of kind `{k}` is not granted"));
+        if let Some((id, _)) = to.filter(|(_, k)| !self.can_write(k) && !self.can_read(k)) {
+            return Err(format!("linking to record {id} is not granted"));
         }
         Ok(())
+    }
+
+    /// `Err(reason)` unless the grant allows `action` on existing record
+    /// `id` of `kind`; the reason names the kind only when the caller may
+    /// read it.
+    pub fn check_write_record(&self, action: &str, id: &str, kind: &str) -> Result<(), String> {
+        match self.check_write(action, kind) {
+            Err(_) if self.allows_action(action) && !self.can_read(kind) => {
+                Err(format!("writing record {id} is not granted"))
+            }
+            other => other,
+        }
+    }
+
+    /// `Err(reason)` unless the grant allows reading record `id` of
+    /// `kind`. The reason does not name the kind: the caller may not know
+    /// it.
+    pub fn check_read_record(&self, id: &str, kind: &str) -> Result<(), String> {
+        if self.can_read(kind) {
+            Ok(())
+        } else {
+            Err(format!("reading record {id} is not granted"))
+        }
+    }
+
+    /// `Err(reason)` unless `plugin` may claim identities under `source`:
+    /// its own id, `<id>:<name>`, or a source its manifest lists in
+    /// `capabilities.identities` (shown at consent). So no plugin can take
+    /// an identity another plugin's source will need.
+    pub fn check_identity_source(&self, plugin: &str, source: &str) -> Result<(), String> {
+        let own = source
+            .strip_prefix(plugin)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(':'));
+        if own || self.capabilities.identities.iter().any(|s| s == source) {
+            Ok(())
+        } else {
+            Err(format!(
+                "identity source `{source}` is not {plugin}'s; a plugin claims identities under `{plugin}`, `{plugin}:NAME` or a source listed in capabilities.identities"
+            ))
+        }
     }
 
     /// `Err(reason)` unless the grant allows scheduling `plugin`.
@@ -201,5 +251,74 @@ fn list_or_none<'a>(items: impl Iterator<Item = &'a String>) -> String {
         "none".into()
     } else {
         v.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Capabilities;
+
+    fn grant(read: &[&str], write: &[&str], actions: &[&str], identities: &[&str]) -> Grant {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect();
+        Grant {
+            capabilities: Capabilities {
+                read: v(read),
+                write: v(write),
+                actions: v(actions),
+                identities: v(identities),
+                ..Capabilities::default()
+            },
+            dirs: BTreeMap::new(),
+            config: BTreeMap::new(),
+            concurrency: None,
+            rate: None,
+        }
+    }
+
+    #[test]
+    fn low_a_refusal_names_a_kind_only_to_a_plugin_that_may_read_it() {
+        let g = grant(&["note/*"], &["note/a"], &["link", "update"], &[]);
+        assert_eq!(
+            g.check_read_record("r1", "mail/message").unwrap_err(),
+            "reading record r1 is not granted"
+        );
+        assert_eq!(
+            g.check_write_record("update", "r1", "mail/message")
+                .unwrap_err(),
+            "writing record r1 is not granted"
+        );
+        assert_eq!(
+            g.check_write_record("update", "r2", "note/b").unwrap_err(),
+            "writing records of kind `note/b` is not granted"
+        );
+        assert_eq!(
+            g.check_link(Some(("r1", "mail/message")), None)
+                .unwrap_err(),
+            "linking from record r1 is not granted"
+        );
+        assert_eq!(
+            g.check_link(Some(("n", "note/a")), Some(("r2", "mail/message")))
+                .unwrap_err(),
+            "linking to record r2 is not granted"
+        );
+        assert!(
+            g.check_link(Some(("n", "note/a")), Some(("m", "note/b")))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn m6_identities_belong_to_their_source() {
+        let g = grant(&[], &["x/y"], &["create"], &["email"]);
+        assert!(g.check_identity_source("imap", "imap").is_ok());
+        assert!(g.check_identity_source("imap", "imap:INBOX").is_ok());
+        assert!(g.check_identity_source("imap", "email").is_ok());
+        for other in ["files:notes", "imapx", "imap-other:x", "im"] {
+            assert!(
+                g.check_identity_source("imap", other).is_err(),
+                "{other} was allowed"
+            );
+        }
     }
 }

@@ -34,7 +34,14 @@ pub struct HostCtx {
     /// The run's wall-clock deadline; a model call gives up before it.
     pub deadline: std::time::Instant,
     /// Working memory of scope `run`.
-    pub run_memory: std::collections::HashMap<String, String>,
+    pub run_memory: crate::memory::RunMemory,
+    /// The plugin and run that caused this run, when another plugin's run
+    /// did (`config.caller`).
+    pub caller: Option<(String, Option<String>)>,
+    /// The run's writes against its plugin's write quotas.
+    pub quota: crate::quota::WriteQuota,
+    /// Log lines the run has written.
+    pub log_lines: u32,
 }
 
 /// Selects [`HostCtx`] out of the store data for the generated linker code.

@@ -21,6 +21,10 @@ use crate::store::{Store, Touched};
 /// How deep `invoke` calls may nest (a provider invoking a provider...).
 pub const MAX_INVOKE_DEPTH: u32 = 4;
 
+/// Time allowed for loading a provider (compiling it on first use) on top
+/// of its caller's deadline when the caller's job lease is extended.
+const PREPARE_ALLOWANCE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// One action a provider offers, as `keel actions list` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Provided {
@@ -172,9 +176,22 @@ pub fn call(
     let db = std::mem::replace(&mut ctx.db, stand_in);
     let cause = Cause::Invoke {
         by_run: actor.run_id.as_deref(),
+        by_plugin: &actor.plugin,
         action: name,
         depth: ctx.invoke_depth + 1,
+        deadline: ctx.deadline,
     };
+    // The caller waits on the provider: its job stays its worker's for
+    // as long as the caller may run, whatever loading the provider takes.
+    if let Some(run) = &actor.run_id {
+        let left = ctx
+            .deadline
+            .saturating_duration_since(std::time::Instant::now());
+        let until = chrono::Utc::now()
+            + chrono::Duration::from_std(left + crate::up::LEASE_MARGIN + PREPARE_ALLOWANCE)
+                .unwrap_or(chrono::TimeDelta::MAX);
+        crate::store::jobs::extend_for_run(db.conn(), run, until)?;
+    }
     let ran = Runtime::with_engine(&ctx.home, ctx.engine.clone())
         .and_then(|mut runtime| runtime.invoke(db, &row.id, cause, Some(input)));
     let report = match ran {
@@ -197,7 +214,10 @@ pub fn call(
             action.to_string(),
         ),
         Ok(report) => {
-            let detail = format!("{action}: run {} {}", report.run, report.outcome);
+            let detail = format!(
+                "{action}: {} run {} {}",
+                report.plugin, report.run, report.outcome
+            );
             let result = match (report.outcome.as_str(), report.output) {
                 ("ok", Some(output)) => limits::check_json("output", &output).map(|()| output),
                 ("error", _) => Err(same_kind(

@@ -36,6 +36,7 @@
 //!   metering and budgets; the local embedder.
 //! - [`memory`]: working memory and long-term memories with hybrid recall.
 //! - [`home`]: the operator's data folder.
+//! - [`quota`]: write quotas per run and per day.
 //! - [`triggers`]: time and event triggers from manifests, turned into jobs.
 //! - [`webhooks`]: authenticated POSTs on `keel up --listen` turned into
 //!   events and jobs.
@@ -64,6 +65,7 @@ pub mod memory;
 pub mod models;
 pub mod packages;
 pub mod plugins;
+pub mod quota;
 pub mod review;
 pub mod runtime;
 pub mod scaffold;

@@ -14,8 +14,17 @@ pub const MAX_NOTE_BYTES: usize = 4096;
 pub const MAX_SOURCES: usize = 256;
 /// Most records one query page returns.
 pub const MAX_PAGE: u32 = 500;
+/// Most bytes of bodies one `query` page or `history` answer carries (a
+/// page is cut short and continues at its cursor).
+pub const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
+/// Most versions `history` returns: the newest ones.
+pub const MAX_HISTORY: usize = 1000;
+/// Most links `links` returns.
+pub const MAX_LINKS: usize = 1000;
 /// Largest log line kept (longer ones are cut).
 pub const MAX_LOG_BYTES: usize = 16 * 1024;
+/// Log lines kept per run (the rest are dropped, with one line saying so).
+pub const MAX_LOG_LINES: u32 = 1000;
 /// Largest connector cursor.
 pub const MAX_CURSOR_BYTES: usize = 4 * 1024 * 1024;
 /// Largest run input given on the command line.

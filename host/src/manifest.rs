@@ -11,6 +11,20 @@ use serde::{Deserialize, Serialize};
 pub const MAX_MEMORY_MB: u64 = 4096;
 /// Longest wall-clock deadline a run may ask for (ten minutes).
 pub const MAX_TIMEOUT_MS: u64 = 600_000;
+/// Most fuel a run may ask for: about ten minutes of compute, the longest
+/// deadline.
+pub const MAX_FUEL: u64 = 1_000_000_000_000;
+/// Writes one run may make unless its manifest says otherwise: enough for a
+/// connector's first sync of a large source in one run.
+pub const DEFAULT_WRITES_PER_RUN: u64 = 250_000;
+/// Writes a plugin may make per UTC day unless its manifest says otherwise.
+pub const DEFAULT_WRITES_PER_DAY: u64 = 1_000_000;
+/// Most writes per run or per day a manifest may ask for.
+pub const MAX_WRITES: u64 = 100_000_000;
+/// Jobs one run may schedule unless its manifest says otherwise.
+pub const DEFAULT_JOBS_PER_RUN: u64 = 1000;
+/// Most jobs per run a manifest may ask for.
+pub const MAX_JOBS_PER_RUN: u64 = 100_000;
 
 /// The core actions a manifest may ask for.
 pub const CORE_ACTIONS: &[&str] = &[
@@ -247,6 +261,14 @@ pub struct Capabilities {
     /// Working and long-term memory (`memory = true`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub memory: bool,
+    /// Also recall the memories other plugins remembered without naming a
+    /// source record (otherwise only its own such memories are visible).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared_memory: bool,
+    /// Identity sources it may claim besides its own (its id, and
+    /// `<id>:<name>`), e.g. `["email"]` for a source two plugins share.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identities: Vec<String>,
 }
 
 /// `llm = { tiers = ["small"], embed = true, tokens_per_day = 50000 }`.
@@ -322,6 +344,34 @@ pub struct Limits {
     /// `"N/h"` or `"N/d"`: a token bucket holding N.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<String>,
+    /// Record writes (creates, updates, links, schedules, sends, memories,
+    /// task ends) one run may make; past it every write is refused with
+    /// `limit` and the run goes up for review.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writes_per_run: Option<u64>,
+    /// The same, per UTC day across all the plugin's runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writes_per_day: Option<u64>,
+    /// Jobs one run may `schedule` (its fan-out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs_per_run: Option<u64>,
+}
+
+impl Limits {
+    /// Writes one run may make.
+    pub fn writes_per_run(&self) -> u64 {
+        self.writes_per_run.unwrap_or(DEFAULT_WRITES_PER_RUN)
+    }
+
+    /// Writes the plugin may make per UTC day.
+    pub fn writes_per_day(&self) -> u64 {
+        self.writes_per_day.unwrap_or(DEFAULT_WRITES_PER_DAY)
+    }
+
+    /// Jobs one run may schedule.
+    pub fn jobs_per_run(&self) -> u64 {
+        self.jobs_per_run.unwrap_or(DEFAULT_JOBS_PER_RUN)
+    }
 }
 
 /// A parsed `limits.rate`: `per` runs every `every`, in bursts of `per`.
@@ -401,6 +451,9 @@ impl Default for Limits {
             attempts: None,
             concurrency: None,
             rate: None,
+            writes_per_run: None,
+            writes_per_day: None,
+            jobs_per_run: None,
         }
     }
 }
@@ -530,8 +583,23 @@ impl Manifest {
                 "limits.memory_mb must be between 1 and {MAX_MEMORY_MB}"
             ));
         }
-        if l.fuel == 0 {
-            return Err("limits.fuel must be greater than 0".into());
+        if l.fuel == 0 || l.fuel > MAX_FUEL {
+            return Err(format!("limits.fuel must be between 1 and {MAX_FUEL}"));
+        }
+        for (name, writes) in [
+            ("writes_per_run", l.writes_per_run),
+            ("writes_per_day", l.writes_per_day),
+        ] {
+            if writes.is_some_and(|w| w == 0 || w > MAX_WRITES) {
+                return Err(format!("limits.{name} must be between 1 and {MAX_WRITES}"));
+            }
+        }
+        if l.jobs_per_run
+            .is_some_and(|j| j == 0 || j > MAX_JOBS_PER_RUN)
+        {
+            return Err(format!(
+                "limits.jobs_per_run must be between 1 and {MAX_JOBS_PER_RUN}"
+            ));
         }
         if l.timeout_ms == 0 || l.timeout_ms > MAX_TIMEOUT_MS {
             return Err(format!(
@@ -723,8 +791,29 @@ impl Manifest {
         if !(0.0..=1.0).contains(&self.policy.review_below) {
             return Err("policy.review_below must be between 0.0 and 1.0".into());
         }
-        Ok(())
+        validate_memory_and_identities(caps)
     }
+}
+
+/// `shared_memory` and `identities`.
+fn validate_memory_and_identities(caps: &Capabilities) -> Result<(), String> {
+    if caps.shared_memory && !caps.memory {
+        return Err(
+            "capabilities.shared_memory needs `memory = true` under [capabilities]; add it".into(),
+        );
+    }
+    for source in &caps.identities {
+        let mut chars = source.chars();
+        let ok = matches!(chars.next(), Some('a'..='z'))
+            && source.len() <= 64
+            && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '-' | '_' | '.' | ':'));
+        if !ok {
+            return Err(format!(
+                "capabilities.identities: source `{source}` must be 1-64 characters of a-z, 0-9, `-`, `_`, `.` and `:`, starting with a letter"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Plugin ids, directory names: `[a-z][a-z0-9-]{0,63}`.

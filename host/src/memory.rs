@@ -19,6 +19,54 @@ pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 pub const MAX_KEY_BYTES: usize = 256;
 /// Most memories one recall returns.
 pub const MAX_K: u32 = 50;
+/// Most keys and bytes (keys plus values) of one run's working memory,
+/// which the host holds for the run.
+pub const MAX_RUN_KEYS: usize = 1024;
+pub const MAX_RUN_BYTES: usize = 8 * 1024 * 1024;
+/// Most keys and bytes of one plugin's working memory in the store.
+pub const MAX_PLUGIN_KEYS: i64 = 10_000;
+pub const MAX_PLUGIN_BYTES: i64 = 64 * 1024 * 1024;
+
+/// Working memory of scope `run`: held by the host for one run, bounded in
+/// keys and bytes, its peak counted in the run's memory.
+#[derive(Debug, Default)]
+pub struct RunMemory {
+    values: HashMap<String, String>,
+    bytes: usize,
+    peak: usize,
+}
+
+impl RunMemory {
+    /// Sets `key`, unless that would take the run past its bounds.
+    pub fn set(&mut self, key: String, value: String) -> Result<(), CallError> {
+        check_working(&key, Some(&value))?;
+        let old = self.values.get(&key).map_or(0, |v| key.len() + v.len());
+        let bytes = self.bytes - old + key.len() + value.len();
+        if old == 0 && self.values.len() >= MAX_RUN_KEYS {
+            return Err(CallError::Limit(format!(
+                "run working memory holds {MAX_RUN_KEYS} keys, its most; reuse keys or use scope plugin"
+            )));
+        }
+        if bytes > MAX_RUN_BYTES {
+            return Err(CallError::Limit(format!(
+                "run working memory would hold {bytes} bytes, over its {MAX_RUN_BYTES}-byte limit"
+            )));
+        }
+        self.values.insert(key, value);
+        self.bytes = bytes;
+        self.peak = self.peak.max(bytes);
+        Ok(())
+    }
+
+    pub fn get(&self, key: &str) -> Option<&String> {
+        self.values.get(key)
+    }
+
+    /// The most bytes it held at once.
+    pub fn peak(&self) -> usize {
+        self.peak
+    }
+}
 /// Candidates each ranking contributes to the fusion.
 const CANDIDATES: usize = 100;
 /// The reciprocal-rank-fusion constant.
@@ -49,7 +97,28 @@ pub fn working_set(
     ttl_seconds: Option<u32>,
 ) -> Result<(), CallError> {
     check_working(key, Some(value))?;
-    let expires = ttl_seconds.map(|s| now_ms() + i64::from(s) * 1000);
+    let now = now_ms();
+    // Expired keys stop counting against the plugin's bounds.
+    conn.prepare_cached("DELETE FROM working_memory WHERE plugin = ?1 AND expires_at <= ?2")?
+        .execute(params![plugin, now])?;
+    let (keys, bytes): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT count(*), COALESCE(sum(length(key) + length(value)), 0) FROM working_memory
+             WHERE plugin = ?1 AND key != ?2",
+        )?
+        .query_row(params![plugin, key], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    if keys >= MAX_PLUGIN_KEYS {
+        return Err(CallError::Limit(format!(
+            "{plugin}'s working memory holds {MAX_PLUGIN_KEYS} keys, its most; reuse keys or set a ttl"
+        )));
+    }
+    let total = bytes + (key.len() + value.len()) as i64;
+    if total > MAX_PLUGIN_BYTES {
+        return Err(CallError::Limit(format!(
+            "{plugin}'s working memory would hold {total} bytes, over its {MAX_PLUGIN_BYTES}-byte limit"
+        )));
+    }
+    let expires = ttl_seconds.map(|s| now + i64::from(s) * 1000);
     conn.prepare_cached(
         "INSERT INTO working_memory (plugin, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
@@ -140,43 +209,52 @@ pub fn insert(
     model: &str,
     vector: Vec<f32>,
 ) -> Result<Memory, CallError> {
+    if sources.len() > crate::limits::MAX_SOURCES {
+        return Err(CallError::Limit(format!(
+            "{} sources given; a memory names at most {}",
+            sources.len(),
+            crate::limits::MAX_SOURCES
+        )));
+    }
     let mut kinds = Vec::new();
     for id in sources {
-        let kind: Option<String> = conn
-            .prepare_cached("SELECT kind FROM records WHERE id = ?1")?
-            .query_row([id], |r| r.get(0))
-            .optional()?;
-        match kind {
-            Some(k) if !grant.can_read(&k) => {
-                return Err(CallError::Denied(format!(
-                    "source record {id} is a {k}, which {} may not read",
+        crate::limits::check_len("source id", id, crate::limits::MAX_NAME_BYTES)?;
+        // One answer for a record that is missing and one the plugin may
+        // not read, so a source reveals neither its kind nor that it exists.
+        match crate::store::records::kind_of(conn, id)? {
+            Some(k) if grant.can_read(&k) => kinds.push((id.clone(), k)),
+            _ => {
+                return Err(CallError::Invalid(format!(
+                    "source record {id} does not exist or may not be read by {}",
                     actor.label()
-                )));
-            }
-            Some(k) => kinds.push((id.clone(), k)),
-            None => {
-                return Err(CallError::NotFound(format!(
-                    "source record {id} does not exist"
                 )));
             }
         }
     }
     let id = new_id();
     if let Some(old) = supersedes {
-        let state: Option<Option<String>> = conn
-            .prepare_cached("SELECT superseded_by FROM memories WHERE id = ?1")?
-            .query_row([old], |r| r.get(0))
+        let state: Option<(String, Option<String>)> = conn
+            .prepare_cached("SELECT plugin, superseded_by FROM memories WHERE id = ?1")?
+            .query_row([old], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         match state {
             None => {
                 return Err(CallError::NotFound(format!("memory {old} does not exist")));
             }
-            Some(Some(by)) => {
+            // Superseding hides the old memory from every recall: only its
+            // author may do that.
+            Some((by, _)) if by != actor.plugin => {
+                return Err(CallError::Denied(format!(
+                    "memory {old} was remembered by another plugin; {} may supersede only its own memories",
+                    actor.label()
+                )));
+            }
+            Some((_, Some(by))) => {
                 return Err(CallError::Conflict(format!(
                     "memory {old} was already superseded by {by}; supersede that one"
                 )));
             }
-            Some(None) => {
+            Some((_, None)) => {
                 conn.prepare_cached("UPDATE memories SET superseded_by = ?2 WHERE id = ?1")?
                     .execute(params![old, id])?;
             }
@@ -228,6 +306,11 @@ struct Vectors {
     /// Highest `seq` loaded.
     upto: i64,
     seqs: Vec<i64>,
+    /// Per memory: who remembered it (an index into `plugins`), and
+    /// whether it names a source record, which decide who may see it.
+    owners: Vec<u32>,
+    sourced: Vec<bool>,
+    plugins: Vec<String>,
     /// `seqs.len()` vectors of `dim` floats, end to end.
     data: Vec<f32>,
     dim: usize,
@@ -238,18 +321,41 @@ type VectorKey = (String, String);
 static VECTORS: std::sync::LazyLock<Mutex<HashMap<VectorKey, Vectors>>> =
     std::sync::LazyLock::new(|| Mutex::new(HashMap::new()));
 
-/// Each memory embedded by `model` with its similarity to `query`.
-fn scan(conn: &Connection, model: &str, query: &[f32]) -> Result<Vec<(f32, i64)>, CallError> {
+/// Who is recalling: a memory that names no source is visible only to the
+/// plugin that remembered it, or to one granted `shared_memory`.
+#[derive(Debug, Clone, Copy)]
+pub struct Viewer<'a> {
+    pub grant: &'a Grant,
+    pub plugin: &'a str,
+}
+
+impl Viewer<'_> {
+    fn sees_unsourced(&self, by: &str) -> bool {
+        self.grant.capabilities.shared_memory || by == self.plugin
+    }
+}
+
+/// Each memory embedded by `model` that `viewer` may see (as far as who
+/// remembered it goes), with its similarity to `query`.
+fn scan(
+    conn: &Connection,
+    viewer: Viewer<'_>,
+    model: &str,
+    query: &[f32],
+) -> Result<Vec<(f32, i64)>, CallError> {
     let key = (conn.path().unwrap_or("").to_string(), model.to_string());
     let mut all = VECTORS.lock().unwrap_or_else(|p| p.into_inner());
     let cache = all.entry(key).or_default();
     {
         let mut stmt = conn.prepare_cached(
-            "SELECT seq, vector FROM memories WHERE model = ?1 AND seq > ?2 ORDER BY seq",
+            "SELECT seq, vector, plugin, sources != '[]' FROM memories
+             WHERE model = ?1 AND seq > ?2 ORDER BY seq",
         )?;
         let mut rows = stmt.query(params![model, cache.upto])?;
         while let Some(row) = rows.next()? {
             let seq: i64 = row.get(0)?;
+            let plugin: String = row.get(2)?;
+            let sourced: bool = row.get(3)?;
             let blob = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
             let dim = blob.len() / 4;
             if cache.seqs.is_empty() {
@@ -259,7 +365,16 @@ fn scan(conn: &Connection, model: &str, query: &[f32]) -> Result<Vec<(f32, i64)>
             if dim != cache.dim {
                 continue;
             }
+            let owner = match cache.plugins.iter().position(|p| *p == plugin) {
+                Some(i) => i,
+                None => {
+                    cache.plugins.push(plugin);
+                    cache.plugins.len() - 1
+                }
+            };
             cache.seqs.push(seq);
+            cache.owners.push(u32::try_from(owner).unwrap_or(u32::MAX));
+            cache.sourced.push(sourced);
             cache.data.extend(
                 blob.chunks_exact(4)
                     .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
@@ -269,11 +384,20 @@ fn scan(conn: &Connection, model: &str, query: &[f32]) -> Result<Vec<(f32, i64)>
     if cache.dim != query.len() || cache.dim == 0 {
         return Ok(Vec::new());
     }
+    let visible: Vec<bool> = cache
+        .plugins
+        .iter()
+        .map(|p| viewer.sees_unsourced(p))
+        .collect();
     Ok(cache
         .data
         .chunks_exact(cache.dim)
         .zip(&cache.seqs)
-        .map(|(v, seq)| (dot(v, query), *seq))
+        .zip(cache.owners.iter().zip(&cache.sourced))
+        .filter(|(_, (owner, sourced))| {
+            **sourced || visible.get(**owner as usize).copied().unwrap_or(false)
+        })
+        .map(|((v, seq), _)| (dot(v, query), *seq))
         .collect())
 }
 
@@ -419,21 +543,24 @@ impl Filter {
 /// through.
 pub fn recall(
     conn: &Connection,
-    grant: &Grant,
+    viewer: Viewer<'_>,
     query: &str,
     query_vector: Vec<f32>,
     model: &str,
     k: u32,
     filter: &Filter,
 ) -> Result<Vec<(Memory, f32)>, CallError> {
+    let grant = viewer.grant;
     let mut fused: std::collections::HashMap<i64, f64> = std::collections::HashMap::new();
     let (cond, cond_args) = filter.sql();
     if let Some(q) = fts_query(query) {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT f.rowid FROM memories_fts f JOIN memories m ON m.seq = f.rowid
-             WHERE memories_fts MATCH ? AND m.superseded_by IS NULL{cond} ORDER BY f.rank LIMIT ?"
+             WHERE memories_fts MATCH ? AND m.superseded_by IS NULL
+               AND (m.sources != '[]' OR m.plugin = ? OR ?){cond} ORDER BY f.rank LIMIT ?"
         ))?;
-        let mut args: Vec<&dyn rusqlite::ToSql> = vec![&q];
+        let shared = grant.capabilities.shared_memory;
+        let mut args: Vec<&dyn rusqlite::ToSql> = vec![&q, &viewer.plugin, &shared];
         args.extend(cond_args.iter().map(|a| a as &dyn rusqlite::ToSql));
         let limit = CANDIDATES as i64;
         args.push(&limit);
@@ -443,7 +570,7 @@ pub fn recall(
         }
     }
     let query_vector = normalised(query_vector);
-    let mut scored = scan(conn, model, &query_vector)?;
+    let mut scored = scan(conn, viewer, model, &query_vector)?;
     if !filter.is_empty() {
         // Narrowed before ranking, so a filter never leaves fewer than k
         // when more match.
@@ -482,11 +609,15 @@ pub fn recall(
         }
         let memory = conn
             .prepare_cached(
-                "SELECT id, text, metadata, sources, by_label, at, supersedes FROM memories
+                "SELECT id, text, metadata, sources, by_label, at, supersedes, plugin FROM memories
                  WHERE seq = ?1 AND superseded_by IS NULL",
             )?
             .query_row([seq], |r| {
-                Ok(Memory {
+                let by: String = r.get(7)?;
+                if kinds.is_empty() && !viewer.sees_unsourced(&by) {
+                    return Ok(None);
+                }
+                Ok(Some(Memory {
                     id: r.get(0)?,
                     text: r.get(1)?,
                     metadata: r.get(2)?,
@@ -494,9 +625,10 @@ pub fn recall(
                     by: r.get(4)?,
                     at: r.get(5)?,
                     supersedes: r.get(6)?,
-                })
+                }))
             })
-            .optional()?;
+            .optional()?
+            .flatten();
         if let Some(memory) = memory {
             out.push((memory, score as f32));
         }
@@ -548,7 +680,9 @@ mod tests {
     fn a_filter_narrows_recall_before_ranking() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("keel.db")).unwrap();
-        let grant = open_grant();
+        // Shared: the test recalls the planner's memories as triage.
+        let mut grant = open_grant();
+        grant.capabilities.shared_memory = true;
         let tx = store.conn_mut().transaction().unwrap();
         tx.execute(
             "INSERT INTO records (id, kind, body, version, created_at, updated_at, created_by, updated_by)
@@ -582,8 +716,12 @@ mod tests {
         );
         tx.commit().unwrap();
         let conn = store.conn();
+        let viewer = super::Viewer {
+            grant: &grant,
+            plugin: "triage",
+        };
         let found =
-            |filter: &Filter, k| recall(conn, &grant, "invoice", axis(0), "m", k, filter).unwrap();
+            |filter: &Filter, k| recall(conn, viewer, "invoice", axis(0), "m", k, filter).unwrap();
         assert_eq!(found(&Filter::default(), 10).len(), 3);
         let ann = Filter::new(None, None, Some(r#"{"sender":"ann@example.com"}"#), None).unwrap();
         let mut t = texts(&found(&ann, 10))
@@ -622,6 +760,176 @@ mod tests {
         assert_eq!(found(&past, 10).len(), 3);
         let nobody = Filter::new(Some("nobody".into()), None, None, None).unwrap();
         assert!(found(&nobody, 10).is_empty());
+    }
+
+    #[test]
+    fn m5_an_unsourced_memory_is_its_authors_unless_shared_is_granted() {
+        let mut store = Store::open_in_memory().unwrap();
+        let grant = open_grant();
+        let tx = store.conn_mut().transaction().unwrap();
+        insert(
+            &tx,
+            &by("triage"),
+            &grant,
+            "ann is a vip",
+            "{}",
+            &[],
+            None,
+            "m",
+            axis(0),
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        let conn = store.conn();
+        let recall_as = |plugin: &str, grant: &Grant| {
+            let viewer = super::Viewer { grant, plugin };
+            texts(&recall(conn, viewer, "vip", axis(0), "m", 10, &Filter::default()).unwrap())
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(recall_as("triage", &grant), ["ann is a vip"]);
+        assert!(recall_as("planner", &grant).is_empty());
+        let mut shared = open_grant();
+        shared.capabilities.shared_memory = true;
+        assert_eq!(recall_as("planner", &shared), ["ann is a vip"]);
+    }
+
+    #[test]
+    fn m5_a_plugin_supersedes_only_its_own_memories() {
+        let mut store = Store::open_in_memory().unwrap();
+        let grant = open_grant();
+        let tx = store.conn_mut().transaction().unwrap();
+        let m = insert(
+            &tx,
+            &by("triage"),
+            &grant,
+            "ann is a vip",
+            "{}",
+            &[],
+            None,
+            "m",
+            axis(0),
+        )
+        .unwrap();
+        let hijack = insert(
+            &tx,
+            &by("mallory"),
+            &grant,
+            "ann is a spammer",
+            "{}",
+            &[],
+            Some(&m.id),
+            "m",
+            axis(0),
+        );
+        assert_eq!(
+            hijack.unwrap_err(),
+            CallError::Denied(format!(
+                "memory {} was remembered by another plugin; mallory may supersede only its own memories",
+                m.id
+            ))
+        );
+        // Its own, it may.
+        insert(
+            &tx,
+            &by("triage"),
+            &grant,
+            "ann is a vip again",
+            "{}",
+            &[],
+            Some(&m.id),
+            "m",
+            axis(0),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn m5_remember_bounds_and_hides_its_sources() {
+        let mut store = Store::open_in_memory().unwrap();
+        let grant = open_grant();
+        let tx = store.conn_mut().transaction().unwrap();
+        tx.execute(
+            "INSERT INTO records (id, kind, body, version, created_at, updated_at, created_by, updated_by)
+             VALUES ('secret', 'mail/message', '{}', 1, 'now', 'now', 'operator', 'operator')",
+            [],
+        )
+        .unwrap();
+        let many: Vec<String> = (0..257).map(|i| format!("r{i}")).collect();
+        let r = insert(&tx, &by("p"), &grant, "t", "{}", &many, None, "m", axis(0));
+        assert!(matches!(r, Err(CallError::Limit(_))), "{r:?}");
+        let unreadable = insert(
+            &tx,
+            &by("p"),
+            &grant,
+            "t",
+            "{}",
+            &["secret".into()],
+            None,
+            "m",
+            axis(0),
+        )
+        .unwrap_err();
+        let missing = insert(
+            &tx,
+            &by("p"),
+            &grant,
+            "t",
+            "{}",
+            &["nothing".into()],
+            None,
+            "m",
+            axis(0),
+        )
+        .unwrap_err();
+        assert_eq!(
+            unreadable.message().replace("secret", "X"),
+            missing.message().replace("nothing", "X")
+        );
+    }
+
+    #[test]
+    fn h1_plugin_working_memory_is_bounded_in_keys_and_bytes() {
+        let store = Store::open_in_memory().unwrap();
+        let conn = store.conn();
+        let big = format!("\"{}\"", "x".repeat(super::MAX_VALUE_BYTES - 2));
+        let fit = super::MAX_PLUGIN_BYTES as usize / (big.len() + 4);
+        for i in 0..fit {
+            super::working_set(conn, "p", &format!("k{i:03}"), &big, None).unwrap();
+        }
+        let over = super::working_set(conn, "p", "one-more", &big, None).unwrap_err();
+        assert!(matches!(over, CallError::Limit(_)), "{over:?}");
+        // Replacing a key is not growing; another plugin has its own room.
+        super::working_set(conn, "p", "k000", &big, None).unwrap();
+        super::working_set(conn, "q", "k", &big, None).unwrap();
+        // Expired keys stop counting.
+        conn.execute(
+            "UPDATE working_memory SET expires_at = 1 WHERE plugin = 'p'",
+            [],
+        )
+        .unwrap();
+        super::working_set(conn, "p", "fresh", &big, None).unwrap();
+    }
+
+    #[test]
+    fn h1_run_working_memory_is_bounded_in_keys_and_bytes() {
+        let mut run = super::RunMemory::default();
+        for i in 0..super::MAX_RUN_KEYS {
+            run.set(format!("k{i}"), "1".into()).unwrap();
+        }
+        assert!(matches!(
+            run.set("more".into(), "1".into()),
+            Err(CallError::Limit(_))
+        ));
+        run.set("k0".into(), "2".into()).unwrap();
+        let mut run = super::RunMemory::default();
+        let big = format!("\"{}\"", "x".repeat(60_000));
+        let mut n = 0;
+        while run.set(format!("k{n}"), big.clone()).is_ok() {
+            n += 1;
+        }
+        assert!(run.peak() <= super::MAX_RUN_BYTES && run.peak() > super::MAX_RUN_BYTES - 70_000);
     }
 
     #[test]

@@ -16,8 +16,8 @@ use crate::store::{Actor, Store, Touched, now};
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Item {
     pub id: String,
-    /// `send`, `low-confidence`, `dead-job`, `stopped-cascade` or
-    /// `blocked-task`.
+    /// `send`, `low-confidence`, `dead-job`, `stopped-cascade`,
+    /// `blocked-task` or `quota`.
     pub kind: String,
     pub plugin: String,
     pub created_at: String,
@@ -170,6 +170,38 @@ const TASK_QUERY: &str = "SELECT id, created_by, updated_at, json_extract(body, 
     WHERE kind = 'core/task' AND json_extract(body, '$.state') = 'blocked'
       AND json_extract(body, '$.escalated') IS NOT NULL";
 
+/// Plugins whose runs reached a write quota: one item per plugin, its
+/// latest such run, until the operator dismisses it.
+const QUOTA_QUERY: &str = "SELECT id, plugin, max(ended_at), quota, count(*) FROM runs
+    WHERE quota IS NOT NULL AND quota_reviewed_at IS NULL";
+
+fn quota_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
+    let run: String = r.get(0)?;
+    let quota: String = r.get(3)?;
+    let runs: i64 = r.get(4)?;
+    let (name, _) = quota.split_once(' ').unwrap_or((&quota, ""));
+    Ok(Item {
+        id: run.clone(),
+        kind: "quota".into(),
+        plugin: r.get(1)?,
+        created_at: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+        summary: format!(
+            "reached {quota} in run {run}{}: its further writes were refused; raise limits.{name} in its manifest if that was expected",
+            if runs > 1 {
+                format!(" (and {} runs before)", runs - 1)
+            } else {
+                String::new()
+            }
+        ),
+        message: None,
+        original_message: None,
+        provenance: Provenance {
+            run: Some(run),
+            ..Provenance::default()
+        },
+    })
+}
+
 /// Everything waiting for the operator, oldest first.
 pub fn list(conn: &Connection) -> rusqlite::Result<Vec<Item>> {
     let mut items: Vec<Item> = conn
@@ -196,6 +228,11 @@ pub fn list(conn: &Connection) -> rusqlite::Result<Vec<Item>> {
         .query_map([], task_item)?
         .collect::<rusqlite::Result<_>>()?;
     items.extend(tasks);
+    let quotas: Vec<Item> = conn
+        .prepare(&format!("{QUOTA_QUERY} GROUP BY plugin"))?
+        .query_map([], quota_item)?
+        .collect::<rusqlite::Result<_>>()?;
+    items.extend(quotas);
     items.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
     Ok(items)
 }
@@ -217,6 +254,19 @@ pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<Item>> {
         .optional()?;
     if task.is_some() {
         return Ok(task);
+    }
+    let quota = conn
+        .query_row(
+            &format!(
+                "{QUOTA_QUERY} AND plugin = (SELECT plugin FROM runs WHERE id = ?1) GROUP BY plugin"
+            ),
+            [id],
+            quota_item,
+        )
+        .optional()?
+        .filter(|item| item.id == id);
+    if quota.is_some() {
+        return Ok(quota);
     }
     if let Some((record, version)) = id.rsplit_once('@')
         && let Ok(version) = version.parse::<i64>()
@@ -330,6 +380,21 @@ fn apply(
             )));
         }
         ("blocked-task", decision) => return decide_task(conn, operator, item, decision),
+        // Seen: the plugin's quota runs leave the queue together.
+        ("quota", Decision::Approve | Decision::Reject { .. }) => {
+            let n = conn.execute(
+                "UPDATE runs SET quota_reviewed_at = ?2
+                 WHERE plugin = ?1 AND quota IS NOT NULL AND quota_reviewed_at IS NULL",
+                params![item.plugin, at],
+            )?;
+            return if n > 0 { Ok(()) } else { Err(missing(&item.id)) };
+        }
+        ("quota", Decision::Edit { .. }) => {
+            return Err(CallError::Invalid(format!(
+                "{} is a quota item; approve or reject it to dismiss it, and raise the plugin's limits in its manifest if needed",
+                item.id
+            )));
+        }
         ("low-confidence", decision) => return decide_version(conn, operator, item, decision),
         (other, _) => return Err(CallError::Internal(format!("unknown review item kind {other}"))),
     };

@@ -238,7 +238,7 @@ impl Runtime {
         let limits = &row.manifest.limits;
         let cap = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
         let state = RunState {
-            deadline: Instant::now() + Duration::from_millis(limits.timeout_ms),
+            deadline: host.deadline,
             wasi: wasi.build(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
@@ -376,8 +376,13 @@ impl Runtime {
             Cause::Delivery { job, send, attempt } => {
                 serde_json::json!({"kind": "delivery", "job": job, "outbox": send, "attempt": attempt})
             }
-            Cause::Invoke { by_run, action, .. } => {
-                serde_json::json!({"kind": "invoke", "action": action, "by_run": by_run})
+            Cause::Invoke {
+                by_run,
+                by_plugin,
+                action,
+                ..
+            } => {
+                serde_json::json!({"kind": "invoke", "action": action, "by_run": by_run, "by_plugin": by_plugin})
             }
         }
         .to_string();
@@ -408,6 +413,10 @@ impl Runtime {
             Some(trigger_json),
             invoke_depth,
         );
+        if let Cause::Invoke { deadline, .. } = cause {
+            host.deadline = host.deadline.min(deadline);
+        }
+        host.caller = caused_by(&host.db, cause)?;
         let (mut woken_by, mut woken_record) = match cause {
             Cause::Event { seq, .. } => event_for(&mut host, seq)?,
             _ => (None, None),
@@ -490,7 +499,13 @@ impl Runtime {
         let limits = row.manifest.limits.clone();
         let state = store.into_data();
         let limiter = state.limiter;
-        let HostCtx { mut db, actor, .. } = state.host;
+        let HostCtx {
+            mut db,
+            actor,
+            run_memory,
+            mut quota,
+            ..
+        } = state.host;
         // A channel's delivery counts once the send is marked delivered,
         // in the run's own last transaction.
         let call = match (call, &delivery, &receipt) {
@@ -508,6 +523,11 @@ impl Runtime {
             }
             (call, ..) => call,
         };
+        // What the run took from the day's write quota and did not use
+        // goes back for the plugin's other runs.
+        db.in_call(|conn| Ok(quota.give_back(conn)?))
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("cannot give back the run's unused write quota")?;
         db.end_group()
             .context("cannot commit the run's last writes")?;
 
@@ -544,9 +564,11 @@ impl Runtime {
             outcome: outcome.clone(),
             detail: detail.clone(),
             fuel_consumed: limits.fuel.saturating_sub(fuel_left),
-            memory_peak: limiter.peak as u64,
+            // What the host held for the run counts as the run's memory.
+            memory_peak: (limiter.peak + run_memory.peak()) as u64,
             wall_us,
             cursor: if outcome == "ok" { new_cursor } else { None },
+            quota: quota.reached().map(str::to_string),
         };
         plugins::finish_run(db.conn_mut(), &run_id, &row.id, &end)
             .context("cannot record the run's end")?;
@@ -601,7 +623,10 @@ impl Runtime {
             engine: self.engine.clone(),
             invoke_depth,
             deadline: Instant::now() + Duration::from_millis(row.manifest.limits.timeout_ms),
-            run_memory: HashMap::new(),
+            run_memory: crate::memory::RunMemory::default(),
+            quota: crate::quota::WriteQuota::new(&row.id, &row.label(), &row.manifest.limits),
+            caller: None,
+            log_lines: 0,
         }
     }
 }
@@ -623,12 +648,34 @@ pub enum Cause<'a> {
         attempt: u32,
     },
     /// Another run called one of this provider's actions (`invoke`),
-    /// `depth` calls deep.
+    /// `depth` calls deep. The provider's time counts against its
+    /// caller's: it runs no later than the caller's `deadline`.
     Invoke {
         by_run: Option<&'a str>,
+        by_plugin: &'a str,
         action: &'a str,
         depth: u32,
+        deadline: Instant,
     },
+}
+
+/// The plugin and run that caused a run, when another plugin's run did: the
+/// invoking run, or the run that scheduled the job.
+fn caused_by(db: &Store, cause: Cause<'_>) -> anyhow::Result<Option<(String, Option<String>)>> {
+    Ok(match cause {
+        Cause::Invoke {
+            by_plugin, by_run, ..
+        } => Some((by_plugin.to_string(), by_run.map(str::to_string))),
+        Cause::Job(job) => db
+            .conn()
+            .query_row(
+                "SELECT r.plugin, r.id FROM jobs j JOIN runs r ON r.id = j.created_by_run WHERE j.id = ?1",
+                [job],
+                |r| Ok((r.get::<_, String>(0)?, Some(r.get::<_, String>(1)?))),
+            )
+            .optional()?,
+        _ => None,
+    })
 }
 
 /// The event that woke a plugin, and its record when the plugin may read
@@ -666,7 +713,7 @@ fn event_for(
                         })
                         .and_then(|r| {
                             grant
-                                .check_read(&r.kind)
+                                .check_read_record(&r.id, &r.kind)
                                 .map(|()| r)
                                 .map_err(crate::error::CallError::Denied)
                         });

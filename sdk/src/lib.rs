@@ -329,9 +329,19 @@ pub mod log {
 pub mod config {
     use super::Error;
 
+    pub use crate::bindings::keel::host::config::CallingRun;
+
     /// The value of `key`, if set.
     pub fn get(key: &str) -> Result<Option<String>, Error> {
         crate::bindings::keel::host::config::get(key)
+    }
+
+    /// The plugin and run that caused this run, when another plugin's run
+    /// did: for a provider, who invoked the action (refuse callers you do
+    /// not serve with [`Error::Denied`]); for a scheduled job, who
+    /// scheduled it.
+    pub fn caller() -> Option<CallingRun> {
+        crate::bindings::keel::host::config::caller()
     }
 }
 

@@ -166,3 +166,65 @@ fn invoking_an_action_outside_the_grant_is_denied() {
     assert_eq!(trail[0]["action"], "invoke");
     assert_eq!(trail[0]["outcome"], "denied");
 }
+
+#[test]
+fn m7_a_provider_learns_its_caller_and_may_refuse_it() {
+    let keel = Keel::new();
+    keel.install_test_plugin(artifacts::PROVIDER_DIR, &[]);
+    keel.install_test_plugin(artifacts::WRITER_DIR, &[]);
+    let ran = invoke(&keel, "test-provider/who", json!({}), None);
+    assert_eq!(ran["outcome"], "ok", "{ran}");
+    let who: Value = serde_json::from_str(ran["summary"].as_str().unwrap()).unwrap();
+    assert_eq!(who["plugin"], "test-writer");
+    assert_eq!(who["run"], ran["run"]);
+    // It refuses a caller it does not serve; the caller gets `denied`.
+    let refused = invoke(
+        &keel,
+        "test-provider/who",
+        json!({"refuse": "test-writer"}),
+        None,
+    );
+    assert_eq!(refused["outcome"], "error", "{refused}");
+    assert_eq!(refused["error"], "denied", "{refused}");
+    // The caller's audit entry names the provider's run too.
+    let entry = keel
+        .audit(&["--run", ran["run"].as_str().unwrap()])
+        .into_iter()
+        .find(|e| e["action"] == "invoke")
+        .unwrap();
+    let detail = entry["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("test-provider/who: test-provider@0.1.0 run "),
+        "{detail}"
+    );
+    // Run by the operator, it has no caller.
+    let own = keel.run_json("test-provider", Some(r#"{"action": "who", "input": {}}"#));
+    assert_eq!(own["output"], "null", "{own}");
+}
+
+#[test]
+fn m8_a_providers_time_counts_against_its_callers_deadline() {
+    let keel = Keel::new();
+    keel.install_test_plugin(artifacts::PROVIDER_DIR, &[]);
+    let writer = keel.variant(
+        std::path::Path::new(artifacts::WRITER_DIR),
+        "writer-2s",
+        &[("memory_mb = 32", "memory_mb = 32\ntimeout_ms = 2000")],
+        "",
+    );
+    keel.ok(&["plugin", "install", writer.to_str().unwrap()]);
+    let started = std::time::Instant::now();
+    let ran = invoke(&keel, "test-provider/spin", json!({"ms": 20_000}), None);
+    let took = started.elapsed();
+    assert_ne!(ran["outcome"], "ok", "{ran}");
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    let outcome: String = keel
+        .db()
+        .query_row(
+            "SELECT outcome FROM runs WHERE plugin = 'test-provider'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(outcome, "deadline");
+}

@@ -4,6 +4,7 @@
 mod commands;
 mod crash;
 mod delivery;
+mod grants;
 mod harness;
 mod hostile;
 mod install;

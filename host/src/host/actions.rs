@@ -19,6 +19,29 @@ impl HostCtx {
         };
         (&mut self.db, caller)
     }
+
+    /// Runs one write `action` against the run's write quotas: refused
+    /// with `limit` (and audited) once a quota is reached; a call that
+    /// fails, or by `wrote` writes nothing, takes nothing from them.
+    fn counted<T>(
+        &mut self,
+        action: &str,
+        call: impl FnOnce(&mut Store, Caller<'_>) -> Result<T, CallError>,
+        wrote: impl FnOnce(&T) -> bool,
+    ) -> Result<T, CallError> {
+        let HostCtx {
+            db, quota, actor, ..
+        } = self;
+        if let Err(e) = db.in_call(|conn| quota.take(conn)) {
+            return Err(db.refuse(actor, action, e));
+        }
+        let (db, caller) = self.parts();
+        let result = call(db, caller);
+        if !result.as_ref().is_ok_and(wrote) {
+            self.quota.refund();
+        }
+        result
+    }
 }
 
 fn options(o: WitWriteOptions) -> WriteOptions {
@@ -67,14 +90,11 @@ impl Host for HostCtx {
         let identity = identity
             .as_ref()
             .map(|i| (i.source.as_str(), i.external_id.as_str()));
-        let (db, caller) = self.parts();
-        reply(actions::create(
-            db,
-            caller,
-            &kind,
-            &body,
-            identity,
-            &options(opts),
+        let opts = options(opts);
+        reply(self.counted(
+            "create",
+            |db, caller| actions::create(db, caller, &kind, &body, identity, &opts),
+            |c| !c.existed,
         ))
     }
 
@@ -85,9 +105,14 @@ impl Host for HostCtx {
         body: String,
         opts: WitWriteOptions,
     ) -> wasmtime::Result<Result<types::Record, types::Error>> {
-        let (db, caller) = self.parts();
-        let result = version(expected_version)
-            .and_then(|v| actions::update(db, caller, &id, v, &body, &options(opts)));
+        let opts = options(opts);
+        let result = version(expected_version).and_then(|v| {
+            self.counted(
+                "update",
+                |db, caller| actions::update(db, caller, &id, v, &body, &opts),
+                |_| true,
+            )
+        });
         reply(result)
     }
 
@@ -97,8 +122,11 @@ impl Host for HostCtx {
         to: String,
         rel: String,
     ) -> wasmtime::Result<Result<(), types::Error>> {
-        let (db, caller) = self.parts();
-        reply(actions::link(db, caller, &from, &to, &rel))
+        reply(self.counted(
+            "link",
+            |db, caller| actions::link(db, caller, &from, &to, &rel),
+            |_| true,
+        ))
     }
 
     fn schedule(
@@ -108,14 +136,14 @@ impl Host for HostCtx {
         at: Option<String>,
         opts: WitWriteOptions,
     ) -> wasmtime::Result<Result<String, types::Error>> {
-        let (db, caller) = self.parts();
-        reply(actions::schedule(
-            db,
-            caller,
-            &plugin,
-            &input,
-            at.as_deref(),
-            &options(opts),
+        if let Err(e) = self.quota.take_job() {
+            return reply::<String, String>(Err(self.db.refuse(&self.actor, "schedule", e)));
+        }
+        let opts = options(opts);
+        reply(self.counted(
+            "schedule",
+            |db, caller| actions::schedule(db, caller, &plugin, &input, at.as_deref(), &opts),
+            |_| true,
         ))
     }
 
@@ -124,8 +152,11 @@ impl Host for HostCtx {
         task: String,
         ttl_ms: u32,
     ) -> wasmtime::Result<Result<types::Record, types::Error>> {
-        let (db, caller) = self.parts();
-        reply(crate::tasks::claim(db, caller, &task, ttl_ms))
+        reply(self.counted(
+            "claim",
+            |db, caller| crate::tasks::claim(db, caller, &task, ttl_ms),
+            |_| true,
+        ))
     }
 
     fn complete(
@@ -140,20 +171,20 @@ impl Host for HostCtx {
             TaskEnd::Failed => crate::tasks::End::Failed,
             TaskEnd::Blocked => crate::tasks::End::Blocked,
         };
-        let (db, caller) = self.parts();
-        reply(crate::tasks::complete(
-            db,
-            caller,
-            &task,
-            end,
-            &result,
-            &options(opts),
+        let opts = options(opts);
+        reply(self.counted(
+            "complete",
+            |db, caller| crate::tasks::complete(db, caller, &task, end, &result, &opts),
+            |_| true,
         ))
     }
 
     fn release(&mut self, task: String) -> wasmtime::Result<Result<types::Record, types::Error>> {
-        let (db, caller) = self.parts();
-        reply(crate::tasks::release(db, caller, &task))
+        reply(self.counted(
+            "release",
+            |db, caller| crate::tasks::release(db, caller, &task),
+            |_| true,
+        ))
     }
 
     fn invoke(
@@ -171,13 +202,11 @@ impl Host for HostCtx {
         message: String,
         opts: WitWriteOptions,
     ) -> wasmtime::Result<Result<SendReceipt, types::Error>> {
-        let (db, caller) = self.parts();
-        reply(actions::send(
-            db,
-            caller,
-            &channel,
-            &message,
-            &options(opts),
+        let opts = options(opts);
+        reply(self.counted(
+            "send",
+            |db, caller| actions::send(db, caller, &channel, &message, &opts),
+            |_| true,
         ))
     }
 }

@@ -1,7 +1,7 @@
 //! `keel:host/config`: the operator's config values, only for declared keys.
 
 use super::HostCtx;
-use crate::bindings::config::Host;
+use crate::bindings::config::{CallingRun, Host};
 use crate::bindings::types;
 
 impl Host for HostCtx {
@@ -13,5 +13,12 @@ impl Host for HostCtx {
             ))));
         }
         Ok(Ok(self.grant.config.get(&key).cloned()))
+    }
+
+    fn caller(&mut self) -> wasmtime::Result<Option<CallingRun>> {
+        Ok(self.caller.as_ref().map(|(plugin, run)| CallingRun {
+            plugin: plugin.clone(),
+            run: run.clone(),
+        }))
     }
 }

@@ -56,12 +56,13 @@ impl HostCtx {
                 Touched::detail(tier),
             ));
         }
-        Ok(self.within_budget())
+        Ok(Ok(()))
     }
 
-    /// `limit` once the plugin has spent its daily model tokens (a grant
-    /// without a budget never runs out).
-    pub(super) fn within_budget(&self) -> Result<(), CallError> {
+    /// Reserves the most tokens a call may use from the plugin's daily
+    /// budget before it runs (none without a budget); `limit` when they are
+    /// not left. Committed at once, so calls in other runs see it.
+    pub(super) fn reserve_tokens(&mut self, tokens: u64) -> Result<Option<i64>, CallError> {
         let Some(budget) = self
             .grant
             .capabilities
@@ -69,16 +70,31 @@ impl HostCtx {
             .as_ref()
             .and_then(|l| l.tokens_per_day)
         else {
-            return Ok(());
+            return Ok(None);
         };
-        let spent = models::spent_today(self.db.conn(), &self.actor.plugin)?;
-        if spent >= budget {
-            return Err(CallError::Limit(format!(
-                "{} spent its {budget} model tokens for today ({spent} used); the budget renews at 00:00 UTC",
-                self.label
-            )));
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        let until = chrono::Utc::now().timestamp_millis()
+            + i64::try_from(left.as_millis()).unwrap_or(i64::MAX / 2);
+        let plugin = self.actor.plugin.clone();
+        let id = self
+            .db
+            .in_call(|conn| models::reserve(conn, &plugin, budget, tokens, until))
+            .map_err(|e| match e {
+                CallError::Limit(m) => CallError::Limit(m.replacen(&plugin, &self.label, 1)),
+                other => other,
+            })?;
+        self.db.flush()?;
+        Ok(Some(id))
+    }
+
+    /// Gives a reservation back (its call is metered in the same
+    /// transaction, or failed).
+    pub(super) fn release_tokens(&mut self, reservation: Option<i64>) {
+        if let Some(id) = reservation
+            && let Err(e) = self.db.in_call(|conn| Ok(models::release(conn, id)?))
+        {
+            tracing::warn!(plugin = %self.label, "could not release a token reservation: {e}");
         }
-        Ok(())
     }
 
     /// The operator's model configuration, with the API keys kept as
@@ -205,7 +221,8 @@ impl HostCtx {
     fn answer(&mut self, request: &CompletionRequest) -> Result<Answered, CallError> {
         let req = check_request(request)?;
         let config = self.models()?;
-        let key = (req.temperature == 0.0).then(|| models::cache_key(&config, &req));
+        let key =
+            (req.temperature == 0.0).then(|| models::cache_key(&config, &req, &self.actor.plugin));
         if let Some(key) = &key
             && let Some((provider, answer)) = models::cached(self.db.conn(), key)?
         {
@@ -253,7 +270,19 @@ impl Host for HostCtx {
             }
             Ok(Ok(())) => {}
         }
-        let a = match self.answer(&request) {
+        let most = models::most_tokens(
+            request.messages.iter().map(|m| m.content.as_str()),
+            request.max_tokens,
+        );
+        let answered = self
+            .reserve_tokens(most)
+            .map(|held| (held, self.answer(&request)));
+        let (held, answered) = match answered {
+            Ok((held, a)) => (held, a),
+            Err(e) => return Ok(Err(self.fail("llm.complete", e, format!("tier {tier}")))),
+        };
+        self.release_tokens(held);
+        let a = match answered {
             Ok(a) => a,
             Err(e) => return Ok(Err(self.fail("llm.complete", e, format!("tier {tier}")))),
         };
@@ -325,10 +354,17 @@ impl Host for HostCtx {
             Ok(()) if bytes > MAX_EMBED_BYTES => Err(CallError::Limit(format!(
                 "the texts hold {bytes} bytes, over the {MAX_EMBED_BYTES}-byte limit"
             ))),
-            Ok(()) => self.models().and_then(|config| {
-                self.db.flush().map_err(CallError::from)?;
-                models::embed(&config, &texts, self.deadline)
-            }),
+            Ok(()) => {
+                let most = models::most_tokens(texts.iter().map(String::as_str), 0);
+                self.reserve_tokens(most).and_then(|held| {
+                    let served = self.models().and_then(|config| {
+                        self.db.flush().map_err(CallError::from)?;
+                        models::embed(&config, &texts, self.deadline)
+                    });
+                    self.release_tokens(held);
+                    served
+                })
+            }
         };
         let served = match served {
             Ok(s) => s,

@@ -3,11 +3,22 @@
 
 use super::HostCtx;
 use crate::bindings::log::{Host, Level};
-use crate::limits::MAX_LOG_BYTES;
+use crate::limits::{MAX_LOG_BYTES, MAX_LOG_LINES};
 
 impl Host for HostCtx {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        let mut message = message;
+        self.log_lines = self.log_lines.saturating_add(1);
+        if self.log_lines > MAX_LOG_LINES {
+            return Ok(());
+        }
+        let (level, mut message) = if self.log_lines == MAX_LOG_LINES {
+            (
+                Level::Warn,
+                format!("logged {MAX_LOG_LINES} lines; the rest of this run's lines are dropped"),
+            )
+        } else {
+            (level, message)
+        };
         if message.len() > MAX_LOG_BYTES {
             let mut cut = MAX_LOG_BYTES;
             while !message.is_char_boundary(cut) {

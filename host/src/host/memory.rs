@@ -70,11 +70,14 @@ impl HostCtx {
 
     /// Embeds `text` with the embed tier, within the plugin's token budget.
     fn embed_for_memory(&mut self, text: &str) -> Result<Embedded, CallError> {
-        self.within_budget()?;
-        let config = self.models()?;
-        self.db.flush()?;
+        let held = self.reserve_tokens(models::most_tokens(std::iter::once(text), 0))?;
         let started = Instant::now();
-        let served = models::embed(&config, &[text.to_string()], self.deadline)?;
+        let served = self.models().and_then(|config| {
+            self.db.flush()?;
+            models::embed(&config, &[text.to_string()], self.deadline)
+        });
+        self.release_tokens(held);
+        let served = served?;
         let model = format!("{}/{}", served.provider, served.value.model);
         Ok(Embedded {
             vector: served.value.vectors.into_iter().next().unwrap_or_default(),
@@ -124,7 +127,11 @@ impl HostCtx {
         let grant = self.grant.clone();
         let metered = metered(&actor, &e);
         let r = self.db.write(&actor, "memory.recall", None, Ok(()), |tx| {
-            let r = memory::recall(tx, &grant, &query, e.vector.clone(), &e.model, k, &filter)
+            let viewer = memory::Viewer {
+                grant: &grant,
+                plugin: &actor.plugin,
+            };
+            let r = memory::recall(tx, viewer, &query, e.vector.clone(), &e.model, k, &filter)
                 .and_then(|found| {
                     models::record(tx, &metered)?;
                     Ok(found)
@@ -174,11 +181,7 @@ impl Host for HostCtx {
         ttl_seconds: Option<u32>,
     ) -> wasmtime::Result<Result<(), types::Error>> {
         let r = self.memory_permit().and_then(|()| match scope {
-            Scope::Run => {
-                memory::check_working(&key, Some(&value))?;
-                self.run_memory.insert(key, value);
-                Ok(())
-            }
+            Scope::Run => self.run_memory.set(key, value),
             Scope::Plugin => {
                 let plugin = self.actor.plugin.clone();
                 self.db
@@ -213,7 +216,21 @@ impl Host for HostCtx {
         let embedded = self
             .memory_permit()
             .and_then(|()| memory::check_memory(&text, &metadata))
-            .and_then(|()| self.embed_for_memory(&text));
+            .and_then(|()| {
+                if sources.len() > crate::limits::MAX_SOURCES {
+                    return Err(CallError::Limit(format!(
+                        "{} sources given; a memory names at most {}",
+                        sources.len(),
+                        crate::limits::MAX_SOURCES
+                    )));
+                }
+                let HostCtx { db, quota, .. } = &mut *self;
+                db.in_call(|conn| quota.take(conn))
+            })
+            .and_then(|()| {
+                self.embed_for_memory(&text)
+                    .inspect_err(|_| self.quota.refund())
+            });
         let e = match embedded {
             Ok(e) => e,
             Err(error) => {
@@ -257,6 +274,9 @@ impl Host for HostCtx {
                 };
                 (r, Touched::detail(detail))
             });
+        if r.is_err() {
+            self.quota.refund();
+        }
         Ok(r.map(Memory::from).map_err(types::Error::from))
     }
 

@@ -8,6 +8,20 @@ use crate::limits;
 use crate::store::Touched;
 use crate::store::records;
 
+/// Record `id`, if the grant may read it; a refusal does not name its kind.
+fn readable(
+    conn: &rusqlite::Connection,
+    grant: &crate::grant::Grant,
+    id: &str,
+) -> Result<records::Record, CallError> {
+    let record = records::get(conn, id)?
+        .ok_or_else(|| CallError::NotFound(format!("no record with id {id}")))?;
+    grant
+        .check_read_record(id, &record.kind)
+        .map_err(CallError::Denied)?;
+    Ok(record)
+}
+
 impl Host for HostCtx {
     fn get(&mut self, id: String) -> wasmtime::Result<Result<types::Record, types::Error>> {
         let grant = &self.grant;
@@ -18,10 +32,7 @@ impl Host for HostCtx {
             };
             let found = (|| {
                 limits::check_len("record id", &id, limits::MAX_NAME_BYTES)?;
-                let record = records::get(conn, &id)?
-                    .ok_or_else(|| CallError::NotFound(format!("no record with id {id}")))?;
-                grant.check_read(&record.kind).map_err(CallError::Denied)?;
-                Ok(record)
+                readable(conn, grant, &id)
             })();
             match found {
                 Ok(r) => {
@@ -49,14 +60,12 @@ impl Host for HostCtx {
                     limits::MAX_NAME_BYTES,
                 )?;
                 let record = records::find_identity(conn, &identity.source, &identity.external_id)?;
-                if let Some(r) = &record
-                    && !grant.can_read(&r.kind)
-                    && !grant.can_write(&r.kind)
-                {
-                    return Err(CallError::Denied(format!(
-                        "reading records of kind `{}` is not granted",
-                        r.kind
-                    )));
+                // Writing a kind does not mean reading it: the body of a
+                // record found by identity goes only to a reader.
+                if let Some(r) = &record {
+                    grant
+                        .check_read_record(&r.id, &r.kind)
+                        .map_err(CallError::Denied)?;
                 }
                 Ok(record)
             })();
@@ -88,10 +97,20 @@ impl Host for HostCtx {
                 }
                 grant.check_read(&kind).map_err(CallError::Denied)?;
                 let limit = limit.clamp(1, limits::MAX_PAGE);
-                let rows = records::query(conn, Some(&kind), cursor.as_deref(), limit)?;
-                let next = (rows.len() == limit as usize)
-                    .then(|| rows.last().map(|r| r.id.clone()))
-                    .flatten();
+                // A page is also cut by size: the rest is one cursor away.
+                let rows = records::query_within(
+                    conn,
+                    Some(&kind),
+                    cursor.as_deref(),
+                    limit,
+                    limits::MAX_PAGE_BYTES,
+                )?;
+                let more = rows.len() == limit as usize
+                    || rows.len() < limit as usize && {
+                        let last = rows.last().map(|r| r.id.as_str());
+                        !records::query(conn, Some(&kind), last, 1)?.is_empty()
+                    };
+                let next = more.then(|| rows.last().map(|r| r.id.clone())).flatten();
                 Ok((rows, next))
             })();
             let detail = match &page {
@@ -117,10 +136,15 @@ impl Host for HostCtx {
             };
             let versions = (|| {
                 limits::check_len("record id", &id, limits::MAX_NAME_BYTES)?;
-                let record = records::get(conn, &id)?
-                    .ok_or_else(|| CallError::NotFound(format!("no record with id {id}")))?;
-                grant.check_read(&record.kind).map_err(CallError::Denied)?;
-                Ok(records::history(conn, &id)?)
+                readable(conn, grant, &id)?;
+                let mut versions = records::history_newest(
+                    conn,
+                    &id,
+                    limits::MAX_HISTORY,
+                    limits::MAX_PAGE_BYTES,
+                )?;
+                versions.reverse();
+                Ok(versions)
             })();
             (versions, touched)
         });
@@ -155,10 +179,16 @@ impl Host for HostCtx {
             };
             let links = (|| {
                 limits::check_len("record id", &id, limits::MAX_NAME_BYTES)?;
-                let record = records::get(conn, &id)?
-                    .ok_or_else(|| CallError::NotFound(format!("no record with id {id}")))?;
-                grant.check_read(&record.kind).map_err(CallError::Denied)?;
-                Ok(records::links(conn, &id, rel.as_deref())?)
+                readable(conn, grant, &id)?;
+                // Edges to records the caller may not read are left out:
+                // a link would otherwise reveal that they exist.
+                Ok(records::links_where(
+                    conn,
+                    &id,
+                    rel.as_deref(),
+                    limits::MAX_LINKS,
+                    |kind| grant.can_read(kind),
+                )?)
             })();
             (links, touched)
         });

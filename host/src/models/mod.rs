@@ -305,9 +305,10 @@ pub fn chat_rate(dir: &std::path::Path, tokens: u32) -> Result<(f64, f64), Strin
     })
 }
 
-/// The cache key of a temperature-0 request: the request and the models
-/// that would serve it, so a change of model misses.
-pub fn cache_key(config: &ModelsConfig, req: &ChatRequest) -> String {
+/// The cache key of a temperature-0 request: the plugin asking, the
+/// request and the models that would serve it, so a change of model misses
+/// and no plugin learns from a hit what another plugin asked.
+pub fn cache_key(config: &ModelsConfig, req: &ChatRequest, plugin: &str) -> String {
     let models: Vec<String> = config
         .tiers
         .chain(&req.tier)
@@ -317,7 +318,7 @@ pub fn cache_key(config: &ModelsConfig, req: &ChatRequest) -> String {
             Some(format!("{name}/{}@{}", p.model_for(&req.tier)?, p.base_url))
         })
         .collect();
-    let key = serde_json::json!({ "models": models, "request": req });
+    let key = serde_json::json!({ "plugin": plugin, "models": models, "request": req });
     hex::encode(Sha256::digest(key.to_string().as_bytes()))
 }
 
@@ -331,6 +332,63 @@ pub fn cached(conn: &Connection, key: &str) -> rusqlite::Result<Option<(String, 
 }
 
 /// Tokens (in + out) `plugin` spent on models today (UTC).
+/// Reserves `tokens` of `plugin`'s daily `budget` for a call that may run
+/// until `until_ms` (Unix ms): `limit` when the tokens spent today, those
+/// held by calls in flight and these would pass the budget. Run in a write
+/// transaction, so two calls never both take the last tokens.
+pub fn reserve(
+    conn: &Connection,
+    plugin: &str,
+    budget: u64,
+    tokens: u64,
+    until_ms: i64,
+) -> Result<i64, crate::error::CallError> {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    conn.prepare_cached("DELETE FROM token_reservations WHERE plugin = ?1 AND until_ms <= ?2")?
+        .execute(params![plugin, now_ms])?;
+    let held: i64 = conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(tokens), 0) FROM token_reservations WHERE plugin = ?1 AND day = ?2",
+        )?
+        .query_row(params![plugin, day], |r| r.get(0))?;
+    let spent = spent_today(conn, plugin)?;
+    let held = u64::try_from(held).unwrap_or(0);
+    if spent.saturating_add(held).saturating_add(tokens) > budget {
+        return Err(crate::error::CallError::Limit(format!(
+            "{plugin} has {} of its {budget} model tokens for today left ({spent} spent, {held} held by calls in flight) and this call may use {tokens}; ask for fewer max-tokens, or wait for the budget to renew at 00:00 UTC",
+            budget.saturating_sub(spent.saturating_add(held))
+        )));
+    }
+    conn.prepare_cached(
+        "INSERT INTO token_reservations (plugin, day, tokens, until_ms) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        plugin,
+        day,
+        i64::try_from(tokens).unwrap_or(i64::MAX),
+        until_ms
+    ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Gives back a reservation once its call is metered (or failed).
+pub fn release(conn: &Connection, id: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM token_reservations WHERE id = ?1")?
+        .execute([id])?;
+    Ok(())
+}
+
+/// The most tokens a call can use: every prompt byte a token (a token is at
+/// least one byte), a few more per message for the chat template, and all
+/// the answer tokens it may write.
+pub fn most_tokens<'a>(texts: impl Iterator<Item = &'a str>, max_out: u32) -> u64 {
+    texts
+        .map(|t| t.len() as u64 + 16)
+        .sum::<u64>()
+        .saturating_add(u64::from(max_out))
+}
+
 pub fn spent_today(conn: &Connection, plugin: &str) -> rusqlite::Result<u64> {
     let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
     conn.prepare_cached(
@@ -452,4 +510,60 @@ pub fn usage(
         })
     })?;
     rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn m8_a_budget_is_reserved_before_a_call_so_concurrent_calls_cannot_overrun_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keel.db");
+        let mut a = crate::store::Store::open(&path).unwrap();
+        let mut b = crate::store::Store::open(&path).unwrap();
+        let until = chrono::Utc::now().timestamp_millis() + 60_000;
+        // Two runs at once each ask for 600 of a 1000-token budget: the
+        // second is refused before it runs, whichever connection it uses.
+        let first = a.in_call(|c| reserve(c, "p", 1000, 600, until)).unwrap();
+        let second = b.in_call(|c| reserve(c, "p", 1000, 600, until));
+        match second {
+            Err(CallError::Limit(m)) => {
+                assert!(
+                    m.contains("400 of its 1000 model tokens for today left"),
+                    "{m}"
+                )
+            }
+            other => panic!("expected limit, got {other:?}"),
+        }
+        // Released, the tokens are there again; a lapsed reservation (its
+        // run died) frees itself.
+        a.in_call(|c| Ok(release(c, first)?)).unwrap();
+        b.in_call(|c| reserve(c, "p", 1000, 600, 0)).unwrap();
+        b.in_call(|c| reserve(c, "p", 1000, 1000, until)).unwrap();
+    }
+
+    #[test]
+    fn low_the_model_cache_is_scoped_per_plugin() {
+        let config = ModelsConfig::parse(
+            "[tiers]\nsmall = [\"a\"]\n[providers.a]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\nmodel = \"m\"\n",
+            "models.toml",
+        )
+        .unwrap();
+        let req = ChatRequest {
+            messages: vec![("user".into(), "hello".into())],
+            tier: "small".into(),
+            max_tokens: 8,
+            temperature: 0.0,
+            schema: None,
+            schema_text: None,
+        };
+        assert_eq!(cache_key(&config, &req, "a"), cache_key(&config, &req, "a"));
+        assert_ne!(cache_key(&config, &req, "a"), cache_key(&config, &req, "b"));
+    }
+
+    #[test]
+    fn the_most_tokens_of_a_call_bound_what_it_can_use() {
+        assert_eq!(most_tokens(["abc", ""].into_iter(), 10), 3 + 16 + 16 + 10);
+    }
 }

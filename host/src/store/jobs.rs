@@ -87,11 +87,13 @@ fn after(now: DateTime<Utc>, d: Duration) -> String {
     stamp(now + chrono::Duration::from_std(d).unwrap_or(chrono::TimeDelta::MAX))
 }
 
-/// Leases the next due job for `worker` until `now + lease`: queued jobs
-/// whose time has come, and leased jobs whose lease expired (their worker
-/// died), highest priority first, then oldest due. One statement, so two
-/// workers never lease the same job. Each kind of candidate is found by its
-/// own index walk (an `OR` would sort every queued job on each lease).
+/// Leases the next due job for `worker` until `now + lease`: the operator's
+/// queued jobs first, then the other queued jobs whose time has come and
+/// leased jobs whose lease expired (their worker died), in fair-key order
+/// (each plugin takes its turn; see migration 0006), then oldest due. One
+/// statement, so two workers never lease the same job. Each kind of
+/// candidate is found by its own index walk (an `OR` would sort every
+/// queued job on each lease).
 pub fn lease(
     conn: &Connection,
     worker: &str,
@@ -116,16 +118,21 @@ fn lease_except(
              attempts = attempts + 1, updated_at = ?3
          WHERE id = (
              SELECT id FROM (
-                 SELECT * FROM (SELECT id, priority, run_at FROM jobs
-                     WHERE state = 'queued' AND run_at <= ?3
+                 SELECT * FROM (SELECT id, priority, fair_key, run_at FROM jobs
+                     WHERE state = 'queued' AND priority = 0 AND run_at <= ?3
                        AND plugin NOT IN (SELECT value FROM json_each(?4))
-                     ORDER BY priority, run_at, id LIMIT 1)
+                     ORDER BY run_at, id LIMIT 1)
                  UNION ALL
-                 SELECT * FROM (SELECT id, priority, run_at FROM jobs
+                 SELECT * FROM (SELECT id, priority, fair_key, run_at FROM jobs
+                     WHERE state = 'queued' AND priority > 0 AND run_at <= ?3
+                       AND plugin NOT IN (SELECT value FROM json_each(?4))
+                     ORDER BY fair_key, id LIMIT 1)
+                 UNION ALL
+                 SELECT * FROM (SELECT id, priority, fair_key, run_at FROM jobs
                      WHERE state = 'leased' AND lease_until <= ?3
                        AND plugin NOT IN (SELECT value FROM json_each(?4))
                      ORDER BY priority, run_at, id LIMIT 1))
-             ORDER BY priority, run_at, id LIMIT 1)
+             ORDER BY priority > 0, fair_key, run_at, id LIMIT 1)
          RETURNING {COLUMNS}"
     ))?
     .query_row(params![worker, after(now, lease), now_s, skip], row_to_job)
@@ -236,6 +243,18 @@ pub fn extend(
         )?
         .execute(params![id, worker, stamp(until)])?;
     Ok(n == 1)
+}
+
+/// Extends the lease of the job run `run` belongs to, if it is still
+/// leased, to at least `until`: a run that waits on a nested run (an
+/// `invoke`) keeps its job from a second worker for as long as it may last.
+pub fn extend_for_run(conn: &Connection, run: &str, until: DateTime<Utc>) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE jobs SET lease_until = max(lease_until, ?2)
+         WHERE state = 'leased' AND id = (SELECT job_id FROM runs WHERE id = ?1)",
+    )?
+    .execute(params![run, stamp(until)])?;
+    Ok(())
 }
 
 /// Marks a leased job done. False if `worker` no longer holds the lease
@@ -391,7 +410,7 @@ mod tests {
     const LEASE: Duration = Duration::from_secs(30);
 
     #[test]
-    fn leases_due_jobs_by_priority_then_time() {
+    fn leases_the_operators_jobs_first_then_due_jobs_in_turn() {
         let s = Store::open_in_memory().unwrap();
         enqueue(&s, "sched", at(0), Priority::Schedule, 5);
         enqueue(&s, "event", at(5), Priority::Event, 5);
@@ -401,7 +420,7 @@ mod tests {
             .filter_map(|_| lease(s.conn(), "w", at(10), LEASE).unwrap())
             .map(|j| j.id)
             .collect();
-        assert_eq!(order, ["op", "event", "sched"]);
+        assert_eq!(order, ["op", "sched", "event"]);
         for id in &order {
             assert!(complete(s.conn(), id, "w", at(11)).unwrap());
         }
@@ -537,6 +556,46 @@ mod tests {
                 params![id, plugin, stamp(at(0))],
             )
             .unwrap();
+    }
+
+    #[test]
+    fn m8_a_flood_of_one_plugins_event_jobs_does_not_starve_anothers_timed_job() {
+        let s = Store::open_in_memory().unwrap();
+        let insert = |id: &str, plugin: &str, priority: Priority| {
+            s.conn()
+                .execute(
+                    "INSERT INTO jobs (id, plugin, input, run_at, priority, state, created_at, updated_at)
+                     VALUES (?1, ?2, '{}', ?3, ?4, 'queued', ?3, ?3)",
+                    params![id, plugin, stamp(at(0)), priority as i64],
+                )
+                .unwrap();
+        };
+        for i in 0..5000 {
+            insert(&format!("flood-{i:05}"), "flooder", Priority::Event);
+        }
+        // Ten of the flood run, then a connector's interval job comes due.
+        for _ in 0..10 {
+            let j = lease(s.conn(), "w", at(1), LEASE).unwrap().unwrap();
+            assert!(complete(s.conn(), &j.id, "w", at(1)).unwrap());
+        }
+        insert("timed", "connector", Priority::Schedule);
+        // Its turn comes after the flood's next job or two (ties by id).
+        let next: Vec<String> = (0..3)
+            .map(|_| lease(s.conn(), "w", at(1), LEASE).unwrap().unwrap().id)
+            .collect();
+        assert!(
+            next.contains(&"timed".to_string()),
+            "the timed job waits behind the flood: {next:?}"
+        );
+        // And a second flood takes turns with the first, one job each.
+        for i in 0..100 {
+            insert(&format!("other-{i:03}"), "other", Priority::Event);
+        }
+        let plugins: Vec<String> = (0..20)
+            .map(|_| lease(s.conn(), "w", at(1), LEASE).unwrap().unwrap().plugin)
+            .collect();
+        let others = plugins.iter().filter(|p| *p == "other").count();
+        assert!((9..=11).contains(&others), "not an even share: {plugins:?}");
     }
 
     #[test]

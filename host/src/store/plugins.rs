@@ -234,6 +234,8 @@ pub struct RunEnd {
     pub wall_us: u64,
     /// A connector's new cursor, stored only when the sync succeeded.
     pub cursor: Option<Option<String>>,
+    /// The write quota the run reached, if any (it goes up for review).
+    pub quota: Option<String>,
 }
 
 pub fn finish_run(
@@ -245,7 +247,7 @@ pub fn finish_run(
     let tx = conn.transaction()?;
     tx.execute(
         "UPDATE runs SET ended_at = ?2, outcome = ?3, detail = ?4, fuel_consumed = ?5,
-             memory_peak = ?6, wall_us = ?7 WHERE id = ?1",
+             memory_peak = ?6, wall_us = ?7, quota = ?8 WHERE id = ?1",
         params![
             id,
             now(),
@@ -254,6 +256,7 @@ pub fn finish_run(
             i64::try_from(end.fuel_consumed).unwrap_or(i64::MAX),
             i64::try_from(end.memory_peak).unwrap_or(i64::MAX),
             i64::try_from(end.wall_us).unwrap_or(i64::MAX),
+            end.quota,
         ],
     )?;
     if let Some(cursor) = &end.cursor {

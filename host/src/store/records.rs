@@ -82,6 +82,13 @@ pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<Record>> {
     .optional()
 }
 
+/// The kind of record `id`, if it exists.
+pub fn kind_of(conn: &Connection, id: &str) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached("SELECT kind FROM records WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()
+}
+
 pub fn find_identity(
     conn: &Connection,
     source: &str,
@@ -102,21 +109,58 @@ pub fn query(
     after: Option<&str>,
     limit: u32,
 ) -> rusqlite::Result<Vec<Record>> {
-    conn.prepare_cached(&format!(
+    query_within(conn, kind, after, limit, usize::MAX)
+}
+
+/// [`query`], stopping before the bodies pass `max_bytes` (at least one
+/// record), read one row at a time so a page of large bodies is never
+/// held whole.
+pub fn query_within(
+    conn: &Connection,
+    kind: Option<&str>,
+    after: Option<&str>,
+    limit: u32,
+    max_bytes: usize,
+) -> rusqlite::Result<Vec<Record>> {
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT {RECORD_COLUMNS} FROM records
          WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR id > ?2)
          ORDER BY id LIMIT ?3"
-    ))?
-    .query_map(params![kind, after, limit], row_to_record)?
-    .collect()
+    ))?;
+    let mut rows = stmt.query(params![kind, after, limit])?;
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    while let Some(row) = rows.next()? {
+        let size = row.get_ref(2)?.as_bytes().map_or(0, <[u8]>::len);
+        bytes = bytes.saturating_add(size);
+        if !out.is_empty() && bytes > max_bytes {
+            break;
+        }
+        out.push(row_to_record(row)?);
+    }
+    Ok(out)
 }
 
+/// Every version of record `id`, oldest first.
 pub fn history(conn: &Connection, id: &str) -> rusqlite::Result<Vec<Version>> {
+    let mut versions = history_newest(conn, id, usize::MAX, usize::MAX)?;
+    versions.reverse();
+    Ok(versions)
+}
+
+/// The newest versions of record `id`, newest first: at most `max` of
+/// them, and no more than fit in `max_bytes` of bodies (at least one).
+pub fn history_newest(
+    conn: &Connection,
+    id: &str,
+    max: usize,
+    max_bytes: usize,
+) -> rusqlite::Result<Vec<Version>> {
     let mut stmt = conn.prepare_cached(
         "SELECT version, body, at, actor, run_id, digest, trigger_json, sources, models, confidence, note, review
-         FROM versions WHERE record_id = ?1 ORDER BY version",
+         FROM versions WHERE record_id = ?1 ORDER BY version DESC",
     )?;
-    stmt.query_map([id], |r| {
+    let rows = stmt.query_map([id], |r| {
         let sources: String = r.get(7)?;
         let models: String = r.get(8)?;
         Ok(Version {
@@ -133,25 +177,57 @@ pub fn history(conn: &Connection, id: &str) -> rusqlite::Result<Vec<Version>> {
             note: r.get(10)?,
             review: r.get(11)?,
         })
-    })?
-    .collect()
+    })?;
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    for version in rows {
+        let version = version?;
+        bytes = bytes.saturating_add(version.body.len());
+        if out.len() >= max || (!out.is_empty() && bytes > max_bytes) {
+            break;
+        }
+        out.push(version);
+    }
+    Ok(out)
 }
 
+/// Every link of record `id` (either end), optionally of one relation.
 pub fn links(conn: &Connection, id: &str, rel: Option<&str>) -> rusqlite::Result<Vec<Link>> {
+    links_where(conn, id, rel, usize::MAX, |_| true)
+}
+
+/// The links of record `id` whose other end is a record of a kind `keep`
+/// accepts, at most `max`, read one row at a time so a record with
+/// millions of links costs no memory.
+pub fn links_where(
+    conn: &Connection,
+    id: &str,
+    rel: Option<&str>,
+    max: usize,
+    keep: impl Fn(&str) -> bool,
+) -> rusqlite::Result<Vec<Link>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT from_id, to_id, rel, created_at FROM links
-         WHERE (from_id = ?1 OR to_id = ?1) AND (?2 IS NULL OR rel = ?2)
-         ORDER BY created_at, from_id, to_id",
+        "SELECT l.from_id, l.to_id, l.rel, l.created_at, r.kind FROM links l
+         JOIN records r ON r.id = CASE WHEN l.from_id = ?1 THEN l.to_id ELSE l.from_id END
+         WHERE (l.from_id = ?1 OR l.to_id = ?1) AND (?2 IS NULL OR l.rel = ?2)
+         ORDER BY l.created_at, l.from_id, l.to_id",
     )?;
-    stmt.query_map(params![id, rel], |r| {
-        Ok(Link {
-            from: r.get(0)?,
-            to: r.get(1)?,
-            rel: r.get(2)?,
-            created_at: r.get(3)?,
-        })
-    })?
-    .collect()
+    let mut rows = stmt.query(params![id, rel])?;
+    let mut out = Vec::new();
+    while out.len() < max
+        && let Some(r) = rows.next()?
+    {
+        let kind: String = r.get(4)?;
+        if keep(&kind) {
+            out.push(Link {
+                from: r.get(0)?,
+                to: r.get(1)?,
+                rel: r.get(2)?,
+                created_at: r.get(3)?,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Record counts per kind, for summaries.

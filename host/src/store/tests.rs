@@ -50,7 +50,7 @@ fn identity_makes_create_idempotent() {
     let mut s = Store::open_in_memory().unwrap();
     let fx = Fixture::new(&["core/document"], &["create"]);
     let c = fx.caller();
-    let id = Some(("files:notes", "a.md"));
+    let id = Some(("t:notes", "a.md"));
     let first = actions::create(
         &mut s,
         c,

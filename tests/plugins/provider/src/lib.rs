@@ -1,5 +1,8 @@
-//! Offers two actions: `make` creates a `test/made` record under this
-//! plugin's own grant and returns `{"id": ID}`; `fail` returns `invalid`.
+//! Offers four actions: `make` creates a `test/made` record under this
+//! plugin's own grant and returns `{"id": ID}`; `fail` returns `invalid`;
+//! `who` returns its caller (`{"plugin": P, "run": R}` or `null`) and
+//! refuses callers named in its input's `refuse`; `spin` computes for
+//! `ms` milliseconds.
 
 use keel_provider::prelude::*;
 
@@ -19,6 +22,19 @@ impl Provider for TestProvider {
                 Ok(serde_json::json!({ "id": created.record.id }).to_string())
             }
             "fail" => Err(Error::Invalid("asked to fail".into())),
+            "who" => match config::caller() {
+                Some(c) if input["refuse"].as_str() == Some(c.plugin.as_str()) => Err(
+                    Error::Denied(format!("{} is not a caller this provider serves", c.plugin)),
+                ),
+                Some(c) => Ok(serde_json::json!({ "plugin": c.plugin, "run": c.run }).to_string()),
+                None => Ok("null".into()),
+            },
+            "spin" => {
+                let ms = input["ms"].as_u64().unwrap_or(0);
+                let started = std::time::Instant::now();
+                while started.elapsed() < std::time::Duration::from_millis(ms) {}
+                Ok("{}".into())
+            }
             other => Err(Error::NotFound(format!("no action {other}"))),
         }
     }

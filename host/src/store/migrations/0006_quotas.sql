@@ -1,0 +1,47 @@
+-- Write quotas: the writes each plugin has taken from its daily quota. A
+-- run takes writes in blocks and gives back what it did not use when it
+-- ends, so concurrent runs never exceed the day's quota.
+CREATE TABLE write_quota (
+    plugin TEXT NOT NULL,
+    day    TEXT NOT NULL,   -- UTC, YYYY-MM-DD
+    used   INTEGER NOT NULL,
+    PRIMARY KEY (plugin, day)
+) STRICT;
+
+-- A run that reached a write quota: what it reached, and when the operator
+-- dismissed the review item it raised.
+ALTER TABLE runs ADD COLUMN quota TEXT;
+ALTER TABLE runs ADD COLUMN quota_reviewed_at TEXT;
+CREATE INDEX runs_quota ON runs(plugin) WHERE quota IS NOT NULL AND quota_reviewed_at IS NULL;
+
+-- Model tokens held for calls in flight: a call reserves its most before
+-- it runs, so concurrent calls cannot overrun a daily budget. A reservation
+-- whose run ended without releasing it lapses at `until_ms`.
+CREATE TABLE token_reservations (
+    id       INTEGER PRIMARY KEY,
+    plugin   TEXT NOT NULL,
+    day      TEXT NOT NULL,
+    tokens   INTEGER NOT NULL,
+    until_ms INTEGER NOT NULL
+) STRICT;
+CREATE INDEX token_reservations_plugin ON token_reservations(plugin, day);
+
+-- Fair share between plugins: every queued plugin job (not the operator's)
+-- gets a key one past the larger of the smallest key waiting and its own
+-- plugin's largest key waiting, and due jobs are leased in key order. So a
+-- plugin with a backlog of thousands takes turns with a plugin that has one
+-- job, instead of making it wait behind the whole backlog (start-time fair
+-- queueing, one job the unit of work).
+ALTER TABLE jobs ADD COLUMN fair_key INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX jobs_fair ON jobs(state, fair_key, id);
+CREATE INDEX jobs_plugin_fair ON jobs(plugin, state, fair_key);
+CREATE TRIGGER jobs_fair_key AFTER INSERT ON jobs
+WHEN NEW.state = 'queued' AND NEW.priority > 0
+BEGIN
+    UPDATE jobs SET fair_key = 1 + max(
+        COALESCE((SELECT min(fair_key) FROM jobs
+                  WHERE state = 'queued' AND priority > 0 AND id != NEW.id), 0),
+        COALESCE((SELECT max(fair_key) FROM jobs
+                  WHERE plugin = NEW.plugin AND state = 'queued' AND id != NEW.id), 0))
+    WHERE id = NEW.id;
+END;
