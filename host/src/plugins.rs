@@ -262,15 +262,14 @@ pub fn check_imports(
             "keel:host/actions" if caps.actions.is_empty() => {
                 Some("it declares no actions; add them under [capabilities] actions")
             }
-            "keel:host/config" if caps.config.is_empty() => {
-                Some("it declares no config keys; add them under [capabilities] config")
-            }
             "keel:host/llm" if caps.llm.is_none() => Some(
                 "it declares no models; add `llm = { tiers = [\"small\"] }` under [capabilities]",
             ),
             "keel:host/memory" if !caps.memory => {
                 Some("it declares no memory; add `memory = true` under [capabilities]")
             }
+            // `config` needs no grant of its own: `get` answers only the
+            // declared keys, and `caller` names who caused the run.
             "keel:host/records" | "keel:host/actions" | "keel:host/config" | "keel:host/llm"
             | "keel:host/memory" => None,
             // A component may import the filesystem interfaces (language

@@ -70,7 +70,7 @@ fn an_agent_invokes_a_providers_action_under_the_providers_grant() {
     assert_eq!(call["outcome"], "allowed");
     assert_eq!(
         call["detail"],
-        format!("test-provider/make: run {provider_run} ok")
+        format!("test-provider/make: test-provider@0.1.0 run {provider_run} ok")
     );
     let inner = keel.audit(&["--run", &provider_run]);
     assert_eq!(inner[0]["action"], "create");

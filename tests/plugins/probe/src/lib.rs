@@ -19,8 +19,10 @@ fn answer<T>(r: Result<T, Error>, ok: impl FnOnce(T) -> Value) -> Value {
     match r {
         Ok(v) => json!({ "ok": ok(v) }),
         Err(e) => {
+            // `Error::Denied("...")` -> `denied`.
             let kind = format!("{e:?}");
-            let kind = kind.split('(').next().unwrap_or_default().to_lowercase();
+            let kind = kind.split('(').next().unwrap_or_default();
+            let kind = kind.rsplit("::").next().unwrap_or_default().to_lowercase();
             json!({ "err": kind, "message": e.message() })
         }
     }
@@ -70,7 +72,8 @@ impl Agent for Probe {
                 |()| json!(null),
             ),
             "run-memory" => {
-                let value = "x".repeat(64 * 1024);
+                // A JSON string of 64 KiB, quotes included.
+                let value = "x".repeat(64 * 1024 - 2);
                 let mut n = 0;
                 let stop = loop {
                     match memory::set(memory::Scope::Run, &format!("k{n}"), &value, None) {
