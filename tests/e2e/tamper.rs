@@ -36,7 +36,7 @@ fn checkpoint(keel: &Keel) -> std::path::PathBuf {
     let printed: serde_json::Value = serde_json::from_str(made.stdout.lines().last().unwrap())
         .unwrap_or_else(|e| panic!("{e}: {}", made.stdout));
     assert_eq!(printed["format"], "keel-audit-checkpoint/1");
-    assert!(printed["count"].as_i64().unwrap() > 5, "{printed}");
+    assert!(printed["count"].as_i64().unwrap() >= 4, "{printed}");
     file
 }
 

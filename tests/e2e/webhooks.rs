@@ -116,19 +116,26 @@ fn install_hooked(keel: &Keel, max_bytes: u64) -> String {
 fn start_up(keel: &Keel) -> (Child, u16) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let up = keel
+    let mut up = keel
         .command(&["up", "--idle-ms", "50", "--listen", &listen])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let mut ready = false;
     for _ in 0..200 {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return (up, port);
+            ready = true;
+            break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("keel up is not listening on {listen}");
+    if !ready {
+        let _ = up.kill();
+        let _ = up.wait();
+        panic!("keel up is not listening on {listen}");
+    }
+    (up, port)
 }
 
 fn wait_done(keel: &Keel, n: usize) {
