@@ -306,6 +306,21 @@ enum PluginCmd {
     },
     /// Remove a plugin (its records and audit trail stay).
     Remove { id: String },
+    /// A plugin's webhooks: `rotate PLUGIN HOOK` makes a new secret.
+    #[command(subcommand)]
+    Webhook(WebhookCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhookCmd {
+    /// Replace a hook's secret: the new one is shown once, the old one is
+    /// refused from now on.
+    Rotate {
+        plugin: String,
+        hook: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -418,10 +433,32 @@ struct AuditArgs {
 
 #[derive(Debug, Subcommand)]
 enum AuditCmd {
-    /// Recompute the hash chain; names the first broken entry.
+    /// Recompute the hash chain; names the first broken entry. With
+    /// --checkpoint, also hold it against a signed head kept elsewhere.
     Verify {
+        /// A file `keel audit checkpoint` wrote.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+        /// The key the checkpoint must be signed by (default: any of this
+        /// home's keys).
+        #[arg(long, value_name = "ed25519:HEX")]
+        public_key: Option<String>,
         #[arg(long)]
         json: bool,
+    },
+    /// Sign the chain's head (entry count and hash) with a key from `keel
+    /// key generate` and write it outside the database; keep a copy away
+    /// from this machine.
+    Checkpoint {
+        /// The signing key's name.
+        #[arg(long)]
+        key: String,
+        /// Where to write it (default: HOME/audit-checkpoints/COUNT.json).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Also print it, to paste somewhere safe.
+        #[arg(long)]
+        print: bool,
     },
 }
 
@@ -933,10 +970,21 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
                 )?;
             }
             let row = crate::plugins::install(&home, runtime.engine(), &mut db, &checked)?;
+            let secrets = crate::webhooks::issue(&home, &mut db, &row.id)?;
             if json {
-                print_json(&row)?;
+                #[derive(Serialize)]
+                struct Installed<'a> {
+                    #[serde(flatten)]
+                    row: &'a crate::store::plugins::PluginRow,
+                    webhook_secrets: &'a [crate::webhooks::Issued],
+                }
+                print_json(&Installed {
+                    row: &row,
+                    webhook_secrets: &secrets,
+                })?;
             } else {
                 println!("installed {} ({}) {}", row.label(), row.world, row.digest);
+                show_hook_secrets(&secrets);
             }
         }
         PluginCmd::List { json } => {
@@ -1007,9 +1055,15 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
                     println!("  rate:     {r}");
                 }
                 for h in &webhooks {
+                    let secret = if h.has_secret {
+                        "secret sealed"
+                    } else {
+                        "no secret yet"
+                    };
+                    let refused: u64 = h.refused.values().sum();
                     println!(
-                        "  webhook {}: POST {} (keel up --listen), secret {}, up to {} bytes",
-                        h.hook, h.path, h.secret, h.max_bytes
+                        "  webhook {}: POST {} (keel up --listen), up to {} bytes, {secret} (new one: keel plugin webhook rotate {} {}), {refused} refused",
+                        h.hook, h.path, h.max_bytes, row.id, h.hook
                     );
                 }
             }
@@ -1068,11 +1122,22 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
             }
             let new = crate::plugins::install(&home, runtime.engine(), &mut db, &checked)?;
             println!("updated {} -> {} {}", row.label(), new.label(), new.digest);
+            show_hook_secrets(&crate::webhooks::issue(&home, &mut db, &new.id)?);
         }
         PluginCmd::Rollback { id } => {
             let mut db = home.store()?;
             let row = crate::plugins::rollback(&home, &mut db, &id)?;
             println!("rolled back to {} {}", row.label(), row.digest);
+            show_hook_secrets(&crate::webhooks::issue(&home, &mut db, &row.id)?);
+        }
+        PluginCmd::Webhook(WebhookCmd::Rotate { plugin, hook, json }) => {
+            let mut db = home.store()?;
+            let issued = crate::webhooks::rotate(&home, &mut db, &plugin, &hook)?;
+            if json {
+                print_json(&issued)?;
+            } else {
+                show_hook_secrets(std::slice::from_ref(&issued));
+            }
         }
         PluginCmd::Remove { id } => {
             let mut db = home.store()?;
@@ -1274,31 +1339,137 @@ fn review_cmd(root: &std::path::Path, cmd: ReviewCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `keel audit verify [--checkpoint FILE]`.
+fn audit_verify(
+    home: &Home,
+    db: &crate::store::Store,
+    checkpoint: Option<PathBuf>,
+    public_key: Option<String>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut report = audit::verify(db.conn())?;
+    if report.broken.is_none()
+        && let Some(file) = &checkpoint
+    {
+        let text = std::fs::read_to_string(file).with_context(|| {
+            format!(
+                "cannot read {}; give a file `keel audit checkpoint` wrote",
+                file.display()
+            )
+        })?;
+        let cp: audit::Checkpoint = serde_json::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "{} is not an audit checkpoint ({e}); give a file `keel audit checkpoint` wrote",
+                file.display()
+            )
+        })?;
+        let trusted: Vec<keel_registry::keys::PublicKey> = match public_key {
+            Some(k) => vec![
+                k.parse()
+                    .map_err(|e| anyhow::anyhow!("--public-key: {e}"))?,
+            ],
+            None => crate::packages::list_keys(home)?
+                .into_iter()
+                .map(|(_, k)| k)
+                .collect(),
+        };
+        cp.check_signature(&trusted)?;
+        report.broken = audit::check_checkpoint(db.conn(), &cp)?;
+    }
+    if json {
+        print_json(&report)?;
+    }
+    Ok(match report.broken {
+        None => {
+            if !json {
+                match &checkpoint {
+                    Some(f) => println!(
+                        "audit log intact: {} entries verified, consistent with {}",
+                        report.entries,
+                        f.display()
+                    ),
+                    None => println!("audit log intact: {} entries verified", report.entries),
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Some(b) => {
+            eprintln!(
+                "error: audit entry {} does not verify: {}; keep a copy of {} for investigation before changing anything",
+                b.seq,
+                b.reason,
+                home.db_path().display()
+            );
+            ExitCode::FAILURE
+        }
+    })
+}
+
+/// Writes `bytes` to `path` readable by the owner only, atomically.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create {}; pick another --out", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir)
+        .with_context(|| format!("cannot write in {}; pick another --out", dir.display()))?;
+    std::io::Write::write_all(&mut tmp, bytes)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o600))?;
+    }
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Prints webhook secrets just made: the only time they are shown.
+fn show_hook_secrets(secrets: &[crate::webhooks::Issued]) {
+    for s in secrets {
+        println!(
+            "webhook {} of {}: POST {} signed with secret {} (shown once; keep it with the sender)",
+            s.hook, s.plugin, s.path, s.secret
+        );
+    }
+}
+
 fn audit_cmd(root: &std::path::Path, args: AuditArgs) -> anyhow::Result<ExitCode> {
     let home = Home::open(root)?;
     let db = home.store()?;
-    if let Some(AuditCmd::Verify { json }) = args.verify {
-        let report = audit::verify(db.conn())?;
-        if json {
-            print_json(&report)?;
+    match args.verify {
+        Some(AuditCmd::Verify {
+            checkpoint,
+            public_key,
+            json,
+        }) => {
+            return audit_verify(&home, &db, checkpoint, public_key, json);
         }
-        return Ok(match report.broken {
-            None => {
-                if !json {
-                    println!("audit log intact: {} entries verified", report.entries);
-                }
-                ExitCode::SUCCESS
+        Some(AuditCmd::Checkpoint { key, out, print }) => {
+            let secret = crate::packages::load_key(&home, &key)?;
+            let cp = audit::checkpoint(db.conn(), &secret)?;
+            let path = out.unwrap_or_else(|| {
+                home.root()
+                    .join("audit-checkpoints")
+                    .join(format!("{}.json", cp.count))
+            });
+            let text = serde_json::to_string(&cp)?;
+            write_private(&path, text.as_bytes())?;
+            println!(
+                "audit checkpoint: {} entries, head {}, signed by {} -> {}",
+                cp.count,
+                cp.hash,
+                cp.key,
+                path.display()
+            );
+            if print {
+                println!("{text}");
             }
-            Some(b) => {
-                eprintln!(
-                    "error: audit entry {} does not verify: {}; keep a copy of {} for investigation before changing anything",
-                    b.seq,
-                    b.reason,
-                    home.db_path().display()
-                );
-                ExitCode::FAILURE
-            }
-        });
+            return Ok(ExitCode::SUCCESS);
+        }
+        None => {}
     }
     if args.json && args.limit.is_some_and(|l| l == 0) {
         bail!("--limit must be at least 1");

@@ -1,6 +1,13 @@
 //! The wasmtime engine keel runs every plugin on: component model, pooling
 //! allocator, fuel for CPU, epoch interruption for the wall-clock deadline,
 //! and an on-disk cache of compiled components.
+//!
+//! A compiled file is native code that wasmtime maps and runs without
+//! checking it, so each one ends with an HMAC-SHA256 under a key of the home
+//! (`HOME/cache.key`, 0600), over the engine settings, the component digest
+//! and the bytes. The MAC is checked on the bytes in memory before they are
+//! deserialized; a file that fails it (tampered, truncated, copied from
+//! another home) is compiled again from the component, never run.
 
 use std::hash::Hasher;
 use std::path::{Path, PathBuf};
@@ -10,6 +17,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context;
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -25,6 +33,22 @@ const WASMTIME_MAJOR: &str = "48";
 
 /// Instances the pool keeps slots for; runs beyond this wait or fail cleanly.
 const POOL_INSTANCES: u32 = 64;
+
+/// The MAC key's file, beside the cache folder.
+const MAC_KEY_FILE: &str = "cache.key";
+/// Bytes of the MAC at the end of a compiled file.
+const MAC_LEN: usize = 32;
+/// Largest compiled file read back; a bigger one is recompiled.
+const MAX_COMPILED_BYTES: u64 = 512 << 20;
+
+/// Where a compiled file came from, for tests and tracing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Loaded {
+    /// The cache file held keel's MAC and was deserialized.
+    Cache,
+    /// Compiled from the component (no usable cache file).
+    Compiled,
+}
 
 /// The engine plus the thread that advances its epoch. Dropping it stops
 /// the thread.
@@ -108,18 +132,67 @@ impl KeelEngine {
     /// Compiles `bytes` (a component whose sha256 is `digest`), or loads the
     /// compiled form from `cache_dir` when this engine compiled it before.
     pub fn load(&self, cache_dir: &Path, digest: &str, bytes: &[u8]) -> anyhow::Result<Component> {
+        Ok(self.load_from(cache_dir, digest, bytes)?.0)
+    }
+
+    /// [`KeelEngine::load`], saying whether the cache was used.
+    pub fn load_from(
+        &self,
+        cache_dir: &Path,
+        digest: &str,
+        bytes: &[u8],
+    ) -> anyhow::Result<(Component, Loaded)> {
         let path = self.cache_path(cache_dir, digest);
         if path.exists() {
-            match deserialize(&self.engine, &path) {
-                Ok(component) => return Ok(component),
+            match self.read_compiled(cache_dir, digest, &path) {
+                Ok(component) => return Ok((component, Loaded::Cache)),
                 Err(e) => {
-                    tracing::warn!("ignoring unusable compiled cache {}: {e}", path.display());
+                    tracing::warn!("recompiling instead of using {}: {e}", path.display());
                 }
             }
         }
         let component = compile(&self.engine, bytes)?;
-        self.store_compiled(&component, &path);
-        Ok(component)
+        self.store_compiled(cache_dir, digest, &component, &path);
+        Ok((component, Loaded::Compiled))
+    }
+
+    /// The MAC a compiled file for `digest` must end with.
+    fn mac(&self, key: &[u8; 32], digest: &str, compiled: &[u8]) -> anyhow::Result<Hmac<Sha256>> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key)
+            .map_err(|e| anyhow::anyhow!("cache MAC key: {e}"))?;
+        mac.update(b"keel-cwasm/1\n");
+        mac.update(self.settings_key.as_bytes());
+        mac.update(b"\n");
+        mac.update(digest.trim_start_matches("sha256:").as_bytes());
+        mac.update(b"\n");
+        mac.update(compiled);
+        Ok(mac)
+    }
+
+    /// Reads a compiled file, checks its MAC, then deserializes the bytes
+    /// checked (not the file again, which could have changed meanwhile).
+    fn read_compiled(
+        &self,
+        cache_dir: &Path,
+        digest: &str,
+        path: &Path,
+    ) -> anyhow::Result<Component> {
+        let size = std::fs::metadata(path)?.len();
+        if size > MAX_COMPILED_BYTES {
+            anyhow::bail!("it is over {MAX_COMPILED_BYTES} bytes");
+        }
+        let file = std::fs::read(path)?;
+        let Some(split) = file.len().checked_sub(MAC_LEN) else {
+            anyhow::bail!("it is too short to carry keel's MAC");
+        };
+        let (compiled, tag) = file.split_at(split);
+        let key = mac_key(cache_dir, false)?;
+        self.mac(&key, digest, compiled)?
+            .verify_slice(tag)
+            .map_err(|_| {
+                anyhow::anyhow!("its MAC does not verify (not written by this home's keel)")
+            })?;
+        deserialize(&self.engine, compiled)
     }
 
     /// Where the compiled form of `digest` lives for this engine's settings.
@@ -131,13 +204,22 @@ impl KeelEngine {
     /// Keeps the compiled form of an installed component so later runs
     /// start from the cache.
     pub fn cache(&self, cache_dir: &Path, digest: &str, component: &Component) {
-        self.store_compiled(component, &self.cache_path(cache_dir, digest));
+        self.store_compiled(
+            cache_dir,
+            digest,
+            component,
+            &self.cache_path(cache_dir, digest),
+        );
     }
 
-    /// Writes the compiled form atomically; a failure only costs a recompile.
-    fn store_compiled(&self, component: &Component, path: &Path) {
+    /// Writes the compiled form and its MAC atomically (0600, as temporary
+    /// files are made); a failure only costs a recompile.
+    fn store_compiled(&self, cache_dir: &Path, digest: &str, component: &Component, path: &Path) {
         let result = (|| -> anyhow::Result<()> {
-            let bytes = component.serialize().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut bytes = component.serialize().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let key = mac_key(cache_dir, true)?;
+            let tag = self.mac(&key, digest, &bytes)?.finalize().into_bytes();
+            bytes.extend_from_slice(&tag);
             let dir = path.parent().context("cache path has a folder")?;
             std::fs::create_dir_all(dir)?;
             let tmp = tempfile::NamedTempFile::new_in(dir)?;
@@ -168,12 +250,34 @@ pub fn compile(engine: &Engine, bytes: &[u8]) -> anyhow::Result<Component> {
         .map_err(|e| anyhow::anyhow!("the component does not compile: {e}"))
 }
 
+/// The home's key for compiled files, made (0600) when `create` and absent.
+fn mac_key(cache_dir: &Path, create: bool) -> anyhow::Result<[u8; 32]> {
+    let path = cache_dir.with_file_name(MAC_KEY_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => <[u8; 32]>::try_from(bytes.as_slice())
+            .map_err(|_| anyhow::anyhow!("{} is not a 32-byte key", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            let dir = path.parent().context("the cache key has a folder")?;
+            let tmp = tempfile::NamedTempFile::new_in(dir)?;
+            std::fs::write(tmp.path(), key)?;
+            // Another process may have made it first: use theirs.
+            if tmp.persist_noclobber(&path).is_err() {
+                return mac_key(cache_dir, false);
+            }
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
 #[allow(unsafe_code)]
-fn deserialize(engine: &Engine, path: &Path) -> anyhow::Result<Component> {
-    // SAFETY: the file was written by `store_compiled` into keel's own cache
-    // folder, named by the component digest and this engine's settings; the
-    // operator's home is trusted like the keel binary itself.
-    unsafe { Component::deserialize_file(engine, path) }.map_err(|e| anyhow::anyhow!("{e}"))
+fn deserialize(engine: &Engine, compiled: &[u8]) -> anyhow::Result<Component> {
+    // SAFETY: the bytes carry an HMAC under the home's cache key, checked
+    // just before this on these same bytes in memory, so they are what this
+    // home's keel serialized for this digest and engine settings.
+    unsafe { Component::deserialize(engine, compiled) }.map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 impl Drop for KeelEngine {
@@ -182,5 +286,66 @@ impl Drop for KeelEngine {
         if let Some(t) = self.ticker.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The smallest component: the preamble of an empty one.
+    const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\x00\x01\x00";
+
+    #[test]
+    fn m3_tampered_compiled_cache_is_recompiled_not_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        std::fs::create_dir_all(&cache).unwrap();
+        let engine = KeelEngine::new().unwrap();
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(EMPTY_COMPONENT)));
+        let (_, from) = engine.load_from(&cache, &digest, EMPTY_COMPONENT).unwrap();
+        assert_eq!(from, Loaded::Compiled);
+        let (_, from) = engine.load_from(&cache, &digest, EMPTY_COMPONENT).unwrap();
+        assert_eq!(from, Loaded::Cache);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&dir.path().join(MAC_KEY_FILE)), 0o600);
+            assert_eq!(mode(&engine.cache_path(&cache, &digest)), 0o600);
+        }
+        let path = engine.cache_path(&cache, &digest);
+        // Garbage in the file: recompiled, and the file is keel's again.
+        std::fs::write(&path, b"garbage, or native code someone wrote").unwrap();
+        let (_, from) = engine.load_from(&cache, &digest, EMPTY_COMPONENT).unwrap();
+        assert_eq!(from, Loaded::Compiled);
+        assert_eq!(
+            engine
+                .load_from(&cache, &digest, EMPTY_COMPONENT)
+                .unwrap()
+                .1,
+            Loaded::Cache
+        );
+        // A real compiled component without this home's MAC (made by
+        // another keel, or by wasmtime directly) is not deserialized.
+        let foreign = compile(engine.engine(), EMPTY_COMPONENT)
+            .unwrap()
+            .serialize()
+            .unwrap();
+        std::fs::write(&path, &foreign).unwrap();
+        assert_eq!(
+            engine
+                .load_from(&cache, &digest, EMPTY_COMPONENT)
+                .unwrap()
+                .1,
+            Loaded::Compiled
+        );
+        // A file made for another component does not pass for this one.
+        let other = format!("sha256:{}", "ab".repeat(32));
+        std::fs::copy(&path, engine.cache_path(&cache, &other)).unwrap();
+        assert_eq!(
+            engine.load_from(&cache, &other, EMPTY_COMPONENT).unwrap().1,
+            Loaded::Compiled
+        );
     }
 }

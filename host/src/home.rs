@@ -1,5 +1,12 @@
 //! The operator's home: the SQLite store, installed plugins and the
 //! compiled-component cache.
+//!
+//! Everything in it is the operator's alone: the home is made `0700` and
+//! every file in it `0600` (the database and its `-wal`/`-shm`, keys, the
+//! cache, installed plugins, the lockfile), whatever the umask. A home made
+//! by an earlier keel is tightened the same way when it is opened, with a
+//! one-line notice. SQLite makes its `-wal` and `-shm` files with the
+//! database file's mode, so creating that file `0600` first covers them.
 
 use std::path::{Path, PathBuf};
 
@@ -39,8 +46,42 @@ impl Home {
         let home = Home {
             root: root.canonicalize()?,
         };
+        // Made owner-only before SQLite opens it, so no moment exists where
+        // the database (or its -wal/-shm, which copy its mode) is readable.
+        let db = home.db_path();
+        if !db.exists() {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            options
+                .open(&db)
+                .with_context(|| format!("cannot create {}", db.display()))?;
+        }
         home.store()?;
+        // A home being made says nothing: it was never open to others.
+        home.tighten(false)?;
         Ok(home)
+    }
+
+    /// Makes the home `0700` and everything in it owner-only (folders
+    /// `0700`, files `0600`); symlinks are left alone. Says so on stderr,
+    /// once, when the home itself was open to others (a home from an earlier
+    /// keel or a loose umask).
+    fn tighten(&self, announce: bool) -> anyhow::Result<()> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let loose = std::fs::metadata(&self.root)?.permissions().mode() & 0o077 != 0;
+            let changed = tighten_tree(&self.root, 0)?;
+            if announce && loose && changed > 0 {
+                eprintln!(
+                    "notice: {} was readable by other users; keel made it and the {changed} entries in it owner-only (0700 folders, 0600 files)",
+                    self.root.display()
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Opens an existing home.
@@ -52,9 +93,11 @@ impl Home {
                 root.display()
             );
         }
-        Ok(Home {
+        let home = Home {
             root: root.canonicalize()?,
-        })
+        };
+        home.tighten(true)?;
+        Ok(home)
     }
 
     pub fn root(&self) -> &Path {
@@ -90,5 +133,126 @@ impl Home {
 
     pub fn cache_dir(&self) -> PathBuf {
         self.root.join("cache")
+    }
+}
+
+/// Deepest folder [`tighten_tree`] walks below the home (plugins keep
+/// their files two levels down).
+#[cfg(unix)]
+const MAX_DEPTH: usize = 6;
+/// Most entries it changes in one folder, so a huge folder someone put in
+/// the home cannot stall every command.
+#[cfg(unix)]
+const MAX_ENTRIES: usize = 100_000;
+
+/// Sets `dir` to `0700`, its files to `0600` (`0700` for the owner's
+/// executables) and its folders likewise, down to [`MAX_DEPTH`]; returns how
+/// many modes changed.
+#[cfg(unix)]
+fn tighten_tree(dir: &Path, depth: usize) -> anyhow::Result<usize> {
+    use std::os::unix::fs::PermissionsExt as _;
+    // Other keel processes make and rename files here meanwhile (temporary
+    // files, SQLite's journals): one that is gone by the time it is looked
+    // at needs nothing.
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    let set = |path: &Path, meta: &std::fs::Metadata, mode: u32| -> anyhow::Result<usize> {
+        if meta.permissions().mode() & 0o777 == mode {
+            return Ok(0);
+        }
+        match std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+            Ok(()) => Ok(1),
+            Err(e) if gone(&e) => Ok(0),
+            Err(e) => Err(e).with_context(|| {
+                format!(
+                    "cannot make {} owner-only; fix its owner or run `chmod -R go-rwx` on the home",
+                    path.display()
+                )
+            }),
+        }
+    };
+    let mut changed = match std::fs::symlink_metadata(dir) {
+        Ok(meta) => set(dir, &meta, 0o700)?,
+        Err(e) if gone(&e) => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    if depth >= MAX_DEPTH {
+        return Ok(changed);
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if gone(&e) => return Ok(changed),
+        Err(e) => return Err(e.into()),
+    };
+    for entry in entries.take(MAX_ENTRIES) {
+        let path = entry?.path();
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if meta.is_dir() {
+            changed += tighten_tree(&path, depth + 1)?;
+        } else if meta.is_file() {
+            // An executable someone keeps here (a model server, a script)
+            // stays runnable by its owner.
+            let mode = if meta.permissions().mode() & 0o100 != 0 {
+                0o700
+            } else {
+                0o600
+            };
+            changed += set(&path, &meta, mode)?;
+        }
+    }
+    Ok(changed)
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn m3_home_and_its_files_are_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("home");
+        let home = Home::init(&root).unwrap();
+        assert_eq!(mode(home.root()), 0o700);
+        assert_eq!(mode(&home.plugins_dir()), 0o700);
+        assert_eq!(mode(&home.cache_dir()), 0o700);
+        assert_eq!(mode(&home.db_path()), 0o600);
+        // SQLite's side files take the database's mode.
+        let db = home.store().unwrap();
+        db.conn()
+            .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        let wal = root.join("keel.db-wal");
+        assert!(wal.exists());
+        assert_eq!(mode(&wal), 0o600);
+        assert_eq!(mode(&root.join("keel.db-shm")), 0o600);
+        drop(db);
+
+        // A home left open by an earlier keel is closed up when opened.
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(home.db_path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let plugin = home.plugin_dir("p");
+        std::fs::create_dir_all(&plugin).unwrap();
+        std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(plugin.join("component.wasm"), b"x").unwrap();
+        std::fs::set_permissions(
+            plugin.join("component.wasm"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let home = Home::open(&root).unwrap();
+        assert_eq!(mode(home.root()), 0o700);
+        assert_eq!(mode(&home.db_path()), 0o600);
+        assert_eq!(mode(&plugin), 0o700);
+        assert_eq!(mode(&plugin.join("component.wasm")), 0o600);
+        // And the home still serves.
+        home.store().unwrap();
     }
 }

@@ -189,6 +189,17 @@ impl Runtime {
                     path.display()
                 )
             })?;
+            // The file in the home must still be what was installed (and
+            // what the compiled cache is keyed by).
+            let found = keel_registry::Digest::of(&bytes).to_string();
+            if found != row.digest {
+                anyhow::bail!(
+                    "{}'s component at {} is {found}, not the {} that was installed; reinstall it with `keel plugin install`",
+                    row.label(),
+                    path.display(),
+                    row.digest
+                );
+            }
             let component = self
                 .engine
                 .load(&self.home.cache_dir(), &row.digest, &bytes)

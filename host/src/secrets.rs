@@ -6,11 +6,15 @@
 //! `HOME/secrets.key` (mode 0600, made at the first `set`), with its name as
 //! associated data, so the store, its backups and the audit log never hold
 //! it in the clear, and a sealed value moved to another name does not open.
+//! `KEEL_SECRETS_KEY_FILE=PATH` keeps the key outside the home instead, so a
+//! copy of the home alone (a backup, a shared folder) cannot unseal
+//! anything. Webhook secrets are sealed under the same key ([`seal`],
+//! [`open`]).
 //! Setting and removing are audited as the operator, by name only. Plugins
 //! never see secrets: the host reads one when it calls the provider.
 
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -23,6 +27,8 @@ use crate::store::{Actor, Store, Touched, now};
 
 /// The key file's name in the home.
 pub const KEY_FILE: &str = "secrets.key";
+/// The environment variable naming a key file outside the home.
+pub const KEY_FILE_ENV: &str = "KEEL_SECRETS_KEY_FILE";
 /// Longest secret value.
 const MAX_VALUE: usize = 16 * 1024;
 const NONCE: usize = 24;
@@ -35,14 +41,32 @@ pub struct SecretInfo {
     pub updated_at: String,
 }
 
+/// Where the sealing key lives: `KEEL_SECRETS_KEY_FILE`, or
+/// `HOME/secrets.key`.
+pub fn key_path(home: &Path) -> PathBuf {
+    match std::env::var_os(KEY_FILE_ENV) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => home.join(KEY_FILE),
+    }
+}
+
 fn cipher(home: &Path, create: bool) -> anyhow::Result<XChaCha20Poly1305> {
-    let path = home.join(KEY_FILE);
+    let path = key_path(home);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
             let mut key = [0u8; 32];
             getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-            let mut staged = tempfile::NamedTempFile::new_in(home)?;
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            let mut staged = tempfile::NamedTempFile::new_in(dir).with_context(|| {
+                format!(
+                    "cannot create the secrets key in {}; make the folder or point {KEY_FILE_ENV} elsewhere",
+                    dir.display()
+                )
+            })?;
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt as _;
@@ -59,7 +83,7 @@ fn cipher(home: &Path, create: bool) -> anyhow::Result<XChaCha20Poly1305> {
             std::fs::read(&path)?
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
-            "{} is missing, so no secret can be opened; set the secrets again with `keel secret set NAME`",
+            "{} is missing, so no secret can be opened; restore it (or set {KEY_FILE_ENV} to where it is), or set the secrets again",
             path.display()
         ),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
@@ -71,6 +95,48 @@ fn cipher(home: &Path, create: bool) -> anyhow::Result<XChaCha20Poly1305> {
         );
     }
     Ok(XChaCha20Poly1305::new(Key::from_slice(&bytes)))
+}
+
+/// Seals `value` under the home's key with `label` as associated data
+/// (nonce first), making the key at first use.
+pub fn seal(home: &Path, label: &str, value: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let cipher = cipher(home, true)?;
+    let mut nonce = [0u8; NONCE];
+    getrandom::fill(&mut nonce).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let sealed = cipher
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: value,
+                aad: label.as_bytes(),
+            },
+        )
+        .map_err(|_| anyhow::anyhow!("`{label}` could not be sealed"))?;
+    let mut blob = nonce.to_vec();
+    blob.extend(sealed);
+    Ok(blob)
+}
+
+/// Opens what [`seal`] made under the same `label`.
+pub fn open(home: &Path, label: &str, blob: &[u8]) -> anyhow::Result<Vec<u8>> {
+    if blob.len() <= NONCE {
+        bail!("`{label}` is damaged; set it again");
+    }
+    let (nonce, sealed) = blob.split_at(NONCE);
+    cipher(home, false)?
+        .decrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: sealed,
+                aad: label.as_bytes(),
+            },
+        )
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "`{label}` does not open with {}; it was sealed under another key: set it again",
+                key_path(home).display()
+            )
+        })
 }
 
 fn check_name(name: &str) -> anyhow::Result<()> {
@@ -98,20 +164,7 @@ pub fn set(home: &Path, db: &mut Store, name: &str, value: &str) -> anyhow::Resu
     if value.len() > MAX_VALUE {
         bail!("the secret `{name}` is over {MAX_VALUE} bytes");
     }
-    let cipher = cipher(home, true)?;
-    let mut nonce = [0u8; NONCE];
-    getrandom::fill(&mut nonce).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    let sealed = cipher
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: value.as_bytes(),
-                aad: name.as_bytes(),
-            },
-        )
-        .map_err(|_| anyhow::anyhow!("the secret `{name}` could not be sealed"))?;
-    let mut blob = nonce.to_vec();
-    blob.extend(sealed);
+    let blob = seal(home, name, value.as_bytes())?;
     db.write(&Actor::operator(), "secret.set", None, Ok(()), |tx| {
         let at = now();
         let r = tx
@@ -168,24 +221,7 @@ pub fn reveal(home: &Path, conn: &Connection, name: &str) -> anyhow::Result<Stri
             "there is no secret `{name}`; set it with `keel secret set {name}` (the value on standard input)"
         );
     };
-    if blob.len() <= NONCE {
-        bail!("the secret `{name}` is damaged; set it again");
-    }
-    let (nonce, sealed) = blob.split_at(NONCE);
-    let value = cipher(home, false)?
-        .decrypt(
-            XNonce::from_slice(nonce),
-            Payload {
-                msg: sealed,
-                aad: name.as_bytes(),
-            },
-        )
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "the secret `{name}` does not open with {}; it was sealed under another key: set it again",
-                home.join(KEY_FILE).display()
-            )
-        })?;
+    let value = open(home, name, &blob)?;
     String::from_utf8(value).context("a secret is not UTF-8")
 }
 

@@ -27,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("store/migrations/0004_secrets.sql"),
     include_str!("store/migrations/0005_recall_filters.sql"),
     include_str!("store/migrations/0006_quotas.sql"),
+    include_str!("store/migrations/0007_anchored_audit_sealed_hooks.sql"),
 ];
 
 /// How long a writer waits for another process's transaction.

@@ -18,5 +18,6 @@ mod packages;
 mod registry;
 mod scaffold;
 mod slice;
+mod tamper;
 mod up;
 mod webhooks;

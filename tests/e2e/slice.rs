@@ -120,10 +120,19 @@ fn hand_edited_audit_row_is_named_by_verify() {
     keel.run_json("files", None);
     let ok = keel.ok(&["audit", "verify"]);
     assert!(ok.stdout.contains("intact"), "{}", ok.stdout);
-    keel.db()
+    // The store refuses the edit; someone holding the file lifts that first.
+    let refused = keel
+        .db()
         .execute(
             "UPDATE audit SET detail = 'nothing to see' WHERE seq = 4",
             [],
+        )
+        .unwrap_err();
+    assert!(refused.to_string().contains("append-only"), "{refused}");
+    keel.db()
+        .execute_batch(
+            "DROP TRIGGER audit_no_update;
+             UPDATE audit SET detail = 'nothing to see' WHERE seq = 4",
         )
         .unwrap();
     let bad = keel.fails(&["audit", "verify"]);
