@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{Capabilities, DirAccess, Manifest, Rate, kind_matches, parse_rate};
+use crate::manifest::{
+    Capabilities, DirAccess, Manifest, Rate, ReviewGate, kind_matches, parse_rate,
+};
 
 /// One directory the operator bound to a logical name.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -29,6 +31,16 @@ pub struct Grant {
     /// slowed by the operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<Rate>,
+    /// The operator's review gate for this plugin's sends and unsure
+    /// writes (`--review-below` at install, `keel plugin policy`). A grant
+    /// stored before the gate existed reads as `all`: every send waits
+    /// until the operator relaxes it.
+    #[serde(default)]
+    pub review_below: ReviewGate,
+    /// What the operator took out at install (`--deny KIND:VALUE`), kept so
+    /// that every update takes it out again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denied: Vec<String>,
 }
 
 impl Grant {
@@ -91,6 +103,8 @@ impl Grant {
             config: config.clone(),
             concurrency: manifest.limits.concurrency,
             rate,
+            review_below: ReviewGate::All,
+            denied: Vec::new(),
         })
     }
 
