@@ -18,8 +18,9 @@ pub struct DirBinding {
     pub access: DirAccess,
 }
 
-/// The capabilities in force for one installed plugin.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// The capabilities in force for one installed plugin. Its `Debug` shows
+/// config keys but not their values (see below).
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 pub struct Grant {
     pub capabilities: Capabilities,
     pub dirs: BTreeMap<String, DirBinding>,
@@ -41,6 +42,24 @@ pub struct Grant {
     /// that every update takes it out again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub denied: Vec<String>,
+}
+
+/// Written by hand: config values are where plugins' credentials live
+/// today, and a `{:?}` of a grant (or of an installed plugin's row) must not
+/// print them.
+impl std::fmt::Debug for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let config: Vec<&String> = self.config.keys().collect();
+        f.debug_struct("Grant")
+            .field("capabilities", &self.capabilities)
+            .field("dirs", &self.dirs)
+            .field("config (values withheld)", &config)
+            .field("concurrency", &self.concurrency)
+            .field("rate", &self.rate)
+            .field("review_below", &self.review_below)
+            .field("denied", &self.denied)
+            .finish()
+    }
 }
 
 impl Grant {
@@ -215,5 +234,23 @@ fn list_or_none<'a>(items: impl Iterator<Item = &'a String>) -> String {
         "none".into()
     } else {
         v.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The latent key leak, for plugin config: `{:?}` of a grant names its
+    /// config keys, never their values.
+    #[test]
+    fn latent_key_leak_grant_debug_withholds_config_values() {
+        let text = "[plugin]\nid = \"p\"\nversion = \"0.1.0\"\nworld = \"agent\"\n[capabilities]\nconfig = [\"token\"]\n";
+        let m = Manifest::parse(text, "keel.toml").unwrap();
+        let config = BTreeMap::from([("token".to_string(), "hunter2-secret".to_string())]);
+        let g = Grant::new(&m, &BTreeMap::new(), &config).unwrap();
+        let shown = format!("{g:?}");
+        assert!(!shown.contains("hunter2-secret"), "{shown}");
+        assert!(shown.contains("\"token\""), "{shown}");
     }
 }
