@@ -21,7 +21,7 @@ fn llm_items(caps: &Capabilities) -> Vec<String> {
 }
 
 /// What a plugin asks for and runs under, as granted, section by section
-/// (`read`, `write`, …, `trigger`, `webhook`, `limit`, `review`): the one
+/// (`read`, `write`, …, `limits`, `triggers`, `webhooks`, `review`): the one
 /// list both the install summary and the update diff are made from, so
 /// whatever the summary shows an update cannot change unseen. A new kind
 /// of grant (network endpoints, when plugins get them) is one more section
