@@ -1111,6 +1111,14 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
                 );
             };
             let from = crate::plugins::shown(&source).to_string();
+            // Installs before sources were stored absolute recorded paths
+            // like `dir:.`, which name whatever folder keel runs in.
+            if !crate::packages::is_remote(&from) && std::path::Path::new(&from).is_relative() {
+                bail!(
+                    "{} was recorded as installed from the relative path `{from}`, which depends on the folder keel runs in; install it again from its folder's full path (`keel plugin install /path/to/{from}`), then update",
+                    row.label()
+                );
+            }
             let fetched = crate::packages::fetch(&from)
                 .with_context(|| format!("cannot update {} from {from}", row.label()))?;
             let req = InstallRequest {

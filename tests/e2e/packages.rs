@@ -525,4 +525,18 @@ fn h3_operator_choices_outlive_updates_and_new_triggers_ask() {
     keel.ok(&["plugin", "update", "test-writer", "--yes"]);
     assert_eq!(listed(&keel)[0]["version"], "0.3.0");
     keel.ok(&["audit", "verify"]);
+
+    // A home from before records `dir:.`: the update refuses to read
+    // whatever folder it runs in.
+    keel.db()
+        .execute("UPDATE plugins SET source = 'dir:.'", [])
+        .unwrap();
+    let out = keel.fails(&["plugin", "update", "test-writer", "--yes"]);
+    assert!(
+        out.stderr
+            .contains("test-writer@0.3.0 was recorded as installed from the relative path `.`"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(listed(&keel)[0]["version"], "0.3.0");
 }
