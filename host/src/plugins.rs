@@ -598,6 +598,44 @@ mod tests {
     use super::compare_versions;
     use std::cmp::Ordering::{Equal, Greater, Less};
 
+    /// A home from before migration 0008: its trusted key counts for any
+    /// plugin (as legacy), and a stored manifest's old default
+    /// `review_below = 1.0` no longer pins a relaxed gate at 1.0.
+    #[test]
+    fn h3_old_homes_keep_their_keys_and_lose_the_old_review_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keel.db");
+        let mut db = crate::store::Store::open(&path).unwrap();
+        let text = "[plugin]\nid = \"p\"\nversion = \"0.1.0\"\nworld = \"agent\"\n";
+        let mut manifest = crate::manifest::Manifest::parse(text, "keel.toml").unwrap();
+        manifest.policy.review_below = 1.0;
+        let grant =
+            crate::grant::Grant::new(&manifest, &Default::default(), &Default::default()).unwrap();
+        crate::store::plugins::upsert(db.conn(), &manifest, "sha256:00", &grant).unwrap();
+        let key = keel_registry::keys::SecretKey::generate().unwrap().public();
+        crate::packages::trust(
+            &mut db,
+            &key.to_string(),
+            "old",
+            &crate::packages::TrustScope::any(),
+        )
+        .unwrap();
+        let conn = db.conn();
+        conn.execute_batch(
+            "ALTER TABLE trusted_keys DROP COLUMN plugins; PRAGMA user_version = 5;",
+        )
+        .unwrap();
+        drop(db);
+
+        let db = crate::store::Store::open(&path).unwrap();
+        let row = crate::store::plugins::get(db.conn(), "p").unwrap().unwrap();
+        assert_eq!(row.manifest.policy.review_below, 0.0);
+        assert_eq!(row.grant.review_below, crate::manifest::ReviewGate::All);
+        let trusted = crate::packages::trusted(db.conn()).unwrap();
+        assert!(trusted[0].scope.covers("anything"));
+        assert!(trusted[0].legacy_notice().is_some());
+    }
+
     /// H3: what "older" means for `--allow-downgrade`.
     #[test]
     fn h3_versions_order_as_semver() {

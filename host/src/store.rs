@@ -26,7 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("store/migrations/0003_models.sql"),
     include_str!("store/migrations/0004_secrets.sql"),
     include_str!("store/migrations/0005_recall_filters.sql"),
-    include_str!("store/migrations/0008_trust_scope.sql"),
+    include_str!("store/migrations/0008_operator_trust_and_review.sql"),
 ];
 
 /// How long a writer waits for another process's transaction.
