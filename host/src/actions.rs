@@ -147,19 +147,17 @@ fn check_key(opts: &WriteOptions) -> Result<(), CallError> {
     }
 }
 
-/// Puts a version written with less confidence than the writer's
-/// `policy.review_below` up for review (a write without a confidence makes
-/// no claim and is not).
-fn flag_unsure(
+/// Puts a version written with less confidence than the writer's review
+/// gate (the operator's, made stricter by the manifest) up for review (a
+/// write without a confidence makes no claim and is not).
+pub(crate) fn flag_unsure(
     tx: &rusqlite::Connection,
     caller: Caller<'_>,
     record: &Record,
     prov: &Provenance,
 ) -> Result<(), CallError> {
-    if prov
-        .confidence
-        .is_some_and(|c| c < caller.policy.review_below)
-    {
+    let gate = caller.policy.under(caller.grant.review_below);
+    if gate.flags_write(prov.confidence) {
         tx.prepare_cached(
             "UPDATE versions SET review = 'pending' WHERE record_id = ?1 AND version = ?2",
         )?
@@ -171,7 +169,7 @@ fn flag_unsure(
 /// Validates options and turns them into provenance. A source must be a
 /// record the caller may read; one it may not read is refused exactly like
 /// one that does not exist, so sources reveal nothing.
-pub fn provenance(
+pub(crate) fn provenance(
     conn: &rusqlite::Connection,
     grant: &Grant,
     opts: &WriteOptions,
@@ -523,9 +521,12 @@ pub fn send(
             let result = (|| {
                 limits::check_body(message)?;
                 let prov = provenance(tx, caller.grant, opts)?;
-                let state = match prov.confidence {
-                    Some(c) if c >= caller.policy.review_below => "queued",
-                    _ => "needs-review",
+                // The operator's gate, which the manifest can only tighten.
+                let gate = caller.policy.under(caller.grant.review_below);
+                let state = if gate.holds_send(prov.confidence) {
+                    "needs-review"
+                } else {
+                    "queued"
                 };
                 let id = new_id();
                 tx.execute(

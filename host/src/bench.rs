@@ -552,6 +552,8 @@ fn recall_latencies(root: &std::path::Path, n: u32, samples: u32) -> anyhow::Res
         config: BTreeMap::new(),
         concurrency: None,
         rate: None,
+        review_below: Default::default(),
+        denied: Vec::new(),
     };
     let tx = db.conn_mut().transaction()?;
     for i in 0..n {

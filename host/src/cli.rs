@@ -189,11 +189,20 @@ enum KeyCmd {
 
 #[derive(Debug, Subcommand)]
 enum TrustCmd {
-    /// Trust packages signed by this public key (`ed25519:…`).
+    /// Trust packages of the named plugins signed by this public key
+    /// (`ed25519:…`): `--for ID,ID`, or `--any` for every plugin.
     Add {
         key: String,
+        /// The operator's name for the key, shown as the signer of what it
+        /// signed.
         #[arg(long)]
         name: String,
+        /// The plugin ids this key may sign (comma-separated).
+        #[arg(long = "for", value_name = "ID,ID", value_delimiter = ',')]
+        plugins: Vec<String>,
+        /// Trust this key for packages of any plugin id.
+        #[arg(long, conflicts_with = "plugins")]
+        any: bool,
     },
     /// The trusted keys.
     List {
@@ -237,6 +246,9 @@ enum PluginCmd {
         /// The new package may be unsigned (audited).
         #[arg(long)]
         allow_unsigned: bool,
+        /// Accept a lower version than the installed one.
+        #[arg(long)]
+        allow_downgrade: bool,
     },
     /// Go back to the version the last install, update or rollback
     /// replaced.
@@ -290,6 +302,22 @@ enum PluginCmd {
         /// Install only the contents with this package digest (sha256:…).
         #[arg(long)]
         digest: Option<String>,
+        /// Let sends with at least this confidence go out without review
+        /// (0.0 to 1.0); by default every send waits (`all`). The manifest
+        /// can only make it stricter.
+        #[arg(long, value_name = "CONFIDENCE")]
+        review_below: Option<crate::manifest::ReviewGate>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a plugin's review gate, or change it with --review-below
+    /// (audited as the operator).
+    Policy {
+        id: String,
+        /// Sends below this confidence (or without one) wait for review;
+        /// `all` holds every send.
+        #[arg(long, value_name = "CONFIDENCE|all")]
+        review_below: Option<crate::manifest::ReviewGate>,
         #[arg(long)]
         json: bool,
     },
@@ -668,17 +696,32 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let home = Home::open(&root)?;
             let mut db = home.store()?;
             match cmd {
-                TrustCmd::Add { key, name } => {
-                    crate::packages::trust(&mut db, &key, &name)?;
-                    println!("trusted {name}");
+                TrustCmd::Add {
+                    key,
+                    name,
+                    plugins,
+                    any,
+                } => {
+                    let scope = match (any, plugins.is_empty()) {
+                        (true, _) => crate::packages::TrustScope::any(),
+                        (false, false) => crate::packages::TrustScope::Plugins(plugins),
+                        (false, true) => bail!(
+                            "say which plugins {name} may sign: --for ID,ID, or --any for every plugin"
+                        ),
+                    };
+                    crate::packages::trust(&mut db, &key, &name, &scope)?;
+                    println!("trusted {name} {scope}");
                 }
                 TrustCmd::List { json } => {
-                    let keys = crate::store::plugins::trusted_keys(db.conn())?;
+                    let keys = crate::packages::trusted(db.conn())?;
                     if json {
                         print_json(&keys)?;
                     } else {
                         for k in keys {
-                            println!("{:<16} {}  since {}", k.name, k.key, k.added_at);
+                            println!(
+                                "{:<16} {}  {}  since {}",
+                                k.name, k.key, k.scope, k.added_at
+                            );
                         }
                     }
                 }
@@ -917,6 +960,7 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
             yes,
             deny,
             digest,
+            review_below,
             json,
         } => {
             let digest = digest
@@ -953,12 +997,29 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
             let mut checked = crate::plugins::check(runtime.engine(), runtime.linker(), &req)?;
             let mut db = home.store()?;
             // An untrusted signer is refused before the operator is asked.
-            crate::plugins::signer(&db, &checked)?;
+            let signer = crate::plugins::signer(&db, &checked)?;
+            if let Some(notice) = signer.as_ref().and_then(|t| t.legacy_notice()) {
+                eprintln!("{notice}");
+            }
             for cap in &deny {
                 crate::consent::deny(&mut checked.grant, cap).map_err(anyhow::Error::msg)?;
             }
+            if let Some(gate) = review_below {
+                checked.grant.review_below = gate;
+            }
             for line in crate::consent::summary(&checked.manifest, &checked.grant) {
                 eprintln!("{line}");
+            }
+            if let Some(t) = &signer {
+                eprintln!("  signed by {}", t.shown());
+            }
+            if checked.grant.allows_action("send")
+                && checked.grant.review_below == crate::manifest::ReviewGate::All
+            {
+                eprintln!(
+                    "  (to let confident sends out without review: --review-below CONFIDENCE, or later `keel plugin policy {} --review-below CONFIDENCE`)",
+                    checked.manifest.plugin.id
+                );
             }
             if !yes {
                 crate::consent::ask(
@@ -983,7 +1044,16 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
                     webhook_secrets: &secrets,
                 })?;
             } else {
-                println!("installed {} ({}) {}", row.label(), row.world, row.digest);
+                let by = row
+                    .signer
+                    .as_deref()
+                    .map_or(String::new(), |s| format!(" signed by {s}"));
+                println!(
+                    "installed {} ({}) {}{by}",
+                    row.label(),
+                    row.world,
+                    row.digest
+                );
                 show_hook_secrets(&secrets);
             }
         }
@@ -996,8 +1066,12 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
             } else {
                 for r in rows {
                     println!(
-                        "{:<20} {:<10} {:<10} {}",
-                        r.id, r.version, r.world, r.digest
+                        "{:<20} {:<10} {:<10} {}  {}",
+                        r.id,
+                        r.version,
+                        r.world,
+                        r.digest,
+                        r.signer.as_deref().unwrap_or("unsigned")
                     );
                 }
             }
@@ -1036,6 +1110,13 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
                 println!("  read:     {}", caps.read.join(", "));
                 println!("  write:    {}", caps.write.join(", "));
                 println!("  actions:  {}", caps.actions.join(", "));
+                if !row.grant.denied.is_empty() {
+                    println!("  denied:   {}", row.grant.denied.join(", "));
+                }
+                println!(
+                    "  review:   {}",
+                    crate::consent::review_line(&row.manifest, &row.grant)
+                );
                 for (name, dir) in &row.grant.dirs {
                     println!(
                         "  dir {name} ({}) = {}",
@@ -1072,6 +1153,7 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
             id,
             yes,
             allow_unsigned,
+            allow_downgrade,
         } => {
             let runtime = Runtime::new(&home)?;
             let mut db = home.store()?;
@@ -1083,6 +1165,14 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
                 );
             };
             let from = crate::plugins::shown(&source).to_string();
+            // Installs before sources were stored absolute recorded paths
+            // like `dir:.`, which name whatever folder keel runs in.
+            if !crate::packages::is_remote(&from) && std::path::Path::new(&from).is_relative() {
+                bail!(
+                    "{} was recorded as installed from the relative path `{from}`, which depends on the folder keel runs in; install it again from its folder's full path (`keel plugin install /path/to/{from}`), then update",
+                    row.label()
+                );
+            }
             let fetched = crate::packages::fetch(&from)
                 .with_context(|| format!("cannot update {} from {from}", row.label()))?;
             let req = InstallRequest {
@@ -1102,27 +1192,94 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
                 allow_unsigned,
                 ..InstallRequest::default()
             };
-            let checked = crate::plugins::check(runtime.engine(), runtime.linker(), &req)
+            let mut checked = crate::plugins::check(runtime.engine(), runtime.linker(), &req)
                 .with_context(|| format!("cannot update {} from {from}", row.label()))?;
+            // What the source holds now must be this plugin, and not an
+            // older one: an update never swaps in another plugin, and a
+            // downgrade is the operator's explicit choice.
+            let new = &checked.manifest.plugin;
+            if new.id != row.id {
+                bail!(
+                    "{from} now holds {}, not {id}; nothing was updated (install that plugin with `keel plugin install`, or reinstall {id} from its own source)",
+                    checked.manifest.label()
+                );
+            }
+            if crate::plugins::compare_versions(&new.version, &row.version).is_lt()
+                && !allow_downgrade
+            {
+                bail!(
+                    "{from} holds {}, older than the installed {}; nothing was updated (pass --allow-downgrade to go back to it)",
+                    checked.manifest.label(),
+                    row.label()
+                );
+            }
             let digest = checked.package_digest.to_string();
             if row.package_digest.as_deref() == Some(digest.as_str()) {
                 println!("{} is up to date ({digest})", row.label());
                 return Ok(());
             }
-            let (added, removed) = crate::consent::diff(&row.grant, &checked.grant);
+            let signer = crate::plugins::signer(&db, &checked)?;
+            if let Some(notice) = signer.as_ref().and_then(|t| t.legacy_notice()) {
+                eprintln!("{notice}");
+            }
+            // The operator's choices outlive the version they were made
+            // for: the review gate, and what was denied.
+            checked.grant.review_below = row.grant.review_below;
+            crate::consent::deny_again(&mut checked.grant, &row.grant.denied);
+            let (added, removed) = crate::consent::diff(
+                (&row.manifest, &row.grant),
+                (&checked.manifest, &checked.grant),
+            );
             eprintln!("update {} -> {}", row.label(), checked.manifest.label());
             for line in removed.iter().chain(&added) {
                 eprintln!("  {line}");
             }
+            if !checked.grant.denied.is_empty() {
+                eprintln!("  still denied: {}", checked.grant.denied.join(", "));
+            }
+            eprintln!(
+                "  review: {}",
+                crate::consent::review_line(&checked.manifest, &checked.grant)
+            );
+            if let Some(t) = &signer {
+                eprintln!("  signed by {}", t.shown());
+            }
             if !added.is_empty() && !yes {
                 crate::consent::ask(
                     "The update asks for more (+ above). Accept?",
-                    "the update asks for more than the installed version (+ above); pass --yes to grant it",
+                    "the update asks for more or changes how it runs (+ above); pass --yes to grant it",
                 )?;
             }
             let new = crate::plugins::install(&home, runtime.engine(), &mut db, &checked)?;
             println!("updated {} -> {} {}", row.label(), new.label(), new.digest);
             show_hook_secrets(&crate::webhooks::issue(&home, &mut db, &new.id)?);
+        }
+        PluginCmd::Policy {
+            id,
+            review_below,
+            json,
+        } => {
+            let mut db = home.store()?;
+            let row = match review_below {
+                Some(gate) => crate::plugins::set_review_gate(&home, &mut db, &id, gate)?,
+                None => crate::runtime::installed(&db, &id)?,
+            };
+            let operator = row.grant.review_below;
+            let in_force = row.manifest.policy.under(operator);
+            if json {
+                print_json(&serde_json::json!({
+                    "plugin": row.id,
+                    "review_below": operator,
+                    "manifest_review_below": crate::manifest::as_written(row.manifest.policy.review_below),
+                    "in_force": in_force,
+                }))?;
+            } else {
+                println!(
+                    "{}: {}",
+                    row.label(),
+                    crate::consent::review_line(&row.manifest, &row.grant)
+                );
+            }
         }
         PluginCmd::Rollback { id } => {
             let mut db = home.store()?;

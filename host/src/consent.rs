@@ -20,37 +20,19 @@ fn llm_items(caps: &Capabilities) -> Vec<String> {
     items
 }
 
-/// The capabilities and limits `manifest` asks for, as granted in `grant`,
-/// one line each.
-pub fn summary(manifest: &Manifest, grant: &Grant) -> Vec<String> {
+/// What a plugin asks for and runs under, as granted, section by section
+/// (`read`, `write`, …, `limits`, `triggers`, `webhooks`, `review`): the one
+/// list both the install summary and the update diff are made from, so
+/// whatever the summary shows an update cannot change unseen. A new kind
+/// of grant (network endpoints, when plugins get them) is one more section
+/// here.
+pub fn sections(manifest: &Manifest, grant: &Grant) -> Vec<(&'static str, Vec<String>)> {
     let caps = &grant.capabilities;
-    let mut lines = vec![format!(
-        "{} ({}) asks for:",
-        manifest.label(),
-        manifest.plugin.world.as_str()
-    )];
-    let mut line = |what: &str, items: &[String]| {
-        if !items.is_empty() {
-            lines.push(format!("  {what:<9} {}", items.join(", ")));
-        }
-    };
-    line("read", &caps.read);
-    line("write", &caps.write);
-    line("actions", &caps.actions);
-    line("send", &caps.send);
-    line("schedule", &caps.schedule);
-    line("invoke", &caps.invoke);
-    line("config", &caps.config);
-    line("models", &llm_items(caps));
-    if caps.memory {
-        line("memory", &["working and long-term".to_string()]);
-    }
     let dirs: Vec<String> = grant
         .dirs
         .iter()
         .map(|(name, d)| format!("{name} ({}) = {}", d.access.as_str(), d.path.display()))
         .collect();
-    line("dirs", &dirs);
     let l = &manifest.limits;
     let mut limits = vec![
         format!("{} MiB", l.memory_mb),
@@ -63,60 +45,124 @@ pub fn summary(manifest: &Manifest, grant: &Grant) -> Vec<String> {
     if let Some(r) = grant.rate {
         limits.push(format!("{r}"));
     }
-    line("limits", &limits);
+    if let Some(a) = l.attempts {
+        limits.push(format!("{a} attempts"));
+    }
+    limits.extend(l.retry_on.iter().map(|r| format!("retries on {r}")));
     let triggers: Vec<String> = manifest
         .triggers
         .iter()
-        .map(|t| match (&t.every, &t.cron, &t.on, &t.webhook) {
-            (Some(every), ..) => format!("every {every}"),
-            (_, Some(cron), ..) => format!("cron {cron} {}", t.tz.as_deref().unwrap_or("UTC")),
-            (_, _, Some(on), _) if t.kinds.is_empty() => format!("on {on}"),
-            (_, _, Some(on), _) => format!("on {on} of {}", t.kinds.join(", ")),
-            (_, _, _, Some(hook)) => format!("webhook {hook}"),
-            _ => String::new(),
+        .filter_map(|t| match (&t.every, &t.cron, &t.on) {
+            (Some(every), ..) => Some(format!("every {every}")),
+            (_, Some(cron), _) => Some(format!("cron {cron} {}", t.tz.as_deref().unwrap_or("UTC"))),
+            (_, _, Some(on)) if t.kinds.is_empty() => Some(format!("on {on}")),
+            (_, _, Some(on)) => Some(format!("on {on} of {}", t.kinds.join(", "))),
+            _ => None,
         })
         .collect();
-    line("triggers", &triggers);
-    if let Some(channel) = &manifest.channel {
-        line("delivers", &channel.serves);
+    let webhooks: Vec<String> = manifest
+        .triggers
+        .iter()
+        .filter_map(|t| {
+            let hook = t.webhook.as_ref()?;
+            let most = t.max_bytes.unwrap_or(crate::manifest::MAX_WEBHOOK_BYTES);
+            Some(format!("{hook} (up to {most} bytes)"))
+        })
+        .collect();
+    // The gate holds sends and flags unsure writes: shown to any plugin
+    // that can do either.
+    let gated = caps
+        .actions
+        .iter()
+        .any(|a| matches!(a.as_str(), "send" | "create" | "update" | "complete"));
+    let review = if gated {
+        vec![review_line(manifest, grant)]
+    } else {
+        Vec::new()
+    };
+    vec![
+        ("read", caps.read.clone()),
+        ("write", caps.write.clone()),
+        ("actions", caps.actions.clone()),
+        ("send", caps.send.clone()),
+        ("schedule", caps.schedule.clone()),
+        ("invoke", caps.invoke.clone()),
+        ("config", caps.config.clone()),
+        ("models", llm_items(caps)),
+        (
+            "memory",
+            if caps.memory {
+                vec!["working and long-term".to_string()]
+            } else {
+                Vec::new()
+            },
+        ),
+        ("dirs", dirs),
+        ("limits", limits),
+        ("triggers", triggers),
+        ("webhooks", webhooks),
+        ("review", review),
+        (
+            "delivers",
+            manifest
+                .channel
+                .as_ref()
+                .map(|c| c.serves.clone())
+                .unwrap_or_default(),
+        ),
+        (
+            "provides",
+            manifest.provides.iter().map(|a| a.name.clone()).collect(),
+        ),
+        ("denied", grant.denied.clone()),
+    ]
+}
+
+/// The review gate in force for a plugin, in words: the operator's, made
+/// stricter by the manifest's proposal where it asks for that.
+pub fn review_line(manifest: &Manifest, grant: &Grant) -> String {
+    let operator = grant.review_below;
+    let in_force = manifest.policy.under(operator);
+    if in_force == operator {
+        format!(
+            "{} (review-below {operator}, the operator's)",
+            in_force.describe()
+        )
+    } else {
+        format!(
+            "{} (the plugin asks for review below {}, stricter than the operator's {operator})",
+            in_force.describe(),
+            manifest.policy.review_below
+        )
     }
-    let provides: Vec<String> = manifest.provides.iter().map(|a| a.name.clone()).collect();
-    line("provides", &provides);
+}
+
+/// The capabilities and limits `manifest` asks for, as granted in `grant`,
+/// one line each.
+pub fn summary(manifest: &Manifest, grant: &Grant) -> Vec<String> {
+    let mut lines = vec![format!(
+        "{} ({}) asks for:",
+        manifest.label(),
+        manifest.plugin.world.as_str()
+    )];
+    for (what, items) in sections(manifest, grant) {
+        if !items.is_empty() {
+            lines.push(format!("  {what:<9} {}", items.join(", ")));
+        }
+    }
     lines
 }
 
-/// What changes from grant `old` to grant `new`: `+ kind: value` for each
-/// capability gained, `- kind: value` for each lost, in a fixed order.
-pub fn diff(old: &Grant, new: &Grant) -> (Vec<String>, Vec<String>) {
-    let lists = |g: &Grant| {
-        let c = &g.capabilities;
-        let dirs: Vec<String> = c
-            .dirs
-            .iter()
-            .map(|(n, a)| format!("{n} ({})", a.as_str()))
-            .collect();
-        vec![
-            ("read", c.read.clone()),
-            ("write", c.write.clone()),
-            ("action", c.actions.clone()),
-            ("send", c.send.clone()),
-            ("schedule", c.schedule.clone()),
-            ("invoke", c.invoke.clone()),
-            ("config", c.config.clone()),
-            ("llm", llm_items(c)),
-            (
-                "memory",
-                if c.memory {
-                    vec!["yes".to_string()]
-                } else {
-                    Vec::new()
-                },
-            ),
-            ("dir", dirs),
-        ]
-    };
+/// What changes from one installed version to the next: `+ section: item`
+/// for each item gained, `- section: item` for each lost, in a fixed order,
+/// over every section [`summary`] shows (capabilities, folders, limits,
+/// triggers, webhooks, the review gate, what it delivers and provides).
+pub fn diff(old: (&Manifest, &Grant), new: (&Manifest, &Grant)) -> (Vec<String>, Vec<String>) {
     let (mut added, mut removed) = (Vec::new(), Vec::new());
-    for ((kind, before), (_, after)) in lists(old).into_iter().zip(lists(new)) {
+    for ((kind, before), (_, after)) in sections(old.0, old.1)
+        .into_iter()
+        .zip(sections(new.0, new.1))
+    {
         added.extend(
             after
                 .iter()
@@ -131,6 +177,16 @@ pub fn diff(old: &Grant, new: &Grant) -> (Vec<String>, Vec<String>) {
         );
     }
     (added, removed)
+}
+
+/// Takes out of a new version's grant what the operator denied the one
+/// before (`--deny` choices outlive updates). A denial the new version no
+/// longer needs (it stopped asking) is dropped.
+pub fn deny_again(grant: &mut Grant, denied: &[String]) {
+    for cap in denied {
+        // An error means the new version does not ask for it any more.
+        let _ = deny(grant, cap);
+    }
 }
 
 /// Asks the operator on the terminal whether to go on; refuses without a
@@ -186,6 +242,7 @@ pub fn deny(grant: &mut Grant, cap: &str) -> Result<(), String> {
                     "--deny {cap}: the plugin does not ask for it; see what it asks for above"
                 ));
             }
+            grant.denied.push(cap.to_string());
             return Ok(());
         }
         "dir" => {
@@ -206,6 +263,7 @@ pub fn deny(grant: &mut Grant, cap: &str) -> Result<(), String> {
             "--deny {cap}: the plugin does not ask for it; see what it asks for above"
         ));
     }
+    grant.denied.push(cap.to_string());
     // Denying an action takes what only that action used with it.
     match (kind, value) {
         ("action", "send") => caps.send.clear(),
@@ -221,7 +279,60 @@ pub fn deny(grant: &mut Grant, cap: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::ReviewGate;
     use crate::testing::Fixture;
+
+    fn manifest(extra: &str) -> (Manifest, Grant) {
+        let text = format!(
+            "[plugin]\nid = \"p\"\nversion = \"0.1.0\"\nworld = \"agent\"\n[capabilities]\nread = [\"core/task\"]\nwrite = [\"core/task\"]\nactions = [\"create\", \"send\"]\nsend = [\"email\"]\n{extra}"
+        );
+        let m = Manifest::parse(&text, "keel.toml").unwrap();
+        let g = Grant::new(&m, &Default::default(), &Default::default()).unwrap();
+        (m, g)
+    }
+
+    /// H3: an update that adds a trigger or a webhook, raises a limit or
+    /// tightens the plugin's review proposal shows each as a `+` line, so
+    /// it needs consent like a new capability does.
+    #[test]
+    fn h3_update_diff_covers_triggers_webhooks_limits_and_policy() {
+        let old = manifest("");
+        let new = manifest(
+            "[limits]\nfuel = 99\n[policy]\nreview_below = 0.5\n[[triggers]]\nevery = \"1m\"\n[[triggers]]\nwebhook = \"push\"\n",
+        );
+        let (added, removed) = diff((&old.0, &old.1), (&new.0, &new.1));
+        let has = |lines: &[String], s: &str| lines.iter().any(|l| l.starts_with(s));
+        assert!(has(&added, "+ triggers: every 1m"), "{added:?}");
+        assert!(has(&added, "+ webhooks: push (up to"), "{added:?}");
+        assert!(has(&added, "+ limits: 99 fuel"), "{added:?}");
+        assert!(has(&removed, "- limits: "), "{removed:?}");
+        // The gate in force is still the operator's `all` (stricter than
+        // the plugin's 0.5), so the review line does not change.
+        assert!(!has(&added, "+ review"), "{added:?}");
+        let mut relaxed = (old.0.clone(), old.1.clone());
+        relaxed.1.review_below = ReviewGate::Below(0.3);
+        let mut tightened = (new.0.clone(), new.1.clone());
+        tightened.1.review_below = ReviewGate::Below(0.3);
+        let (added, _) = diff((&relaxed.0, &relaxed.1), (&tightened.0, &tightened.1));
+        assert!(
+            has(&added, "+ review: sends below confidence 0.5"),
+            "{added:?}"
+        );
+        // Nothing changed, nothing to ask.
+        assert_eq!(diff((&old.0, &old.1), (&old.0, &old.1)), (vec![], vec![]));
+    }
+
+    /// H3: what the operator denied is taken out of the next version too.
+    #[test]
+    fn h3_denies_outlive_an_update() {
+        let (_, mut g) = manifest("");
+        deny(&mut g, "action:send").unwrap();
+        assert_eq!(g.denied, vec!["action:send".to_string()]);
+        let (_, mut next) = manifest("");
+        deny_again(&mut next, &g.denied);
+        assert!(next.check_send("email").is_err());
+        assert_eq!(next.denied, g.denied);
+    }
 
     #[test]
     fn the_operator_grants_less_never_more() {

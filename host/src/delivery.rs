@@ -91,16 +91,24 @@ pub fn queue_pending(
     if servers.is_empty() {
         return Ok(0);
     }
-    let waiting: Vec<(String, String)> = tx
+    let waiting: Vec<(String, String, String)> = tx
         .prepare_cached(
-            "SELECT id, channel FROM outbox
+            "SELECT id, channel, state FROM outbox
              WHERE delivery_job IS NULL AND state IN ('queued', 'approved')
              ORDER BY created_at, id LIMIT ?1",
         )?
-        .query_map([BATCH], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map([BATCH], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
     let mut queued = 0;
-    for (send, channel) in waiting {
+    for (send, channel, state) in waiting {
+        // Only a send the operator approved goes out at the operator's
+        // priority; one the plugin's confidence let through waits its turn
+        // with other plugin work.
+        let priority = if state == "approved" {
+            Priority::Operator
+        } else {
+            Priority::Event
+        };
         let Some(plugin) = servers.get(channel.as_str()) else {
             continue;
         };
@@ -117,7 +125,7 @@ pub fn queue_pending(
                 plugin,
                 input,
                 now,
-                Priority::Operator as i64,
+                priority as i64,
                 CAUSE,
                 format!("deliver:{send}")
             ])?;
@@ -212,6 +220,29 @@ mod tests {
                 params![id, channel, state, now()],
             )
             .unwrap();
+    }
+
+    /// M4: a send the plugin's own confidence let through is delivered at
+    /// plugin priority; only the operator's approval earns operator
+    /// priority.
+    #[test]
+    fn m4_only_approved_sends_deliver_at_operator_priority() {
+        let mut s = Store::open_in_memory().unwrap();
+        let row = channel_row(&mut s);
+        put(&s, "sure", "email", "queued");
+        put(&s, "approved", "email", "approved");
+        assert_eq!(queue_pending(s.conn(), &[row], &now()).unwrap(), 2);
+        let priority = |send: &str| -> i64 {
+            s.conn()
+                .query_row(
+                    "SELECT priority FROM jobs WHERE fire_key = ?1",
+                    [format!("deliver:{send}")],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        assert_eq!(priority("sure"), Priority::Event as i64);
+        assert_eq!(priority("approved"), Priority::Operator as i64);
     }
 
     #[test]

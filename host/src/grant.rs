@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{Capabilities, DirAccess, Manifest, Rate, kind_matches, parse_rate};
+use crate::manifest::{
+    Capabilities, DirAccess, Manifest, Rate, ReviewGate, kind_matches, parse_rate,
+};
 
 /// One directory the operator bound to a logical name.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -16,8 +18,9 @@ pub struct DirBinding {
     pub access: DirAccess,
 }
 
-/// The capabilities in force for one installed plugin.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// The capabilities in force for one installed plugin. Its `Debug` shows
+/// config keys but not their values (see below).
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 pub struct Grant {
     pub capabilities: Capabilities,
     pub dirs: BTreeMap<String, DirBinding>,
@@ -29,6 +32,34 @@ pub struct Grant {
     /// slowed by the operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<Rate>,
+    /// The operator's review gate for this plugin's sends and unsure
+    /// writes (`--review-below` at install, `keel plugin policy`). A grant
+    /// stored before the gate existed reads as `all`: every send waits
+    /// until the operator relaxes it.
+    #[serde(default)]
+    pub review_below: ReviewGate,
+    /// What the operator took out at install (`--deny KIND:VALUE`), kept so
+    /// that every update takes it out again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denied: Vec<String>,
+}
+
+/// Written by hand: config values are where plugins' credentials live
+/// today, and a `{:?}` of a grant (or of an installed plugin's row) must not
+/// print them.
+impl std::fmt::Debug for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let config: Vec<&String> = self.config.keys().collect();
+        f.debug_struct("Grant")
+            .field("capabilities", &self.capabilities)
+            .field("dirs", &self.dirs)
+            .field("config (values withheld)", &config)
+            .field("concurrency", &self.concurrency)
+            .field("rate", &self.rate)
+            .field("review_below", &self.review_below)
+            .field("denied", &self.denied)
+            .finish()
+    }
 }
 
 impl Grant {
@@ -91,6 +122,8 @@ impl Grant {
             config: config.clone(),
             concurrency: manifest.limits.concurrency,
             rate,
+            review_below: ReviewGate::All,
+            denied: Vec::new(),
         })
     }
 
@@ -273,6 +306,8 @@ mod tests {
             config: BTreeMap::new(),
             concurrency: None,
             rate: None,
+            review_below: ReviewGate::default(),
+            denied: Vec::new(),
         }
     }
 
@@ -320,5 +355,18 @@ mod tests {
                 "{other} was allowed"
             );
         }
+    }
+
+    /// The latent key leak, for plugin config: `{:?}` of a grant names its
+    /// config keys, never their values.
+    #[test]
+    fn latent_key_leak_grant_debug_withholds_config_values() {
+        let text = "[plugin]\nid = \"p\"\nversion = \"0.1.0\"\nworld = \"agent\"\n[capabilities]\nconfig = [\"token\"]\n";
+        let m = Manifest::parse(text, "keel.toml").unwrap();
+        let config = BTreeMap::from([("token".to_string(), "hunter2-secret".to_string())]);
+        let g = Grant::new(&m, &BTreeMap::new(), &config).unwrap();
+        let shown = format!("{g:?}");
+        assert!(!shown.contains("hunter2-secret"), "{shown}");
+        assert!(shown.contains("\"token\""), "{shown}");
     }
 }

@@ -1,8 +1,8 @@
 //! `keel.lock` in the home: for every installed plugin its id, version,
 //! digests, source, signer and the capabilities granted, so the operator
 //! (or a backup, or a diff in version control) sees exactly what runs. It
-//! is written from the store after every install and removal, through a
-//! temporary file, so it is never half-written.
+//! is written from the store after every install, update, policy change and
+//! removal, through a temporary file, so it is never half-written.
 
 use std::collections::BTreeMap;
 
@@ -36,9 +36,17 @@ struct Locked {
     package_digest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     source: Option<String>,
+    /// The operator's name for the key that signed it, and the key.
     #[serde(skip_serializing_if = "Option::is_none")]
     signer: Option<String>,
     installed_at: String,
+    /// What the operator denied of what it asked (kept across updates).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    denied: Vec<String>,
+    /// The operator's review gate: `all`, or the confidence below which its
+    /// sends wait (the manifest's `policy.review_below` can only raise it).
+    /// Written as text: TOML would widen the threshold to a long float.
+    review_below: String,
     granted: Capabilities,
     /// Folder bindings: logical name → host path.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -64,6 +72,8 @@ pub fn write(home: &Home, db: &Store) -> anyhow::Result<()> {
             source: p.source,
             signer: p.signer,
             installed_at: p.installed_at,
+            denied: p.grant.denied,
+            review_below: p.grant.review_below.to_string(),
             granted: p.grant.capabilities,
         })
         .collect();

@@ -655,6 +655,8 @@ mod tests {
             config: BTreeMap::new(),
             concurrency: None,
             rate: None,
+            review_below: Default::default(),
+            denied: Vec::new(),
         }
     }
 

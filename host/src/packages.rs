@@ -188,18 +188,135 @@ pub fn sign(
     Ok((package.digest(), key.public()))
 }
 
-/// `keel trust add KEY --name NAME`, audited as the operator.
-pub fn trust(db: &mut Store, key: &str, name: &str) -> anyhow::Result<()> {
+/// Which plugins a trusted key may sign packages of.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum TrustScope {
+    /// `--for ID,ID`: only these plugin ids.
+    Plugins(Vec<String>),
+    /// `--any`, or a key trusted before trust was scoped (`legacy`): any
+    /// plugin id.
+    Any { any: bool, legacy: bool },
+}
+
+impl TrustScope {
+    /// `--any`.
+    pub fn any() -> TrustScope {
+        TrustScope::Any {
+            any: true,
+            legacy: false,
+        }
+    }
+
+    /// Whether a package of plugin `id` may be signed under this scope.
+    pub fn covers(&self, id: &str) -> bool {
+        match self {
+            TrustScope::Plugins(ids) => ids.iter().any(|i| i == id),
+            TrustScope::Any { .. } => true,
+        }
+    }
+
+    /// The `plugins` column: ids joined by commas, `*`, or NULL (legacy).
+    fn column(&self) -> Option<String> {
+        match self {
+            TrustScope::Plugins(ids) => Some(ids.join(",")),
+            TrustScope::Any { legacy: false, .. } => Some("*".into()),
+            TrustScope::Any { legacy: true, .. } => None,
+        }
+    }
+
+    fn from_column(column: Option<String>) -> TrustScope {
+        match column.as_deref() {
+            None => TrustScope::Any {
+                any: true,
+                legacy: true,
+            },
+            Some("*") => TrustScope::any(),
+            Some(ids) => TrustScope::Plugins(ids.split(',').map(str::to_string).collect()),
+        }
+    }
+}
+
+impl std::fmt::Display for TrustScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TrustScope::Plugins(ids) => write!(f, "for {}", ids.join(", ")),
+            TrustScope::Any { legacy: false, .. } => f.write_str("for any plugin"),
+            TrustScope::Any { legacy: true, .. } => {
+                f.write_str("for any plugin (trusted before keys were scoped)")
+            }
+        }
+    }
+}
+
+/// A public key the operator trusts, under the operator's name for it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Trusted {
+    pub name: String,
+    pub key: String,
+    pub added_at: String,
+    #[serde(rename = "for")]
+    pub scope: TrustScope,
+}
+
+impl Trusted {
+    /// How a signer is shown everywhere (install, list, lockfile, audit):
+    /// the operator's name for the key, never the name a package gives
+    /// itself.
+    pub fn shown(&self) -> String {
+        format!("{} ({})", self.name, self.key)
+    }
+
+    /// What to tell the operator when this key is trusted for any plugin
+    /// only because it was trusted before keys were scoped.
+    pub fn legacy_notice(&self) -> Option<String> {
+        matches!(self.scope, TrustScope::Any { legacy: true, .. }).then(|| {
+            format!(
+                "note: key {} was trusted before keys were scoped to plugins, so it counts as trusted for any plugin; to narrow it, `keel trust remove {}` then `keel trust add {} --name {} --for ID,ID`",
+                self.name, self.name, self.key, self.name
+            )
+        })
+    }
+}
+
+/// The trusted keys, by name.
+pub fn trusted(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<Trusted>> {
+    conn.prepare("SELECT name, key, added_at, plugins FROM trusted_keys ORDER BY name")?
+        .query_map([], |r| {
+            Ok(Trusted {
+                name: r.get(0)?,
+                key: r.get(1)?,
+                added_at: r.get(2)?,
+                scope: TrustScope::from_column(r.get(3)?),
+            })
+        })?
+        .collect()
+}
+
+/// `keel trust add KEY --name NAME (--for ID,ID | --any)`, audited as the
+/// operator.
+pub fn trust(db: &mut Store, key: &str, name: &str, scope: &TrustScope) -> anyhow::Result<()> {
     let key: PublicKey = key.parse()?;
     if !valid_id(name) {
         bail!("trust name `{name}` must be a-z, 0-9 and `-`, starting with a letter");
     }
+    if let TrustScope::Plugins(ids) = scope {
+        if ids.is_empty() {
+            bail!("--for needs at least one plugin id, like `--for todo,files`; or pass --any");
+        }
+        if let Some(bad) = ids.iter().find(|i| !valid_id(i)) {
+            bail!(
+                "--for: `{bad}` is not a plugin id; ids are a-z, 0-9 and `-`, starting with a letter"
+            );
+        }
+    }
     let key = key.to_string();
+    let column = scope.column();
     db.write(&Actor::operator(), "trust.add", None, Ok(()), |tx| {
         let r = tx
             .execute(
-                "INSERT INTO trusted_keys (name, key, added_at) VALUES (?1, ?2, ?3)",
-                rusqlite::params![name, key, now()],
+                "INSERT INTO trusted_keys (name, key, added_at, plugins) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![name, key, now(), column],
             )
             .map(|_| ())
             .map_err(|e| match e {
@@ -207,12 +324,12 @@ pub fn trust(db: &mut Store, key: &str, name: &str) -> anyhow::Result<()> {
                     if f.code == rusqlite::ErrorCode::ConstraintViolation =>
                 {
                     crate::error::CallError::Conflict(format!(
-                        "the name `{name}` or the key {key} is already trusted; see `keel trust list`"
+                        "the name `{name}` or the key {key} is already trusted; see `keel trust list`, and `keel trust remove NAME` first to trust it for other plugins"
                     ))
                 }
                 e => e.into(),
             });
-        (r, Touched::detail(format!("{name} {key}")))
+        (r, Touched::detail(format!("{name} {key} {scope}")))
     })?;
     Ok(())
 }

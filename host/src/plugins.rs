@@ -15,6 +15,7 @@ use crate::engine::KeelEngine;
 use crate::grant::Grant;
 use crate::home::Home;
 use crate::manifest::{Manifest, World};
+use crate::packages::Trusted;
 use crate::runtime::RunState;
 use crate::store::plugins::{self, PluginRow};
 use crate::store::{Actor, Store, Touched};
@@ -85,6 +86,40 @@ pub fn shown(source: &str) -> &str {
         .unwrap_or(source)
 }
 
+/// Orders two plugin versions (`MAJOR.MINOR.PATCH[-PRE][+BUILD]`, as the
+/// manifest requires): by the numbers, then a pre-release before its
+/// release, pre-releases by their dot-separated parts (numbers below words,
+/// numbers by value); build metadata does not count.
+pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    fn split(v: &str) -> (Vec<u64>, Option<&str>) {
+        let v = v.split('+').next().unwrap_or(v);
+        let (core, pre) = match v.split_once('-') {
+            Some((c, p)) => (c, Some(p)),
+            None => (v, None),
+        };
+        (
+            core.split('.').map(|n| n.parse().unwrap_or(0)).collect(),
+            pre,
+        )
+    }
+    let ((ca, pa), (cb, pb)) = (split(a), split(b));
+    ca.cmp(&cb).then_with(|| match (pa, pb) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Greater,
+        (Some(_), None) => Ordering::Less,
+        (Some(x), Some(y)) => {
+            let part = |p: &str| (p.parse::<u64>().ok(), p.to_string());
+            let xs = x.split('.').map(part);
+            let ys = y.split('.').map(part);
+            // Numbers sort before words; `Option` puts `None` first, so
+            // flip it.
+            let key = |(n, s): (Option<u64>, String)| (n.is_none(), n, s);
+            xs.map(key).cmp(ys.map(key))
+        }
+    })
+}
+
 /// Reads what a request names and checks it, without writing anything.
 pub struct Checked {
     pub manifest: Manifest,
@@ -132,10 +167,16 @@ pub fn check(
     } else {
         None
     };
+    // Stored absolute: `keel plugin update` runs from any folder.
+    let absolute = |p: &Path| {
+        p.canonicalize()
+            .or_else(|_| std::path::absolute(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    };
     let source = match (&unpacked, &req.origin) {
         (Some(_), Some(origin)) => origin.clone(),
-        (Some(_), None) => format!("package:{}", req.source.display()),
-        (None, _) => format!("dir:{}", req.source.display()),
+        (Some(_), None) => format!("package:{}", absolute(&req.source).display()),
+        (None, _) => format!("dir:{}", absolute(&req.source).display()),
     };
     let from_package;
     let req = match &unpacked {
@@ -301,25 +342,37 @@ pub fn check_imports(
     Ok(names)
 }
 
-/// Who signed a checked package, as `NAME (KEY)`, refused unless the key
-/// is trusted; `None` for an unsigned package or folder.
-pub fn signer(db: &Store, checked: &Checked) -> anyhow::Result<Option<String>> {
-    match &checked.signed {
-        keel_registry::package::Signed::By { key, signer } => {
-            let key = key.to_string();
-            let trusted = plugins::trusted_keys(db.conn())?
-                .into_iter()
-                .any(|t| t.key == key);
-            if !trusted {
-                bail!(
-                    "{}: the package is signed by {key} (\"{signer}\"), which is not trusted; if it is theirs, trust it with `keel trust add {key} --name NAME`; nothing was installed",
-                    checked.manifest.label()
-                );
-            }
-            Ok(Some(format!("{signer} ({key})")))
-        }
-        keel_registry::package::Signed::Unsigned => Ok(None),
+/// The trusted key that signed a checked package, refused unless the key
+/// is trusted for this plugin's id; `None` for an unsigned package or
+/// folder. The name shown for it is the operator's, not the package's.
+pub fn signer(db: &Store, checked: &Checked) -> anyhow::Result<Option<Trusted>> {
+    let keel_registry::package::Signed::By { key, signer } = &checked.signed else {
+        return Ok(None);
+    };
+    let key = key.to_string();
+    let id = &checked.manifest.plugin.id;
+    let label = checked.manifest.label();
+    let Some(trusted) = crate::packages::trusted(db.conn())?
+        .into_iter()
+        .find(|t| t.key == key)
+    else {
+        bail!(
+            "{label}: the package is signed by {key} (calling itself \"{signer}\"), which is not trusted; if it is theirs, trust it with `keel trust add {key} --name NAME --for {id}`; nothing was installed"
+        );
+    };
+    if let crate::packages::TrustScope::Plugins(ids) = &trusted.scope
+        && !trusted.scope.covers(id)
+    {
+        bail!(
+            "{label}: the package is signed by {}, which is trusted only for {}; if they may ship {id} too, `keel trust remove {}` then `keel trust add {key} --name {} --for {},{id}`; nothing was installed",
+            trusted.shown(),
+            ids.join(", "),
+            trusted.name,
+            trusted.name,
+            ids.join(",")
+        );
     }
+    Ok(Some(trusted))
 }
 
 /// Installs (or replaces) a checked plugin in `home`.
@@ -330,7 +383,7 @@ pub fn install(
     checked: &Checked,
 ) -> anyhow::Result<PluginRow> {
     let id = &checked.manifest.plugin.id;
-    let signer = signer(db, checked)?;
+    let signer = signer(db, checked)?.map(|t| t.shown());
     if let Some(spec) = &checked.manifest.channel {
         for other in plugins::list(db.conn())? {
             let Some(theirs) = other.manifest.channel.as_ref().filter(|_| other.id != *id) else {
@@ -414,6 +467,35 @@ pub fn install(
     plugins::get(db.conn(), id)?.context("installed plugin row is missing")
 }
 
+/// `keel plugin policy ID --review-below GATE`: sets the operator's review
+/// gate for plugin `id`, audited as the operator. The plugin's manifest can
+/// still make it stricter, never looser.
+pub fn set_review_gate(
+    home: &Home,
+    db: &mut Store,
+    id: &str,
+    gate: crate::manifest::ReviewGate,
+) -> anyhow::Result<PluginRow> {
+    let row = crate::runtime::installed(db, id)?;
+    let before = row.grant.review_below;
+    let mut grant = row.grant.clone();
+    grant.review_below = gate;
+    let detail = format!("{} review-below {before} -> {gate}", row.label());
+    db.write(&Actor::operator(), "plugin.policy", None, Ok(()), |tx| {
+        let r = (|| -> Result<(), crate::error::CallError> {
+            let json = serde_json::to_string(&grant)?;
+            tx.execute(
+                "UPDATE plugins SET grant_json = ?2 WHERE id = ?1",
+                rusqlite::params![id, json],
+            )?;
+            Ok(())
+        })();
+        (r, Touched::detail(&detail))
+    })?;
+    crate::lockfile::write(home, db)?;
+    crate::runtime::installed(db, id)
+}
+
 /// Keeps `dir` (a replaced version's files) as the plugin's previous
 /// version, for `keel plugin rollback`.
 fn keep_previous(home: &Home, id: &str, dir: &Path) {
@@ -446,6 +528,7 @@ pub fn rollback(home: &Home, db: &mut Store, id: &str) -> anyhow::Result<PluginR
     std::fs::rename(&dest, &replacing)?;
     std::fs::rename(&previous, &dest)?;
     let label = current.label();
+    let gate = current.grant.review_below;
     let result = db.write(&Actor::operator(), "plugin.rollback", None, Ok(()), |tx| {
         let r = plugins::restore_replaced(tx, id)
             .map_err(crate::error::CallError::from)
@@ -456,7 +539,18 @@ pub fn rollback(home: &Home, db: &mut Store, id: &str) -> anyhow::Result<PluginR
                     ))
                 })
             })
-            .and_then(|row| crate::webhooks::sync(tx, &row.manifest).map(|()| row));
+            .and_then(|row| crate::webhooks::sync(tx, &row.manifest).map(|()| row))
+            .and_then(|mut row| -> Result<PluginRow, crate::error::CallError> {
+                // The review gate is the operator's latest word, not part of
+                // the version: going back does not loosen or tighten it.
+                row.grant.review_below = gate;
+                let json = serde_json::to_string(&row.grant)?;
+                tx.execute(
+                    "UPDATE plugins SET grant_json = ?2 WHERE id = ?1",
+                    rusqlite::params![id, json],
+                )?;
+                Ok(row)
+            });
         let detail = match &r {
             Ok(row) => format!("{label} -> {} {}", row.label(), row.digest),
             Err(_) => label.clone(),
@@ -496,4 +590,65 @@ pub fn remove(home: &Home, db: &mut Store, id: &str) -> anyhow::Result<()> {
         })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compare_versions;
+    use std::cmp::Ordering::{Equal, Greater, Less};
+
+    /// A home from before migration 0008: its trusted key counts for any
+    /// plugin (as legacy), and a stored manifest's old default
+    /// `review_below = 1.0` no longer pins a relaxed gate at 1.0.
+    #[test]
+    fn h3_old_homes_keep_their_keys_and_lose_the_old_review_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keel.db");
+        let mut db = crate::store::Store::open(&path).unwrap();
+        let text = "[plugin]\nid = \"p\"\nversion = \"0.1.0\"\nworld = \"agent\"\n";
+        let mut manifest = crate::manifest::Manifest::parse(text, "keel.toml").unwrap();
+        manifest.policy.review_below = 1.0;
+        let grant =
+            crate::grant::Grant::new(&manifest, &Default::default(), &Default::default()).unwrap();
+        crate::store::plugins::upsert(db.conn(), &manifest, "sha256:00", &grant).unwrap();
+        let key = keel_registry::keys::SecretKey::generate().unwrap().public();
+        crate::packages::trust(
+            &mut db,
+            &key.to_string(),
+            "old",
+            &crate::packages::TrustScope::any(),
+        )
+        .unwrap();
+        let conn = db.conn();
+        conn.execute_batch(
+            "ALTER TABLE trusted_keys DROP COLUMN plugins; PRAGMA user_version = 5;",
+        )
+        .unwrap();
+        drop(db);
+
+        let db = crate::store::Store::open(&path).unwrap();
+        let row = crate::store::plugins::get(db.conn(), "p").unwrap().unwrap();
+        assert_eq!(row.manifest.policy.review_below, 0.0);
+        assert_eq!(row.grant.review_below, crate::manifest::ReviewGate::All);
+        let trusted = crate::packages::trusted(db.conn()).unwrap();
+        assert!(trusted[0].scope.covers("anything"));
+        assert!(trusted[0].legacy_notice().is_some());
+    }
+
+    /// H3: what "older" means for `--allow-downgrade`.
+    #[test]
+    fn h3_versions_order_as_semver() {
+        for (a, b, want) in [
+            ("0.1.0", "0.0.1", Greater),
+            ("0.10.0", "0.9.9", Greater),
+            ("1.0.0", "1.0.0", Equal),
+            ("1.0.0-rc.1", "1.0.0", Less),
+            ("1.0.0-rc.2", "1.0.0-rc.10", Less),
+            ("1.0.0-alpha", "1.0.0-1", Greater),
+            ("1.0.0+build.7", "1.0.0", Equal),
+            ("2.0.0", "10.0.0", Less),
+        ] {
+            assert_eq!(compare_versions(a, b), want, "{a} vs {b}");
+        }
+    }
 }

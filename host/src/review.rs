@@ -558,6 +558,56 @@ mod tests {
             .unwrap()
     }
 
+    /// A send by `fx` with `confidence`; its outbox state.
+    fn send_state(s: &mut Store, fx: &Fixture, confidence: f32) -> String {
+        let opts = WriteOptions {
+            confidence: Some(confidence),
+            ..WriteOptions::default()
+        };
+        actions::send(s, fx.caller(), "email", r#"{"text":"hi"}"#, &opts)
+            .unwrap()
+            .state
+    }
+
+    /// M4: a plugin claiming full confidence no longer skips review: until
+    /// the operator relaxes the gate, every send of a new plugin waits.
+    #[test]
+    fn m4_confidence_one_still_reviewed_by_default() {
+        let mut s = Store::open_in_memory().unwrap();
+        let fresh = Fixture::plugin("mailer", &[], &["send"], "send = [\"email\"]");
+        assert_eq!(send_state(&mut s, &fresh, 1.0), "needs-review");
+        assert_eq!(send_state(&mut s, &fresh, 0.99), "needs-review");
+        let items = list(s.conn()).unwrap();
+        assert_eq!(items.len(), 2);
+        assert!(items.iter().all(|i| i.kind == "send"), "{items:?}");
+        // Relaxed by the operator, a sure send goes out.
+        let relaxed = fresh.review_below(0.9);
+        assert_eq!(send_state(&mut s, &relaxed, 1.0), "queued");
+        assert_eq!(send_state(&mut s, &relaxed, 0.5), "needs-review");
+    }
+
+    /// M4: the manifest's `policy.review_below` is a proposal that can only
+    /// make the operator's gate stricter.
+    #[test]
+    fn m4_manifest_cannot_relax_review_gate() {
+        let mut s = Store::open_in_memory().unwrap();
+        let base = || Fixture::plugin("mailer", &[], &["send"], "send = [\"email\"]");
+        // The plugin proposes to let everything through: the operator's
+        // default still holds every send, and the operator's 0.9 still
+        // holds a 0.6.
+        let loose = base().proposes(0.0);
+        assert_eq!(send_state(&mut s, &loose, 1.0), "needs-review");
+        let loose = loose.review_below(0.9);
+        assert_eq!(send_state(&mut s, &loose, 0.6), "needs-review");
+        assert_eq!(send_state(&mut s, &loose, 0.95), "queued");
+        // A stricter proposal wins over a looser operator gate.
+        let strict = base().review_below(0.5).proposes(0.8);
+        assert_eq!(send_state(&mut s, &strict, 0.7), "needs-review");
+        assert_eq!(send_state(&mut s, &strict, 0.8), "queued");
+        let gate = strict.policy.under(strict.grant.review_below);
+        assert_eq!(gate, crate::manifest::ReviewGate::Below(0.8));
+    }
+
     #[test]
     fn low_confidence_sends_wait_and_decisions_are_audited() {
         let mut s = Store::open_in_memory().unwrap();

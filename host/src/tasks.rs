@@ -245,13 +245,11 @@ pub fn complete(
                 body.remove("claim");
                 body.insert("result".into(), value);
                 body.insert("ended_by".into(), json!(actor.plugin));
-                let prov = Provenance {
-                    sources: opts.sources.clone(),
-                    models: Vec::new(),
-                    confidence: opts.confidence,
-                    note: opts.note.clone(),
-                };
+                // The same provenance checks (sources counted and found,
+                // note size, confidence range) and review gate as any write.
+                let prov = crate::actions::provenance(tx, caller.grant, opts)?;
                 let record = write_body(tx, actor, &current, body, &prov)?;
+                crate::actions::flag_unsure(tx, caller, &record, &prov)?;
                 touched = Touched::record(id, record.version, end.as_str());
                 Ok(record)
             })();

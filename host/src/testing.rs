@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::actions::Caller;
 use crate::error::CallError;
 use crate::grant::Grant;
-use crate::manifest::{Manifest, Policy};
+use crate::manifest::{Manifest, Policy, ReviewGate};
 use crate::store::Actor;
 
 /// The actor, grant and policy of a test caller.
@@ -43,8 +43,16 @@ impl Fixture {
         Fixture::plugin("t", kinds, actions, "")
     }
 
-    /// The same caller with `policy.review_below` at `threshold`.
+    /// The same caller after the operator set its review gate to
+    /// `threshold` (`keel plugin policy ID --review-below THRESHOLD`).
     pub fn review_below(mut self, threshold: f32) -> Fixture {
+        self.grant.review_below = ReviewGate::Below(threshold);
+        self
+    }
+
+    /// The same caller with its manifest proposing `policy.review_below`
+    /// at `threshold`.
+    pub fn proposes(mut self, threshold: f32) -> Fixture {
         self.policy.review_below = threshold;
         self
     }

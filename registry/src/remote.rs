@@ -98,6 +98,31 @@ pub enum RemoteError {
     },
     #[error("{0}: {1}")]
     Package(String, PackageError),
+    #[error(
+        "{0} redirects to {1}, which is not https://; nothing was installed (ask whoever serves it to redirect to https://, or install from the final https:// URL)"
+    )]
+    InsecureRedirect(String, String),
+}
+
+/// Most redirects a download follows.
+const MAX_REDIRECTS: usize = 5;
+
+/// Whether a download that started at `from` may follow a redirect to
+/// `to`. An https:// download stays on https://: the signature still
+/// protects the contents, but a plain-HTTP hop would show what is installed
+/// to the network and let it answer for the server. A plain-HTTP download
+/// (allowed only on this machine) may also stay on this machine.
+pub fn redirect_allowed(from: &str, to: &reqwest::Url) -> bool {
+    match to.scheme() {
+        "https" => true,
+        "http" => {
+            from.starts_with("http://")
+                && to
+                    .host_str()
+                    .is_some_and(|h| is_loopback(h.trim_start_matches('[').trim_end_matches(']')))
+        }
+        _ => false,
+    }
 }
 
 /// A parsed `oci://` reference.
@@ -462,26 +487,107 @@ fn title_of(layer: &OciDescriptor) -> Option<&str> {
         .map(String::as_str)
 }
 
+/// The manifest media types a pull accepts.
+const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// Pulls the image manifest at `reference`, reading at most
+/// [`MAX_METADATA_BYTES`] of it (the registry client would read a body of
+/// any size into memory), and checks it against a pinned digest. Returns
+/// the manifest and its digest.
+async fn pull_manifest(
+    client: &Client,
+    reference: &OciRef,
+    auth: &RegistryAuth,
+) -> Result<(OciImageManifest, String), RemoteError> {
+    let from = reference.to_string();
+    let image = &reference.reference;
+    // The client negotiates the registry's token (and keeps it for the
+    // blobs); the manifest itself is read here, bounded.
+    let token = client
+        .auth(image, auth, oci_client::RegistryOperation::Pull)
+        .await
+        .map_err(|e| oci_error(reference, e))?;
+    let registry = reference.registry();
+    let scheme = if is_loopback(registry) {
+        "http"
+    } else {
+        "https"
+    };
+    let Some(wanted) = image.digest().or(image.tag()) else {
+        return Err(RemoteError::BadReference(from));
+    };
+    let url = format!(
+        "{scheme}://{}/v2/{}/manifests/{wanted}",
+        image.resolve_registry(),
+        image.repository()
+    );
+    install_crypto();
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| {
+            RemoteError::Unreachable(format!("the registry at {registry}"), e.to_string())
+        })?;
+    let mut request = http
+        .get(&url)
+        .header(reqwest::header::ACCEPT, MANIFEST_TYPES);
+    request = match (token, auth) {
+        (Some(token), _) => request.bearer_auth(token),
+        (None, RegistryAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
+        (None, _) => request,
+    };
+    let response = request.send().await.map_err(|e| {
+        RemoteError::Unreachable(format!("the registry at {registry}"), root_cause(&e))
+    })?;
+    let status = response.status();
+    match status.as_u16() {
+        200..=299 => {}
+        404 => return Err(RemoteError::NotFound(from)),
+        401 | 403 => {
+            return Err(RemoteError::Refused(
+                registry.into(),
+                "not authorized; set KEEL_REGISTRY_USERNAME and KEEL_REGISTRY_PASSWORD".into(),
+            ));
+        }
+        _ => return Err(RemoteError::Status(url, status.to_string())),
+    }
+    let limit = MAX_METADATA_BYTES as u64;
+    let len = response.content_length();
+    if let Some(len) = len.filter(|l| *l > limit) {
+        return Err(RemoteError::TooLarge {
+            from,
+            what: "the manifest".into(),
+            size: len,
+            limit,
+        });
+    }
+    let stream = response
+        .bytes_stream()
+        .map(|r| r.map_err(std::io::Error::other));
+    let body = collect(
+        Box::pin(stream),
+        "the manifest",
+        &from,
+        len,
+        image.digest(),
+        limit,
+    )
+    .await?;
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
+    let manifest: OciImageManifest = serde_json::from_slice(&body)
+        .map_err(|e| RemoteError::NotKeel(from, format!("its manifest does not parse: {e}")))?;
+    Ok((manifest, digest))
+}
+
 /// Pulls the package at `reference`.
 pub fn pull(reference: &OciRef) -> Result<Fetched, RemoteError> {
     let client = client_for(reference.registry());
     let auth = auth();
     let from = reference.to_string();
     runtime().block_on(async {
-        let (manifest, manifest_digest) = client
-            .pull_image_manifest(&reference.reference, &auth)
-            .await
-            .map_err(|e| oci_error(reference, e))?;
-        if let Some(pinned) = reference.reference.digest()
-            && pinned != manifest_digest
-        {
-            return Err(RemoteError::DigestMismatch {
-                what: "the manifest".into(),
-                from,
-                got: manifest_digest,
-                expected: pinned.into(),
-            });
-        }
+        let (manifest, manifest_digest) = pull_manifest(&client, reference, &auth).await?;
         if manifest.config.media_type != WASM_CONFIG_MEDIA_TYPE {
             return Err(RemoteError::NotKeel(
                 from,
@@ -573,9 +679,20 @@ pub fn download(url: &str) -> Result<Fetched, RemoteError> {
         return Err(RemoteError::PlainHttp(url.into()));
     }
     install_crypto();
+    let start = url.to_string();
+    let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+        } else if redirect_allowed(&start, attempt.url()) {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    });
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .read_timeout(Duration::from_secs(60))
+        .redirect(redirects)
         .build()
         .map_err(|e| RemoteError::Unreachable(url.into(), e.to_string()))?;
     runtime().block_on(async {
@@ -585,6 +702,15 @@ pub fn download(url: &str) -> Result<Fetched, RemoteError> {
             .await
             .map_err(|e| RemoteError::Unreachable(url.into(), root_cause(&e)))?;
         let status = response.status();
+        // A redirect the policy stopped comes back as the redirect itself.
+        if status.is_redirection() {
+            let to = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .unwrap_or("elsewhere");
+            return Err(RemoteError::InsecureRedirect(url.into(), to.into()));
+        }
         if !status.is_success() {
             return Err(RemoteError::Status(url.into(), status.to_string()));
         }
@@ -647,6 +773,86 @@ mod tests {
                 e.to_string().contains("is not an OCI reference"),
                 "{bad}: {e}"
             );
+        }
+    }
+
+    /// A one-thread HTTP server on 127.0.0.1 that answers each of the
+    /// next `n` requests with `reply(request line)`; returns its port.
+    fn serve(n: usize, reply: fn(&str) -> Vec<u8>) -> u16 {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(n) {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut first = String::new();
+                let _ = reader.read_line(&mut first);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let _ = stream.write_all(&reply(&first));
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn https_installs_refuse_a_redirect_to_http() {
+        let url = |s: &str| reqwest::Url::parse(s).unwrap();
+        let from = "https://example.com/todo.keel";
+        assert!(redirect_allowed(
+            from,
+            &url("https://cdn.example.com/t.keel")
+        ));
+        assert!(!redirect_allowed(
+            from,
+            &url("http://example.com/todo.keel")
+        ));
+        assert!(!redirect_allowed(from, &url("http://127.0.0.1/todo.keel")));
+        assert!(!redirect_allowed(from, &url("ftp://example.com/todo.keel")));
+        let local = "http://127.0.0.1:9/todo.keel";
+        assert!(redirect_allowed(local, &url("http://localhost:8/t.keel")));
+        assert!(!redirect_allowed(local, &url("http://example.com/t.keel")));
+        // Through the client: the redirect is not followed, and says so.
+        let port = serve(1, |_| {
+            b"HTTP/1.1 302 Found\r\nLocation: http://example.com/todo.keel\r\nContent-Length: 0\r\n\r\n"
+                .to_vec()
+        });
+        let e = download(&format!("http://127.0.0.1:{port}/todo.keel")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("redirects to http://example.com/todo.keel, which is not https://"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn oci_manifests_are_read_only_up_to_their_limit() {
+        // A registry that accepts anyone and answers the manifest with more
+        // than the limit: announced, or streamed without a length.
+        fn registry(line: &str) -> Vec<u8> {
+            if line.starts_with("GET /v2/ ") {
+                return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}".to_vec();
+            }
+            let huge = "x".repeat(MAX_METADATA_BYTES + 1);
+            if line.contains(":announced ") {
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{huge}",
+                    huge.len()
+                )
+                .into_bytes()
+            } else {
+                format!("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{huge}").into_bytes()
+            }
+        }
+        for tag in ["announced", "streamed"] {
+            let port = serve(8, registry);
+            let r = OciRef::parse(&format!("oci://127.0.0.1:{port}/keel/x:{tag}")).unwrap();
+            let e = pull(&r).unwrap_err();
+            let says = format!("the manifest is {} bytes, over the", MAX_METADATA_BYTES + 1);
+            assert!(e.to_string().contains(&says), "{tag}: {e}");
         }
     }
 

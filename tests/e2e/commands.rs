@@ -205,7 +205,11 @@ fn scheduled_jobs_and_runs_are_listed() {
 #[test]
 fn unsure_sends_wait_for_review_and_the_operator_decides() {
     let keel = Keel::new();
-    keel.install_test_plugin(crate::harness::artifacts::WRITER_DIR, &[]);
+    // Relaxed by the operator: sends at 0.9 and up go straight out.
+    keel.install_test_plugin(
+        crate::harness::artifacts::WRITER_DIR,
+        &["--review-below", "0.9"],
+    );
     let send = |confidence: f64| {
         let input = serde_json::json!({
             "op": "send",

@@ -48,7 +48,8 @@ fn deliver(keel: &Keel, outbox: &Path, files: usize) {
 #[test]
 fn approved_sends_are_delivered_once_rejected_never_edited_as_edited() {
     let keel = Keel::new();
-    keel.install_test_plugin(artifacts::WRITER_DIR, &[]);
+    // The operator lets the writer's sure sends (0.9 and up) out unreviewed.
+    keel.install_test_plugin(artifacts::WRITER_DIR, &["--review-below", "0.9"]);
     let outbox = keel.install_outbox(&["--config", "from=keel@example.com"]);
 
     let (sure, state) = send(&keel, "sure", 0.95);

@@ -333,3 +333,68 @@ fn install_shows_what_a_plugin_asks_for_and_needs_consent() {
     ]);
     assert!(out.stderr.contains("does not ask for it"), "{}", out.stderr);
 }
+
+/// `keel run test-writer` sending with `confidence`; the send's state.
+fn send_with(keel: &Keel, confidence: f64) -> String {
+    let input = serde_json::json!({
+        "op": "send",
+        "confidence": confidence,
+        "message": {"to": "ann@example.com", "text": "hi"},
+    })
+    .to_string();
+    let v = keel.run_json("test-writer", Some(&input));
+    assert_eq!(v["outcome"], "ok", "{v}");
+    v["summary"].as_str().unwrap().to_string()
+}
+
+/// M4: the review gate is the operator's. A new plugin's sends all wait,
+/// `confidence 1.0` included; the operator relaxes the gate (audited) and
+/// the manifest's own `review_below` can only keep it stricter.
+#[test]
+fn m4_operator_owns_the_review_gate() {
+    let keel = Keel::new();
+    let out = keel.ok(&["plugin", "install", artifacts::WRITER_DIR]);
+    assert!(
+        out.stderr
+            .contains("  review    every send waits for review (review-below all, the operator's)"),
+        "{}",
+        out.stderr
+    );
+    assert!(send_with(&keel, 1.0).ends_with("NeedsReview"));
+    let shown = keel.ok(&["plugin", "policy", "test-writer"]).stdout;
+    assert_eq!(
+        shown.trim(),
+        "test-writer@0.1.0: every send waits for review (review-below all, the operator's)"
+    );
+
+    let out = keel.fails(&["plugin", "policy", "test-writer", "--review-below", "1.5"]);
+    assert!(out.stderr.contains("outside 0.0..=1.0"), "{}", out.stderr);
+    // The writer's manifest asks for 0.8; the operator's 0.5 is looser, so
+    // 0.8 is in force.
+    let out = keel.ok(&["plugin", "policy", "test-writer", "--review-below", "0.5"]);
+    assert!(
+        out.stdout.contains(
+            "sends below confidence 0.8 (or without one) wait for review (the plugin asks for review below 0.8, stricter than the operator's 0.5)"
+        ),
+        "{}",
+        out.stdout
+    );
+    let set = keel.audit(&["--plugin", "operator"]);
+    let set = set
+        .iter()
+        .rfind(|e| e["action"] == "plugin.policy")
+        .unwrap();
+    assert_eq!(set["detail"], "test-writer@0.1.0 review-below all -> 0.5");
+    assert!(send_with(&keel, 0.9).ends_with("Queued"));
+    assert!(send_with(&keel, 0.6).ends_with("NeedsReview"));
+    let policy = keel.json(&["plugin", "policy", "test-writer"]);
+    assert_eq!(policy["review_below"], 0.5);
+    assert_eq!(policy["in_force"], 0.8);
+
+    // Back to holding everything.
+    keel.ok(&["plugin", "policy", "test-writer", "--review-below", "all"]);
+    assert!(send_with(&keel, 1.0).ends_with("NeedsReview"));
+    let out = keel.fails(&["plugin", "policy", "nobody", "--review-below", "0.5"]);
+    assert!(out.stderr.contains("nobody"), "{}", out.stderr);
+    keel.ok(&["audit", "verify"]);
+}

@@ -342,7 +342,7 @@ fn a_signed_package_goes_through_a_registry_and_installs_only_when_trusted() {
     // Another home refuses the package until it trusts the author's key.
     let operator = Keel::new();
     refused(&operator, &reference, &[], "which is not trusted");
-    operator.ok(&["trust", "add", &public, "--name", "me"]);
+    operator.ok(&["trust", "add", &public, "--name", "me", "--for", "todo"]);
     refused(
         &operator,
         &reference,
@@ -369,7 +369,7 @@ fn a_signed_package_goes_through_a_registry_and_installs_only_when_trusted() {
         registry.port
     );
     let pinned = Keel::new();
-    pinned.ok(&["trust", "add", &public, "--name", "me"]);
+    pinned.ok(&["trust", "add", &public, "--name", "me", "--for", "todo"]);
     pinned.ok(&["plugin", "install", &by_digest]);
     assert_eq!(
         pinned.json(&["plugin", "list"])[0]["package_digest"],
@@ -406,7 +406,7 @@ fn missing_references_dropped_connections_and_bad_names_install_nothing() {
     author.ok(&["plugin", "push", package.to_str().unwrap(), &reference]);
 
     let operator = Keel::new();
-    operator.ok(&["trust", "add", &public, "--name", "me"]);
+    operator.ok(&["trust", "add", &public, "--name", "me", "--for", "todo"]);
     refused(
         &operator,
         &format!("oci://127.0.0.1:{}/keel/todo:9.9.9", registry.port),
@@ -510,7 +510,15 @@ fn a_plugin_installed_from_a_registry_updates_from_its_tag() {
     publish("0.1.0", "write = [\"test/item\"]");
 
     let operator = Keel::new();
-    operator.ok(&["trust", "add", &public, "--name", "me"]);
+    operator.ok(&[
+        "trust",
+        "add",
+        &public,
+        "--name",
+        "me",
+        "--for",
+        "test-writer",
+    ]);
     operator.ok(&["plugin", "install", &reference]);
     let out = operator.ok(&["plugin", "update", "test-writer"]);
     assert!(out.stdout.contains("is up to date"), "{}", out.stdout);
@@ -541,7 +549,7 @@ fn packages_install_from_https_urls() {
     let (server, ca) = https_server(&served);
 
     let operator = Keel::new();
-    operator.ok(&["trust", "add", &public, "--name", "me"]);
+    operator.ok(&["trust", "add", &public, "--name", "me", "--for", "todo"]);
     let url = format!("https://127.0.0.1:{}/todo-0.1.0.keel", server.port);
     // Without the test authority the certificate is not trusted.
     refused(&operator, &url, &[], "cannot reach https://127.0.0.1:");

@@ -92,8 +92,8 @@ pub enum ProviderKind {
     Local,
 }
 
-/// One provider.
-#[derive(Debug, Clone, Deserialize)]
+/// One provider. Its `Debug` leaves the API key out (see below).
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Provider {
     pub kind: ProviderKind,
@@ -130,6 +130,35 @@ pub struct Provider {
     pub price_out: f64,
     #[serde(default)]
     pub schema_format: SchemaFormat,
+}
+
+/// Written by hand so that no log line, panic or `{:?}` of a provider can
+/// print the API key read from its secret: it shows only whether one was
+/// read.
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let api_key = match &self.api_key {
+            None => "none",
+            Some(Ok(_)) => "<redacted>",
+            Some(Err(_)) => "<unreadable>",
+        };
+        f.debug_struct("Provider")
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .field("dir", &self.dir)
+            .field("model", &self.model)
+            .field("models", &self.models)
+            .field("embed_model", &self.embed_model)
+            .field("api_key_env", &self.api_key_env)
+            .field("api_key_secret", &self.api_key_secret)
+            .field("api_key", &api_key)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("retries", &self.retries)
+            .field("price_in", &self.price_in)
+            .field("price_out", &self.price_out)
+            .field("schema_format", &self.schema_format)
+            .finish()
+    }
 }
 
 /// How a provider is asked for JSON matching a schema.
@@ -316,6 +345,21 @@ impl Tiers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The latent key leak: no `{:?}` of a provider prints its API key.
+    #[test]
+    fn latent_key_leak_provider_debug_redacts_api_key() {
+        let mut config = ModelsConfig::parse(
+            "[tiers]\nsmall = [\"a\"]\n[providers.a]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\nmodel = \"m\"\napi_key_secret = \"lab\"\n",
+            "models.toml",
+        )
+        .unwrap();
+        config.providers.get_mut("a").unwrap().api_key = Some(Ok("sk-very-secret-0123".into()));
+        let shown = format!("{:?} {config:?}", config.providers["a"]);
+        assert!(!shown.contains("sk-very-secret-0123"), "{shown}");
+        assert!(shown.contains("api_key: \"<redacted>\""), "{shown}");
+        assert!(shown.contains("api_key_secret: Some(\"lab\")"), "{shown}");
+    }
 
     #[test]
     fn tiers_must_name_configured_providers_with_models() {

@@ -164,6 +164,8 @@ fn send_below_threshold_needs_review() {
     let a = actor();
     let mut g = grant(&["core/note"], &["send"]);
     g.capabilities.send = vec!["email".into()];
+    // The operator lets every send out; the manifest's 0.8 is stricter.
+    g.review_below = crate::manifest::ReviewGate::Below(0.0);
     let p = Policy { review_below: 0.8 };
     let c = Caller {
         actor: &a,

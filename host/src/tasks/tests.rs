@@ -213,3 +213,70 @@ fn expired_claims_reopen_then_escalate_and_lost_runs_close() {
     assert_eq!(outcome, "lost");
     assert_eq!(crate::store::audit::verify(s.conn()).unwrap().broken, None);
 }
+
+/// M4: `complete` was a write beside the write path's checks. Sources must
+/// exist and be few, the note is bounded, the confidence is a confidence,
+/// and an unsure result waits for review like any other write.
+#[test]
+fn m4_complete_checks_sources() {
+    let mut s = Store::open_in_memory().unwrap();
+    let task = new_task(&mut s, "file the invoice");
+    let me = worker("a");
+    claim(&mut s, me.caller(), &task, 60_000).unwrap();
+    let before = records::get(s.conn(), &task).unwrap().unwrap().version;
+    let refusals = [
+        (
+            WriteOptions {
+                sources: vec!["no-such-record".into()],
+                ..Default::default()
+            },
+            "source record no-such-record does not exist",
+        ),
+        (
+            WriteOptions {
+                sources: vec![task.clone(); crate::limits::MAX_SOURCES + 1],
+                ..Default::default()
+            },
+            "sources given; at most",
+        ),
+        (
+            WriteOptions {
+                note: Some("n".repeat(crate::limits::MAX_NOTE_BYTES + 1)),
+                ..Default::default()
+            },
+            "note",
+        ),
+        (
+            WriteOptions {
+                confidence: Some(1.5),
+                ..Default::default()
+            },
+            "confidence 1.5 is outside 0.0..=1.0",
+        ),
+    ];
+    for (opts, says) in refusals {
+        let err = complete(&mut s, me.caller(), &task, End::Done, "{}", &opts).unwrap_err();
+        assert!(err.message().contains(says), "{says}: {err:?}");
+        // Nothing was written: the task is still the claimed version.
+        let now = records::get(s.conn(), &task).unwrap().unwrap();
+        assert_eq!(now.version, before);
+        assert_eq!(body(&s, &task)["state"], "claimed");
+    }
+    // A real source is kept; an unsure result waits for review under the
+    // default gate.
+    let source = new_task(&mut s, "the invoice itself");
+    let opts = WriteOptions {
+        sources: vec![source.clone()],
+        confidence: Some(0.6),
+        ..Default::default()
+    };
+    let done = complete(&mut s, me.caller(), &task, End::Done, "{}", &opts).unwrap();
+    let history = records::history(s.conn(), &task).unwrap();
+    let last = history.last().unwrap();
+    assert_eq!(last.version, done.version);
+    assert_eq!(last.sources, vec![source]);
+    assert_eq!(last.review.as_deref(), Some("pending"));
+    // And the store still takes the next call.
+    let next = new_task(&mut s, "next");
+    claim(&mut s, me.caller(), &next, 60_000).unwrap();
+}
