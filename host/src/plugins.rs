@@ -621,7 +621,7 @@ mod tests {
         .unwrap();
         let conn = db.conn();
         conn.execute_batch(
-            "ALTER TABLE trusted_keys DROP COLUMN plugins; PRAGMA user_version = 5;",
+            "ALTER TABLE trusted_keys DROP COLUMN plugins; PRAGMA user_version = 7;",
         )
         .unwrap();
         drop(db);
