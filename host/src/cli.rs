@@ -15,6 +15,7 @@ use crate::runtime::Runtime;
 use crate::store::audit::{self, Filter};
 use crate::store::plugins as plugin_rows;
 use crate::store::records;
+use crate::terminal::{esay, say};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -509,7 +510,7 @@ pub fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            esay!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -536,7 +537,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Init => {
             let home = Home::init(&root)?;
-            println!("keel home ready at {}", home.root().display());
+            say!("keel home ready at {}", home.root().display());
         }
         Command::New {
             world: NewWorld::Agent,
@@ -546,7 +547,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             sdk,
         } => {
             let made = crate::scaffold::new_agent(&dir, &name, lang, sdk.as_deref())?;
-            println!("made {}: edit the handler, then ./test.sh", made.display());
+            say!("made {}: edit the handler, then ./test.sh", made.display());
         }
         Command::Plugin(cmd) => plugin(&root, cmd)?,
         Command::Run {
@@ -568,7 +569,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     (None, Some(summary)) => summary.clone(),
                     _ => report.detail.clone(),
                 };
-                println!(
+                say!(
                     "run {} of {}: {} — {} (fuel {}, memory peak {} KiB, {:.1} ms)",
                     report.run,
                     report.plugin,
@@ -581,7 +582,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if report.outcome != "ok" {
                 if !json {
-                    eprintln!("error: {}", report.detail);
+                    esay!("error: {}", report.detail);
                 }
                 return Ok(ExitCode::FAILURE);
             }
@@ -628,9 +629,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 print_json(&actions)?;
             } else {
                 for a in actions {
-                    println!(
+                    say!(
                         "{:<24} {:<20} {}\n{:<25}needs {}",
-                        a.name, a.provider, a.description, "", a.needs
+                        a.name,
+                        a.provider,
+                        a.description,
+                        "",
+                        a.needs
                     );
                 }
             }
@@ -663,9 +668,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 listen,
             };
             let tally = crate::up::run(&home, &settings)?;
-            println!(
+            say!(
                 "keel up stopped: {} done, {} to retry, {} dead, {} stopped",
-                tally.done, tally.retried, tally.dead, tally.stopped
+                tally.done,
+                tally.retried,
+                tally.dead,
+                tally.stopped
             );
         }
         Command::Review(cmd) => review_cmd(&root, cmd)?,
@@ -674,7 +682,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             match cmd {
                 KeyCmd::Generate { name } => {
                     let public = crate::packages::generate_key(&home, &name)?;
-                    println!("{public}");
+                    say!("{public}");
                 }
                 KeyCmd::List { json } => {
                     let keys = crate::packages::list_keys(&home)?;
@@ -686,7 +694,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                         print_json(&keys)?;
                     } else {
                         for (name, key) in keys {
-                            println!("{name:<16} {key}");
+                            say!("{name:<16} {key}");
                         }
                     }
                 }
@@ -710,7 +718,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                         ),
                     };
                     crate::packages::trust(&mut db, &key, &name, &scope)?;
-                    println!("trusted {name} {scope}");
+                    say!("trusted {name} {scope}");
                 }
                 TrustCmd::List { json } => {
                     let keys = crate::packages::trusted(db.conn())?;
@@ -718,16 +726,19 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                         print_json(&keys)?;
                     } else {
                         for k in keys {
-                            println!(
+                            say!(
                                 "{:<16} {}  {}  since {}",
-                                k.name, k.key, k.scope, k.added_at
+                                k.name,
+                                k.key,
+                                k.scope,
+                                k.added_at
                             );
                         }
                     }
                 }
                 TrustCmd::Remove { name } => {
                     crate::packages::distrust(&mut db, &name)?;
-                    println!("no longer trusted: {name}");
+                    say!("no longer trusted: {name}");
                 }
             }
         }
@@ -740,7 +751,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     std::io::Read::read_to_string(&mut std::io::stdin(), &mut value)
                         .context("cannot read the secret from standard input")?;
                     crate::secrets::set(home.root(), &mut db, &name, &value)?;
-                    println!("secret {name} set");
+                    say!("secret {name} set");
                 }
                 SecretCmd::List { json } => {
                     let all = crate::secrets::list(db.conn())?;
@@ -748,16 +759,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                         print_json(&all)?;
                     } else {
                         for s in all {
-                            println!(
+                            say!(
                                 "{:<24} set {}  created {}",
-                                s.name, s.updated_at, s.created_at
+                                s.name,
+                                s.updated_at,
+                                s.created_at
                             );
                         }
                     }
                 }
                 SecretCmd::Remove { name } => {
                     crate::secrets::remove(&mut db, &name)?;
-                    println!("secret {name} removed");
+                    say!("secret {name} removed");
                 }
             }
         }
@@ -772,7 +785,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 print_json(&jobs)?;
             } else {
                 for j in jobs {
-                    println!(
+                    say!(
                         "{}  {:<7} {:<16} due {} attempts {}/{}{}",
                         j.id,
                         j.state,
@@ -796,7 +809,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 print_json(&runs)?;
             } else {
                 for r in runs {
-                    println!(
+                    say!(
                         "{}  {:<24} {:<8} {:<8} fuel {:>12}  mem {:>6} KiB  {:>9.1} ms  {}",
                         r.id,
                         format!("{}@{}", r.plugin, r.plugin_version),
@@ -827,14 +840,21 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             if json {
                 print_json(&rows)?;
             } else if rows.is_empty() {
-                println!("no model calls yet");
+                say!("no model calls yet");
             } else {
-                println!(
+                say!(
                     "{:<10} {:<20} {:<28} {:>6} {:>9} {:>9} {:>10} {:>6}",
-                    "day", "plugin", "model", "calls", "in", "out", "cost $", "cached"
+                    "day",
+                    "plugin",
+                    "model",
+                    "calls",
+                    "in",
+                    "out",
+                    "cost $",
+                    "cached"
                 );
                 for u in rows {
-                    println!(
+                    say!(
                         "{:<10} {:<20} {:<28} {:>6} {:>9} {:>9} {:>10.6} {:>6}",
                         u.day,
                         u.plugin,
@@ -880,7 +900,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                         .as_array()
                         .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
                         .unwrap_or_default();
-                    println!(
+                    say!(
                         "{:<6} {}",
                         t["tier"].as_str().unwrap_or(""),
                         if chain.is_empty() {
@@ -922,14 +942,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
     if let PluginCmd::Pack { dir, out } = &cmd {
         let (path, digest) = crate::packages::pack(dir, out.as_deref())?;
-        println!("packed {} {digest}", path.display());
+        say!("packed {} {digest}", path.display());
         return Ok(());
     }
     if let PluginCmd::Push { package, reference } = &cmd {
         let (digest, signed) = crate::packages::push(package, reference)?;
-        println!("pushed {} {reference}@{digest}", package.display());
+        say!("pushed {} {reference}@{digest}", package.display());
         if !signed {
-            eprintln!(
+            esay!(
                 "note: the package is not signed; installs will need --allow-unsigned (sign it with `keel plugin sign` and push again)"
             );
         }
@@ -946,7 +966,7 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
             signer,
         } => {
             let (digest, public) = crate::packages::sign(&home, &package, &key, signer.as_deref())?;
-            println!("signed {} {digest} by {public}", package.display());
+            say!("signed {} {digest} by {public}", package.display());
         }
         PluginCmd::Install {
             path,
@@ -999,7 +1019,7 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
             // An untrusted signer is refused before the operator is asked.
             let signer = crate::plugins::signer(&db, &checked)?;
             if let Some(notice) = signer.as_ref().and_then(|t| t.legacy_notice()) {
-                eprintln!("{notice}");
+                esay!("{notice}");
             }
             for cap in &deny {
                 crate::consent::deny(&mut checked.grant, cap).map_err(anyhow::Error::msg)?;
@@ -1008,15 +1028,24 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
                 checked.grant.review_below = gate;
             }
             for line in crate::consent::summary(&checked.manifest, &checked.grant) {
-                eprintln!("{line}");
+                esay!("{line}");
+            }
+            let installed = |id: &str| {
+                crate::store::plugins::get(db.conn(), id)
+                    .ok()
+                    .flatten()
+                    .map(|row| (row.label(), row.grant))
+            };
+            for line in crate::consent::invoke_reach(&checked.grant, installed) {
+                esay!("{line}");
             }
             if let Some(t) = &signer {
-                eprintln!("  signed by {}", t.shown());
+                esay!("  signed by {}", t.shown());
             }
             if checked.grant.allows_action("send")
                 && checked.grant.review_below == crate::manifest::ReviewGate::All
             {
-                eprintln!(
+                esay!(
                     "  (to let confident sends out without review: --review-below CONFIDENCE, or later `keel plugin policy {} --review-below CONFIDENCE`)",
                     checked.manifest.plugin.id
                 );
@@ -1048,7 +1077,7 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
                     .signer
                     .as_deref()
                     .map_or(String::new(), |s| format!(" signed by {s}"));
-                println!(
+                say!(
                     "installed {} ({}) {}{by}",
                     row.label(),
                     row.world,
@@ -1062,10 +1091,10 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
             if json {
                 print_json(&rows)?;
             } else if rows.is_empty() {
-                println!("no plugins installed; install one with `keel plugin install PATH`");
+                say!("no plugins installed; install one with `keel plugin install PATH`");
             } else {
                 for r in rows {
-                    println!(
+                    say!(
                         "{:<20} {:<10} {:<10} {}  {}",
                         r.id,
                         r.version,
@@ -1092,48 +1121,50 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
                     webhooks: &webhooks,
                 })?;
             } else {
-                println!("{} ({}) {}", row.label(), row.world, row.digest);
+                say!("{} ({}) {}", row.label(), row.world, row.digest);
                 if !row.manifest.plugin.description.is_empty() {
-                    println!("  {}", row.manifest.plugin.description);
+                    say!("  {}", row.manifest.plugin.description);
                 }
                 if let Some(source) = &row.source {
-                    println!("  from:     {}", crate::plugins::shown(source));
+                    say!("  from:     {}", crate::plugins::shown(source));
                 }
                 if let Some(package) = &row.package_digest {
-                    println!("  package:  {package}");
+                    say!("  package:  {package}");
                 }
-                println!(
+                say!(
                     "  signed:   {}",
                     row.signer.as_deref().unwrap_or("no (installed unsigned)")
                 );
                 let caps = &row.grant.capabilities;
-                println!("  read:     {}", caps.read.join(", "));
-                println!("  write:    {}", caps.write.join(", "));
-                println!("  actions:  {}", caps.actions.join(", "));
+                say!("  read:     {}", caps.read.join(", "));
+                say!("  write:    {}", caps.write.join(", "));
+                say!("  actions:  {}", caps.actions.join(", "));
                 if !row.grant.denied.is_empty() {
-                    println!("  denied:   {}", row.grant.denied.join(", "));
+                    say!("  denied:   {}", row.grant.denied.join(", "));
                 }
-                println!(
+                say!(
                     "  review:   {}",
                     crate::consent::review_line(&row.manifest, &row.grant)
                 );
                 for (name, dir) in &row.grant.dirs {
-                    println!(
+                    say!(
                         "  dir {name} ({}) = {}",
                         dir.access.as_str(),
                         dir.path.display()
                     );
                 }
                 let l = &row.manifest.limits;
-                println!(
+                say!(
                     "  limits:   {} MiB, {} fuel, {} ms",
-                    l.memory_mb, l.fuel, l.timeout_ms
+                    l.memory_mb,
+                    l.fuel,
+                    l.timeout_ms
                 );
                 if let Some(c) = row.grant.concurrency {
-                    println!("  at once:  {c}");
+                    say!("  at once:  {c}");
                 }
                 if let Some(r) = row.grant.rate {
-                    println!("  rate:     {r}");
+                    say!("  rate:     {r}");
                 }
                 for h in &webhooks {
                     let secret = if h.has_secret {
@@ -1142,9 +1173,13 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
                         "no secret yet"
                     };
                     let refused: u64 = h.refused.values().sum();
-                    println!(
+                    say!(
                         "  webhook {}: POST {} (keel up --listen), up to {} bytes, {secret} (new one: keel plugin webhook rotate {} {}), {refused} refused",
-                        h.hook, h.path, h.max_bytes, row.id, h.hook
+                        h.hook,
+                        h.path,
+                        h.max_bytes,
+                        row.id,
+                        h.hook
                     );
                 }
             }
@@ -1215,12 +1250,12 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
             }
             let digest = checked.package_digest.to_string();
             if row.package_digest.as_deref() == Some(digest.as_str()) {
-                println!("{} is up to date ({digest})", row.label());
+                say!("{} is up to date ({digest})", row.label());
                 return Ok(());
             }
             let signer = crate::plugins::signer(&db, &checked)?;
             if let Some(notice) = signer.as_ref().and_then(|t| t.legacy_notice()) {
-                eprintln!("{notice}");
+                esay!("{notice}");
             }
             // The operator's choices outlive the version they were made
             // for: the review gate, and what was denied.
@@ -1230,19 +1265,19 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
                 (&row.manifest, &row.grant),
                 (&checked.manifest, &checked.grant),
             );
-            eprintln!("update {} -> {}", row.label(), checked.manifest.label());
+            esay!("update {} -> {}", row.label(), checked.manifest.label());
             for line in removed.iter().chain(&added) {
-                eprintln!("  {line}");
+                esay!("  {line}");
             }
             if !checked.grant.denied.is_empty() {
-                eprintln!("  still denied: {}", checked.grant.denied.join(", "));
+                esay!("  still denied: {}", checked.grant.denied.join(", "));
             }
-            eprintln!(
+            esay!(
                 "  review: {}",
                 crate::consent::review_line(&checked.manifest, &checked.grant)
             );
             if let Some(t) = &signer {
-                eprintln!("  signed by {}", t.shown());
+                esay!("  signed by {}", t.shown());
             }
             if !added.is_empty() && !yes {
                 crate::consent::ask(
@@ -1251,7 +1286,7 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
                 )?;
             }
             let new = crate::plugins::install(&home, runtime.engine(), &mut db, &checked)?;
-            println!("updated {} -> {} {}", row.label(), new.label(), new.digest);
+            say!("updated {} -> {} {}", row.label(), new.label(), new.digest);
             show_hook_secrets(&crate::webhooks::issue(&home, &mut db, &new.id)?);
         }
         PluginCmd::Policy {
@@ -1274,7 +1309,7 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
                     "in_force": in_force,
                 }))?;
             } else {
-                println!(
+                say!(
                     "{}: {}",
                     row.label(),
                     crate::consent::review_line(&row.manifest, &row.grant)
@@ -1284,7 +1319,7 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
         PluginCmd::Rollback { id } => {
             let mut db = home.store()?;
             let row = crate::plugins::rollback(&home, &mut db, &id)?;
-            println!("rolled back to {} {}", row.label(), row.digest);
+            say!("rolled back to {} {}", row.label(), row.digest);
             show_hook_secrets(&crate::webhooks::issue(&home, &mut db, &row.id)?);
         }
         PluginCmd::Webhook(WebhookCmd::Rotate { plugin, hook, json }) => {
@@ -1299,7 +1334,7 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
         PluginCmd::Remove { id } => {
             let mut db = home.store()?;
             crate::plugins::remove(&home, &mut db, &id)?;
-            println!("removed {id}");
+            say!("removed {id}");
         }
     }
     Ok(())
@@ -1344,7 +1379,7 @@ pub fn title_of(body: &str) -> String {
     if t.is_empty() {
         t = "-".into();
     }
-    t
+    crate::terminal::field(&t).into_owned()
 }
 
 fn records_cmd(root: &std::path::Path, cmd: RecordsCmd) -> anyhow::Result<()> {
@@ -1363,7 +1398,7 @@ fn records_cmd(root: &std::path::Path, cmd: RecordsCmd) -> anyhow::Result<()> {
                 print_json(&views)?;
             } else {
                 for r in rows {
-                    println!(
+                    say!(
                         "{}  {:<14} v{:<3} {:<16} {}",
                         r.id,
                         r.kind,
@@ -1408,16 +1443,16 @@ fn records_cmd(root: &std::path::Path, cmd: RecordsCmd) -> anyhow::Result<()> {
                     history,
                 })?;
             } else {
-                println!("{} {} v{}", record.id, record.kind, record.version);
-                println!("created {} by {}", record.created_at, record.created_by);
-                println!("updated {} by {}", record.updated_at, record.updated_by);
+                say!("{} {} v{}", record.id, record.kind, record.version);
+                say!("created {} by {}", record.created_at, record.created_by);
+                say!("updated {} by {}", record.updated_at, record.updated_by);
                 let body: serde_json::Value = serde_json::from_str(&record.body)?;
-                println!("{}", serde_json::to_string_pretty(&body)?);
+                say!("{}", serde_json::to_string_pretty(&body)?);
                 for l in links {
-                    println!("link {} -{}-> {}", l.from, l.rel, l.to);
+                    say!("link {} -{}-> {}", l.from, l.rel, l.to);
                 }
                 for v in versions.unwrap_or_default() {
-                    println!(
+                    say!(
                         "v{} {} by {} run {} sources [{}]{}{}",
                         v.version,
                         v.at,
@@ -1441,9 +1476,13 @@ fn review_cmd(root: &std::path::Path, cmd: ReviewCmd) -> anyhow::Result<()> {
     let home = Home::open(root)?;
     let mut db = home.store()?;
     let print_item = |item: &review::Item| {
-        println!(
+        say!(
             "{}  {:<8} {:<16} {}  {}",
-            item.id, item.kind, item.plugin, item.created_at, item.summary
+            item.id,
+            item.kind,
+            item.plugin,
+            item.created_at,
+            crate::terminal::field(&item.summary)
         );
     };
     let (id, decision, verb) = match cmd {
@@ -1452,7 +1491,7 @@ fn review_cmd(root: &std::path::Path, cmd: ReviewCmd) -> anyhow::Result<()> {
             if json {
                 print_json(&items)?;
             } else if items.is_empty() {
-                println!("nothing waits for review");
+                say!("nothing waits for review");
             } else {
                 items.iter().for_each(print_item);
             }
@@ -1467,7 +1506,7 @@ fn review_cmd(root: &std::path::Path, cmd: ReviewCmd) -> anyhow::Result<()> {
             } else {
                 print_item(&item);
                 let p = &item.provenance;
-                println!(
+                say!(
                     "  run {} sources [{}]{}{}",
                     p.run.as_deref().unwrap_or("-"),
                     p.sources.join(", "),
@@ -1476,12 +1515,12 @@ fn review_cmd(root: &std::path::Path, cmd: ReviewCmd) -> anyhow::Result<()> {
                         .unwrap_or_default(),
                     p.note
                         .as_deref()
-                        .map(|n| format!(" — {n}"))
+                        .map(|n| format!(" — {}", crate::terminal::field(n)))
                         .unwrap_or_default()
                 );
                 if let Some(m) = &item.message {
                     let v: serde_json::Value = serde_json::from_str(m)?;
-                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    say!("{}", serde_json::to_string_pretty(&v)?);
                 }
             }
             return Ok(());
@@ -1492,7 +1531,7 @@ fn review_cmd(root: &std::path::Path, cmd: ReviewCmd) -> anyhow::Result<()> {
     };
     let item =
         review::decide(&mut db, &id, &decision).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
-    println!("{verb} {} {} from {}", item.kind, item.id, item.plugin);
+    say!("{verb} {} {} from {}", item.kind, item.id, item.plugin);
     Ok(())
 }
 
@@ -1540,18 +1579,18 @@ fn audit_verify(
         None => {
             if !json {
                 match &checkpoint {
-                    Some(f) => println!(
+                    Some(f) => say!(
                         "audit log intact: {} entries verified, consistent with {}",
                         report.entries,
                         f.display()
                     ),
-                    None => println!("audit log intact: {} entries verified", report.entries),
+                    None => say!("audit log intact: {} entries verified", report.entries),
                 }
             }
             ExitCode::SUCCESS
         }
         Some(b) => {
-            eprintln!(
+            esay!(
                 "error: audit entry {} does not verify: {}; keep a copy of {} for investigation before changing anything",
                 b.seq,
                 b.reason,
@@ -1586,9 +1625,12 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
 /// Prints webhook secrets just made: the only time they are shown.
 fn show_hook_secrets(secrets: &[crate::webhooks::Issued]) {
     for s in secrets {
-        println!(
+        say!(
             "webhook {} of {}: POST {} signed with secret {} (shown once; keep it with the sender)",
-            s.hook, s.plugin, s.path, s.secret
+            s.hook,
+            s.plugin,
+            s.path,
+            s.secret
         );
     }
 }
@@ -1614,7 +1656,7 @@ fn audit_cmd(root: &std::path::Path, args: AuditArgs) -> anyhow::Result<ExitCode
             });
             let text = serde_json::to_string(&cp)?;
             write_private(&path, text.as_bytes())?;
-            println!(
+            say!(
                 "audit checkpoint: {} entries, head {}, signed by {} -> {}",
                 cp.count,
                 cp.hash,
@@ -1622,7 +1664,7 @@ fn audit_cmd(root: &std::path::Path, args: AuditArgs) -> anyhow::Result<ExitCode
                 path.display()
             );
             if print {
-                println!("{text}");
+                say!("{text}");
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -1648,7 +1690,7 @@ fn audit_cmd(root: &std::path::Path, args: AuditArgs) -> anyhow::Result<ExitCode
                 Some(v) => format!("{}@{}", e.plugin, v),
                 None => e.plugin.clone(),
             };
-            println!(
+            say!(
                 "{:>5} {} {:<18} {:<15} {:<9} {} {}",
                 e.seq,
                 e.at,
@@ -1659,7 +1701,7 @@ fn audit_cmd(root: &std::path::Path, args: AuditArgs) -> anyhow::Result<ExitCode
                     .as_deref()
                     .map(|r| format!("{r} v{}", e.record_version.unwrap_or(0)))
                     .unwrap_or_default(),
-                e.detail
+                crate::terminal::field(&e.detail)
             );
         }
     }

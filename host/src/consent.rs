@@ -48,6 +48,9 @@ pub fn sections(manifest: &Manifest, grant: &Grant) -> Vec<(&'static str, Vec<St
     if let Some(a) = l.attempts {
         limits.push(format!("{a} attempts"));
     }
+    limits.push(format!("{} writes/run", l.writes_per_run()));
+    limits.push(format!("{} writes/day", l.writes_per_day()));
+    limits.push(format!("{} jobs/run", l.jobs_per_run()));
     limits.extend(l.retry_on.iter().map(|r| format!("retries on {r}")));
     let triggers: Vec<String> = manifest
         .triggers
@@ -91,12 +94,16 @@ pub fn sections(manifest: &Manifest, grant: &Grant) -> Vec<(&'static str, Vec<St
         ("models", llm_items(caps)),
         (
             "memory",
-            if caps.memory {
-                vec!["working and long-term".to_string()]
-            } else {
-                Vec::new()
+            match (caps.memory, caps.shared_memory) {
+                (true, false) => vec!["working and long-term".to_string()],
+                (true, true) => vec![
+                    "working and long-term".to_string(),
+                    "shared: every plugin's memories that name no source".to_string(),
+                ],
+                _ => Vec::new(),
             },
         ),
+        ("identities", caps.identities.clone()),
         ("dirs", dirs),
         ("limits", limits),
         ("triggers", triggers),
@@ -116,6 +123,50 @@ pub fn sections(manifest: &Manifest, grant: &Grant) -> Vec<(&'static str, Vec<St
         ),
         ("denied", grant.denied.clone()),
     ]
+}
+
+/// What each provider `grant` may invoke can reach with its own grant, one
+/// line per invoke target: the operator consents to that reach too, since
+/// the provider acts for the caller (`installed` looks up a provider's row).
+pub fn invoke_reach(
+    grant: &Grant,
+    installed: impl Fn(&str) -> Option<(String, Grant)>,
+) -> Vec<String> {
+    grant
+        .capabilities
+        .invoke
+        .iter()
+        .map(|target| {
+            let provider = target.split_once('/').map_or(target.as_str(), |(p, _)| p);
+            match installed(provider) {
+                None => format!(
+                    "  {target}: {provider} is not installed; what it can reach is shown when it is"
+                ),
+                Some((label, g)) => {
+                    let c = &g.capabilities;
+                    let part = |name: &str, v: &[String]| {
+                        (!v.is_empty()).then(|| format!("{name} {}", v.join(", ")))
+                    };
+                    let reach: Vec<String> = [
+                        part("read", &c.read),
+                        part("write", &c.write),
+                        part("actions", &c.actions),
+                        part("send", &c.send),
+                        part("dirs", &g.dirs.keys().cloned().collect::<Vec<_>>()),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                    let reach = if reach.is_empty() {
+                        "nothing beyond its own computation".to_string()
+                    } else {
+                        reach.join("; ")
+                    };
+                    format!("  {target}: runs as {label}, which may {reach}")
+                }
+            }
+        })
+        .collect()
 }
 
 /// The review gate in force for a plugin, in words: the operator's, made
@@ -332,6 +383,27 @@ mod tests {
         deny_again(&mut next, &g.denied);
         assert!(next.check_send("email").is_err());
         assert_eq!(next.denied, g.denied);
+    }
+
+    #[test]
+    fn m7_consent_to_invoke_shows_what_the_provider_reaches() {
+        let (_, mut caller) = manifest("");
+        caller.capabilities.invoke = vec!["mail/*".into(), "gone/send".into()];
+        let (_, mut provider) = manifest("");
+        provider.capabilities.read = vec!["core/contact".into()];
+        provider.capabilities.write = Vec::new();
+        provider.capabilities.send = vec!["email".into()];
+        provider.capabilities.actions = vec!["send".into()];
+        let lines = invoke_reach(&caller, |id| {
+            (id == "mail").then(|| ("mail@1.0.0".to_string(), provider.clone()))
+        });
+        assert_eq!(
+            lines,
+            [
+                "  mail/*: runs as mail@1.0.0, which may read core/contact; actions send; send email",
+                "  gone/send: gone is not installed; what it can reach is shown when it is",
+            ]
+        );
     }
 
     #[test]

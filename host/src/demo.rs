@@ -16,6 +16,7 @@ use crate::plugins::InstallRequest;
 use crate::runtime::{RunReport, Runtime};
 use crate::store::audit;
 use crate::store::records;
+use crate::terminal::say;
 
 /// A first-party plugin carried inside the binary.
 #[derive(Debug, Clone, Copy)]
@@ -232,8 +233,8 @@ pub fn run(root: &Path, home_given: bool, models: Option<&Path>, json: bool) -> 
         println!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(());
     }
-    println!("keel demo — home {}\n", summary.home);
-    println!("runs:");
+    say!("keel demo — home {}\n", summary.home);
+    say!("runs:");
     for r in &summary.runs {
         let what = match (&r.sync, &r.summary) {
             (Some(s), _) => format!(
@@ -243,7 +244,7 @@ pub fn run(root: &Path, home_given: bool, models: Option<&Path>, json: bool) -> 
             (None, Some(s)) => s.clone(),
             _ => String::new(),
         };
-        println!(
+        say!(
             "  {:<14} {:<3} {:<48} fuel {:>11}  {:>7.1} ms",
             r.plugin,
             r.outcome,
@@ -252,12 +253,12 @@ pub fn run(root: &Path, home_given: bool, models: Option<&Path>, json: bool) -> 
             r.wall_us as f64 / 1000.0
         );
     }
-    println!("\nrecords by kind:");
+    say!("\nrecords by kind:");
     for (kind, n) in &summary.records_by_kind {
-        println!("  {kind:<14} {n}");
+        say!("  {kind:<14} {n}");
     }
-    println!("\ntasks created: {}", summary.tasks_created);
-    println!(
+    say!("\ntasks created: {}", summary.tasks_created);
+    say!(
         "audit entries: {} ({})",
         summary.audit_entries,
         if summary.audit_intact {
@@ -266,16 +267,16 @@ pub fn run(root: &Path, home_given: bool, models: Option<&Path>, json: bool) -> 
             "CHAIN BROKEN"
         }
     );
-    println!("\ntriage (local model):");
+    say!("\ntriage (local model):");
     for line in &summary.triage {
-        println!("  {line}");
+        say!("  {line}");
     }
-    println!("replies waiting for review: {}", summary.awaiting_review);
-    println!("\nwho touched what:");
+    say!("replies waiting for review: {}", summary.awaiting_review);
+    say!("\nwho touched what:");
     for line in &summary.trail {
-        println!("  {line}");
+        say!("  {line}");
     }
-    println!(
+    say!(
         "\nexplore it:\n  keel records list --home {h}\n  keel review --home {h}\n  keel usage --home {h}\n  keel audit --home {h} --plugin triage\n  keel audit verify --home {h}",
         h = summary.home
     );

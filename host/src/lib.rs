@@ -43,7 +43,8 @@
 //! - [`up`]: `keel up`, the worker that executes durable jobs
 //!   ([`store::jobs`]: leases, retries with backoff, dead letters).
 //! - [`scaffold`]: `keel new`, a plugin project per language.
-//! - [`cli`], [`demo`], [`bench`]: the `keel` command.
+//! - [`cli`], [`demo`], [`bench`]: the `keel` command; [`terminal`] makes
+//!   text from outside safe to print.
 
 pub mod actions;
 pub mod bench;
@@ -72,6 +73,7 @@ pub mod scaffold;
 pub mod secrets;
 pub mod store;
 pub mod tasks;
+pub mod terminal;
 #[cfg(test)]
 mod testing;
 pub mod triggers;

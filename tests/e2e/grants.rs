@@ -256,3 +256,56 @@ fn m8_a_past_time_is_now_and_a_runs_fan_out_is_capped() {
     }
     still_serves(&keel);
 }
+
+#[test]
+fn m9_escapes_in_a_mail_reach_the_terminal_shown_not_obeyed() {
+    use base64_free::encode;
+    let keel = Keel::new();
+    let notes = keel.folder("notes");
+    keel.install_files(&notes);
+    let subject = "Invoice\u{1b}[2K\rPAID\u{1b}]52;c;ZXZpbA==\u{7}\u{1b}[31m";
+    let mail = format!(
+        "From: a@example.com\r\nTo: me@example.com\r\nSubject: =?utf-8?B?{}?=\r\nMessage-ID: <m1@example.com>\r\n\r\nhello\r\n",
+        encode(subject.as_bytes())
+    );
+    write_files(&notes, &[("evil\u{1b}[2K.eml", mail.as_str())]);
+    let v = keel.run_json("files", None);
+    assert_eq!(v["outcome"], "ok", "{v}");
+    let raw = |s: &str| s.chars().any(|c| c.is_control() && c != '\n');
+    // Text output shows the escapes as escapes...
+    let listed = keel
+        .ok(&["records", "list", "--kind", "core/message"])
+        .stdout;
+    assert!(!raw(&listed), "{listed:?}");
+    assert!(listed.contains("Invoice\\u{1b}[2K\\u{d}PAID"), "{listed}");
+    let audit = keel.ok(&["audit", "--plugin", "files"]).stdout;
+    assert!(!raw(&audit), "{audit:?}");
+    assert!(audit.contains("evil\\u{1b}[2K.eml"), "{audit}");
+    // ...and --json stays exact.
+    let records = keel.records("core/message");
+    assert_eq!(records[0]["body"]["subject"], subject);
+}
+
+/// Base64 for the test's encoded-word, without a dependency.
+mod base64_free {
+    pub fn encode(bytes: &[u8]) -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+}

@@ -171,7 +171,16 @@ fn invoking_an_action_outside_the_grant_is_denied() {
 fn m7_a_provider_learns_its_caller_and_may_refuse_it() {
     let keel = Keel::new();
     keel.install_test_plugin(artifacts::PROVIDER_DIR, &[]);
-    keel.install_test_plugin(artifacts::WRITER_DIR, &[]);
+    // Consent for `invoke` shows what the provider can reach.
+    let consent = keel
+        .ok(&["plugin", "install", artifacts::WRITER_DIR])
+        .stderr;
+    assert!(
+        consent.contains(
+            "test-provider/*: runs as test-provider@0.1.0, which may read test/made; write test/made; actions create"
+        ),
+        "{consent}"
+    );
     let ran = invoke(&keel, "test-provider/who", json!({}), None);
     assert_eq!(ran["outcome"], "ok", "{ran}");
     let who: Value = serde_json::from_str(ran["summary"].as_str().unwrap()).unwrap();

@@ -30,7 +30,8 @@ fn memories_are_recalled_by_meaning_and_words_and_superseded_not_changed() {
     let asker = Path::new(crate::harness::artifacts::ASKER_DIR);
     keel.install_test_plugin(asker.to_str().unwrap(), &[]);
     keel.install_test_plugin(crate::harness::artifacts::WRITER_DIR, &[]);
-    // A second asker that may not read test/item.
+    // A second asker that may not read test/item, granted the memories
+    // others remember without a source.
     let narrow = keel.variant(
         asker,
         "narrow",
@@ -40,10 +41,19 @@ fn memories_are_recalled_by_meaning_and_words_and_superseded_not_changed() {
                 "read = [\"test/answer\", \"test/item\", \"core/note\"]",
                 "read = [\"test/answer\", \"core/note\"]",
             ),
+            ("memory = true", "memory = true\nshared_memory = true"),
         ],
         "",
     );
     keel.install_test_plugin(narrow.to_str().unwrap(), &[]);
+    // And a third that reads as much as the first but shares nothing.
+    let own = keel.variant(
+        asker,
+        "own",
+        &[("id = \"test-asker\"", "id = \"test-asker-own\"")],
+        "",
+    );
+    keel.install_test_plugin(own.to_str().unwrap(), &[]);
     std::fs::write(
         keel.home().join("models.toml"),
         format!(
@@ -145,11 +155,41 @@ fn memories_are_recalled_by_meaning_and_words_and_superseded_not_changed() {
         "{found}"
     );
     assert_eq!(texts(&found).len(), 3);
+    // M5: without the shared grant, another plugin sees only memories it
+    // may read every source of: here the one learned from the item.
+    let found = ask(
+        &keel,
+        "test-asker-own",
+        json!({ "op": "recall", "query": "wifi peanuts tax Alice", "k": 10 }),
+    );
+    assert_eq!(
+        texts(&found),
+        ["Alice now prefers meetings in the afternoon"],
+        "{found}"
+    );
+    // And it cannot hide the first asker's memory by superseding it.
+    let hijack = keel.run_json(
+        "test-asker-own",
+        Some(
+            &json!({ "op": "remember", "text": "Alice hates mornings", "supersedes": newer["id"] })
+                .to_string(),
+        ),
+    );
+    assert_eq!(hijack["error"], "denied", "{hijack}");
     let cited = keel.run_json(
         "test-asker-narrow",
         Some(&json!({ "op": "remember", "text": "y", "sources": [item] }).to_string()),
     );
-    assert_eq!(cited["error"], "denied", "{cited}");
+    // Refused as a missing record is: a source reveals neither its kind
+    // nor that it exists.
+    assert_eq!(cited["error"], "invalid", "{cited}");
+    assert!(
+        cited["detail"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist or may not be read"),
+        "{cited}"
+    );
 
     // Narrowed by metadata, by source and by who remembered, before
     // ranking: the one memory about Bob even for a query about Alice.

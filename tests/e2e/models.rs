@@ -205,7 +205,7 @@ fn transient_failures_are_retried_then_the_next_provider_answers() {
 #[test]
 fn a_provider_that_keeps_failing_is_skipped_and_budgets_are_enforced() {
     let keel = Keel::new();
-    asker(&keel, Some(60));
+    asker(&keel, Some(75));
     let failing = scripted(serde_json::json!([{ "status": 503 }]));
     let good = scripted(serde_json::json!([{ "text": "ok", "tokens": [10, 5] }]));
     std::fs::write(
@@ -218,10 +218,13 @@ fn a_provider_that_keeps_failing_is_skipped_and_budgets_are_enforced() {
     )
     .unwrap();
     // One run asks five times: after three failures in a row the failing
-    // provider is skipped; each answer costs 15 tokens of the 60.
+    // provider is skipped; each answer costs 15 tokens of the 75. Each call
+    // first reserves the most it may use (a prompt byte, 16 for the
+    // template, 5 answer tokens: 22), so the fifth, with 15 left, is
+    // refused before it runs.
     let ran = ask(
         &keel,
-        serde_json::json!({ "op": "complete", "prompt": "x", "temperature": 1.0, "repeat": 5 }),
+        serde_json::json!({ "op": "complete", "prompt": "x", "max_tokens": 5, "temperature": 1.0, "repeat": 5 }),
     );
     let results = summary(&ran);
     let results = results.as_array().unwrap();
@@ -236,7 +239,7 @@ fn a_provider_that_keeps_failing_is_skipped_and_budgets_are_enforced() {
         results[4]["error"]
             .as_str()
             .unwrap()
-            .contains("spent its 60 model tokens"),
+            .contains("has 15 of its 75 model tokens for today left (60 spent, 0 held by calls in flight) and this call may use 22"),
         "{results:?}"
     );
     assert_eq!(requests(&good).len(), 4);

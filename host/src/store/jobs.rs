@@ -124,7 +124,7 @@ fn lease_except(
                      ORDER BY run_at, id LIMIT 1)
                  UNION ALL
                  SELECT * FROM (SELECT id, priority, fair_key, run_at FROM jobs
-                     WHERE state = 'queued' AND priority > 0 AND run_at <= ?3
+                     WHERE state = 'queued' AND +priority > 0 AND run_at <= ?3
                        AND plugin NOT IN (SELECT value FROM json_each(?4))
                      ORDER BY fair_key, id LIMIT 1)
                  UNION ALL

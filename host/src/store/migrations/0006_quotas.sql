@@ -35,13 +35,17 @@ CREATE INDEX token_reservations_plugin ON token_reservations(plugin, day);
 ALTER TABLE jobs ADD COLUMN fair_key INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX jobs_fair ON jobs(state, fair_key, id);
 CREATE INDEX jobs_plugin_fair ON jobs(plugin, state, fair_key);
+-- (`+priority` keeps the planner on jobs_fair, walked in key order: one
+-- step, not a scan of the queue.)
 CREATE TRIGGER jobs_fair_key AFTER INSERT ON jobs
 WHEN NEW.state = 'queued' AND NEW.priority > 0
 BEGIN
     UPDATE jobs SET fair_key = 1 + max(
-        COALESCE((SELECT min(fair_key) FROM jobs
-                  WHERE state = 'queued' AND priority > 0 AND id != NEW.id), 0),
-        COALESCE((SELECT max(fair_key) FROM jobs
-                  WHERE plugin = NEW.plugin AND state = 'queued' AND id != NEW.id), 0))
+        COALESCE((SELECT fair_key FROM jobs
+                  WHERE state = 'queued' AND +priority > 0 AND id != NEW.id
+                  ORDER BY fair_key LIMIT 1), 0),
+        COALESCE((SELECT fair_key FROM jobs
+                  WHERE plugin = NEW.plugin AND state = 'queued' AND id != NEW.id
+                  ORDER BY fair_key DESC LIMIT 1), 0))
     WHERE id = NEW.id;
 END;
