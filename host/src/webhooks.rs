@@ -96,12 +96,24 @@ pub struct Hook {
 }
 
 /// A secret just made for a hook: shown to the operator once.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Clone, Serialize, PartialEq)]
 pub struct Issued {
     pub plugin: String,
     pub hook: String,
     pub path: String,
     pub secret: String,
+}
+
+/// Written by hand so that no `{:?}` prints the secret.
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued")
+            .field("plugin", &self.plugin)
+            .field("hook", &self.hook)
+            .field("path", &self.path)
+            .field("secret", &"(withheld)")
+            .finish()
+    }
 }
 
 fn path_of(plugin: &str, hook: &str) -> String {
