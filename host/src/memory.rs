@@ -764,23 +764,35 @@ mod tests {
         assert!(found(&nobody, 10).is_empty());
     }
 
+    /// `plugin` remembers `text` along axis 0, from `sources`, maybe
+    /// superseding another memory.
+    fn remember_as(
+        tx: &rusqlite::Connection,
+        plugin: &str,
+        text: &str,
+        sources: &[String],
+        supersedes: Option<&str>,
+    ) -> Result<super::Memory, CallError> {
+        let grant = open_grant();
+        insert(
+            tx,
+            &by(plugin),
+            &grant,
+            text,
+            "{}",
+            sources,
+            supersedes,
+            "m",
+            axis(0),
+        )
+    }
+
     #[test]
     fn m5_an_unsourced_memory_is_its_authors_unless_shared_is_granted() {
         let mut store = Store::open_in_memory().unwrap();
         let grant = open_grant();
         let tx = store.conn_mut().transaction().unwrap();
-        insert(
-            &tx,
-            &by("triage"),
-            &grant,
-            "ann is a vip",
-            "{}",
-            &[],
-            None,
-            "m",
-            axis(0),
-        )
-        .unwrap();
+        remember_as(&tx, "triage", "ann is a vip", &[], None).unwrap();
         tx.commit().unwrap();
         let conn = store.conn();
         let recall_as = |plugin: &str, grant: &Grant| {
@@ -800,31 +812,9 @@ mod tests {
     #[test]
     fn m5_a_plugin_supersedes_only_its_own_memories() {
         let mut store = Store::open_in_memory().unwrap();
-        let grant = open_grant();
         let tx = store.conn_mut().transaction().unwrap();
-        let m = insert(
-            &tx,
-            &by("triage"),
-            &grant,
-            "ann is a vip",
-            "{}",
-            &[],
-            None,
-            "m",
-            axis(0),
-        )
-        .unwrap();
-        let hijack = insert(
-            &tx,
-            &by("mallory"),
-            &grant,
-            "ann is a spammer",
-            "{}",
-            &[],
-            Some(&m.id),
-            "m",
-            axis(0),
-        );
+        let m = remember_as(&tx, "triage", "ann is a vip", &[], None).unwrap();
+        let hijack = remember_as(&tx, "mallory", "ann is a spammer", &[], Some(&m.id));
         assert_eq!(
             hijack.unwrap_err(),
             CallError::Denied(format!(
@@ -833,24 +823,12 @@ mod tests {
             ))
         );
         // Its own, it may.
-        insert(
-            &tx,
-            &by("triage"),
-            &grant,
-            "ann is a vip again",
-            "{}",
-            &[],
-            Some(&m.id),
-            "m",
-            axis(0),
-        )
-        .unwrap();
+        remember_as(&tx, "triage", "ann is a vip again", &[], Some(&m.id)).unwrap();
     }
 
     #[test]
     fn m5_remember_bounds_and_hides_its_sources() {
         let mut store = Store::open_in_memory().unwrap();
-        let grant = open_grant();
         let tx = store.conn_mut().transaction().unwrap();
         tx.execute(
             "INSERT INTO records (id, kind, body, version, created_at, updated_at, created_by, updated_by)
@@ -859,32 +837,10 @@ mod tests {
         )
         .unwrap();
         let many: Vec<String> = (0..257).map(|i| format!("r{i}")).collect();
-        let r = insert(&tx, &by("p"), &grant, "t", "{}", &many, None, "m", axis(0));
+        let r = remember_as(&tx, "p", "t", &many, None);
         assert!(matches!(r, Err(CallError::Limit(_))), "{r:?}");
-        let unreadable = insert(
-            &tx,
-            &by("p"),
-            &grant,
-            "t",
-            "{}",
-            &["secret".into()],
-            None,
-            "m",
-            axis(0),
-        )
-        .unwrap_err();
-        let missing = insert(
-            &tx,
-            &by("p"),
-            &grant,
-            "t",
-            "{}",
-            &["nothing".into()],
-            None,
-            "m",
-            axis(0),
-        )
-        .unwrap_err();
+        let unreadable = remember_as(&tx, "p", "t", &["secret".into()], None).unwrap_err();
+        let missing = remember_as(&tx, "p", "t", &["nothing".into()], None).unwrap_err();
         assert_eq!(
             unreadable.message().replace("secret", "X"),
             missing.message().replace("nothing", "X")

@@ -790,9 +790,9 @@ fn read_some(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> std::
 fn read_head(stream: &mut TcpStream, deadline: Instant) -> Result<Head, Option<Reply>> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
-    let end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
+    loop {
+        if let Some(head) = parse_head(&buf)? {
+            return Ok(head);
         }
         if buf.len() > MAX_HEAD_BYTES {
             return Err(Some(reply(431, "the request headers are too large")));
@@ -813,28 +813,38 @@ fn read_head(stream: &mut TcpStream, deadline: Instant) -> Result<Head, Option<R
             }
             Err(_) => return Err(None),
         }
-    };
-    let bad = || Some(reply(400, "the request is not HTTP/1.1"));
-    let text = std::str::from_utf8(&buf[..end]).map_err(|_| bad())?;
-    let mut lines = text.split("\r\n");
-    let mut first = lines.next().ok_or_else(bad)?.split(' ');
-    let (Some(method), Some(target), Some(version)) = (first.next(), first.next(), first.next())
-    else {
-        return Err(bad());
-    };
-    if !version.starts_with("HTTP/1.") {
-        return Err(bad());
     }
-    let mut headers = Vec::new();
-    for line in lines {
-        let (k, v) = line.split_once(':').ok_or_else(bad)?;
-        headers.push((k.trim().to_string(), v.trim().to_string()));
+}
+
+/// Most headers one request may carry.
+const MAX_HEADERS: usize = 64;
+
+/// The request head in `buf`, once it is whole (httparse reads it).
+fn parse_head(buf: &[u8]) -> Result<Option<Head>, Option<Reply>> {
+    let bad = || Some(reply(400, "the request is not HTTP/1.1"));
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let end = match req.parse(buf) {
+        Ok(httparse::Status::Complete(end)) => end,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(Some(reply(431, "the request has too many headers")));
+        }
+        Err(_) => return Err(bad()),
+    };
+    let (Some(method), Some(target)) = (req.method, req.path) else {
+        return Err(bad());
+    };
+    let mut pairs = Vec::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let value = std::str::from_utf8(h.value).map_err(|_| bad())?;
+        pairs.push((h.name.to_string(), value.trim().to_string()));
     }
     let head = Head {
         method: method.to_string(),
         path: target.split('?').next().unwrap_or("").to_string(),
-        headers,
-        rest: buf[end + 4..].to_vec(),
+        headers: pairs,
+        rest: buf[end..].to_vec(),
     };
     if head.header("Transfer-Encoding").is_some() {
         return Err(Some(reply(
@@ -850,7 +860,7 @@ fn read_head(stream: &mut TcpStream, deadline: Instant) -> Result<Head, Option<R
     if lengths > 1 {
         return Err(Some(reply(400, "send one Content-Length header")));
     }
-    Ok(head)
+    Ok(Some(head))
 }
 
 /// Reads exactly `length` body bytes (some may have come with the head).
@@ -916,6 +926,39 @@ fn respond(stream: &mut TcpStream, reply: &Reply) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_head_is_read_whole_and_bounded() {
+        let status = |raw: &[u8]| match parse_head(raw) {
+            Ok(Some(_)) => 200,
+            Ok(None) => 0,
+            Err(Some(r)) => r.status,
+            Err(None) => 1,
+        };
+        let head = parse_head(b"POST /hooks/p/h?x=1 HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (head.method.as_str(), head.path.as_str()),
+            ("POST", "/hooks/p/h")
+        );
+        assert_eq!(head.rest, b"{}");
+        assert_eq!(status(b"POST /hooks/p/h HTTP/1.1\r\nContent-Le"), 0);
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            411
+        );
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nContent-Length: 1\r\ncontent-length: 2\r\n\r\n"),
+            400
+        );
+        let many = format!(
+            "POST / HTTP/1.1\r\n{}\r\n",
+            "X-A: b\r\n".repeat(MAX_HEADERS + 1)
+        );
+        assert_eq!(status(many.as_bytes()), 431);
+        assert_eq!(status(b"NOT HTTP AT ALL\r\n\r\n"), 400);
+    }
 
     fn sign(secret: &str, ts: &str, body: &[u8]) -> String {
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
