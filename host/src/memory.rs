@@ -103,7 +103,7 @@ pub fn working_set(
         .execute(params![plugin, now])?;
     let (keys, bytes): (i64, i64) = conn
         .prepare_cached(
-            "SELECT count(*), COALESCE(sum(length(key) + length(value)), 0) FROM working_memory
+            "SELECT count(*), COALESCE(sum(bytes), 0) FROM working_memory
              WHERE plugin = ?1 AND key != ?2",
         )?
         .query_row(params![plugin, key], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -112,7 +112,7 @@ pub fn working_set(
             "{plugin}'s working memory holds {MAX_PLUGIN_KEYS} keys, its most; reuse keys or set a ttl"
         )));
     }
-    let total = bytes + (key.len() + value.len()) as i64;
+    let total = bytes.saturating_add(i64::try_from(key.len() + value.len()).unwrap_or(i64::MAX));
     if total > MAX_PLUGIN_BYTES {
         return Err(CallError::Limit(format!(
             "{plugin}'s working memory would hold {total} bytes, over its {MAX_PLUGIN_BYTES}-byte limit"
@@ -120,10 +120,17 @@ pub fn working_set(
     }
     let expires = ttl_seconds.map(|s| now + i64::from(s) * 1000);
     conn.prepare_cached(
-        "INSERT INTO working_memory (plugin, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+        "INSERT INTO working_memory (plugin, key, value, expires_at, bytes) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at,
+             bytes = excluded.bytes",
     )?
-    .execute(params![plugin, key, value, expires])?;
+    .execute(params![
+        plugin,
+        key,
+        value,
+        expires,
+        i64::try_from(key.len() + value.len()).unwrap_or(i64::MAX)
+    ])?;
     Ok(())
 }
 

@@ -14,6 +14,11 @@ ALTER TABLE runs ADD COLUMN quota TEXT;
 ALTER TABLE runs ADD COLUMN quota_reviewed_at TEXT;
 CREATE INDEX runs_quota ON runs(plugin) WHERE quota IS NOT NULL AND quota_reviewed_at IS NULL;
 
+-- The bytes of each working-memory entry (key and value), so a plugin's
+-- total is a sum of integers, not a read of every value it holds.
+ALTER TABLE working_memory ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+UPDATE working_memory SET bytes = length(CAST(key AS BLOB)) + length(CAST(value AS BLOB));
+
 -- Model tokens held for calls in flight: a call reserves its most before
 -- it runs, so concurrent calls cannot overrun a daily budget. A reservation
 -- whose run ended without releasing it lapses at `until_ms`.
