@@ -818,7 +818,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                         r.fuel_consumed.unwrap_or(0),
                         r.memory_peak.unwrap_or(0) / 1024,
                         r.wall_us.unwrap_or(0) as f64 / 1000.0,
-                        r.detail.unwrap_or_default()
+                        crate::terminal::field(&match &r.quota {
+                            Some(q) => format!("reached {q}; {}", r.detail.unwrap_or_default()),
+                            None => r.detail.unwrap_or_default(),
+                        })
                     );
                 }
             }

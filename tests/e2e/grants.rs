@@ -188,6 +188,22 @@ fn m8_write_quotas_stop_a_flood_and_put_the_plugin_up_for_review() {
         "test-probe@0.1.0 made its 120 writes for today (limits.writes_per_day); it may write again after 00:00 UTC"
     );
     assert_eq!(keel.records("probe/note").len(), 120);
+    // Each run is marked with the quota it reached.
+    let runs = keel.json(&["runs", "list", "--plugin", "test-probe"]);
+    let quotas: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["quota"].as_str().unwrap_or("-"))
+        .collect();
+    assert_eq!(
+        quotas,
+        [
+            "writes_per_day 120",
+            "writes_per_run 50",
+            "writes_per_run 50"
+        ]
+    );
     // One review item for the plugin, naming the last quota it reached.
     let items: Vec<Value> = keel
         .json(&["review", "list"])

@@ -204,6 +204,9 @@ pub struct RunRow {
     pub fuel_consumed: Option<i64>,
     pub memory_peak: Option<i64>,
     pub wall_us: Option<i64>,
+    /// The write quota the run reached, if any (`writes_per_run 100`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota: Option<String>,
 }
 
 /// Records the start of a run (before any host call refers to it).
@@ -276,7 +279,7 @@ pub fn finish_run(
 
 const RUN_COLUMNS: &str =
     "id, plugin, plugin_version, export, started_at, ended_at, outcome, detail,
-    fuel_consumed, memory_peak, wall_us";
+    fuel_consumed, memory_peak, wall_us, quota";
 
 fn row_to_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -291,6 +294,7 @@ fn row_to_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         fuel_consumed: r.get(8)?,
         memory_peak: r.get(9)?,
         wall_us: r.get(10)?,
+        quota: r.get(11)?,
     })
 }
 
