@@ -33,6 +33,8 @@ pub struct WriteQuota {
     /// Writes taken from `day`'s quota and not used yet.
     held: u64,
     day: String,
+    /// When `day` ends (Unix seconds).
+    day_ends: i64,
     /// The first quota the run reached, e.g. `writes_per_run 100`.
     reached: Option<String>,
     /// Jobs this run may still schedule.
@@ -42,6 +44,12 @@ pub struct WriteQuota {
 
 fn today() -> String {
     chrono::Utc::now().format("%Y-%m-%d").to_string()
+}
+
+/// When the current UTC day ends, in Unix seconds.
+fn day_ends() -> i64 {
+    let now = chrono::Utc::now().timestamp();
+    (now.div_euclid(86_400) + 1) * 86_400
 }
 
 impl WriteQuota {
@@ -55,6 +63,7 @@ impl WriteQuota {
             used: 0,
             held: 0,
             day: today(),
+            day_ends: day_ends(),
             reached: None,
             jobs_left: limits.jobs_per_run(),
             jobs_per_run: limits.jobs_per_run(),
@@ -77,6 +86,20 @@ impl WriteQuota {
         Ok(())
     }
 
+    /// Takes one write from what the run already holds, without touching
+    /// the store: false when the store must be asked ([`WriteQuota::take`]),
+    /// which is once per block.
+    pub fn take_held(&mut self) -> bool {
+        let ok = self.held > 0
+            && self.used < self.per_run
+            && chrono::Utc::now().timestamp() < self.day_ends;
+        if ok {
+            self.held -= 1;
+            self.used += 1;
+        }
+        ok
+    }
+
     /// Takes one write, inside the caller's write transaction; `limit` once
     /// a quota is reached.
     pub fn take(&mut self, conn: &Connection) -> Result<(), CallError> {
@@ -93,6 +116,7 @@ impl WriteQuota {
         if day != self.day {
             // What was held for yesterday stays counted there.
             self.day = day;
+            self.day_ends = day_ends();
             self.held = 0;
         }
         if self.held == 0 {

@@ -32,7 +32,9 @@ impl HostCtx {
         let HostCtx {
             db, quota, actor, ..
         } = self;
-        if let Err(e) = db.in_call(|conn| quota.take(conn)) {
+        if !quota.take_held()
+            && let Err(e) = db.in_call(|conn| quota.take(conn))
+        {
             return Err(db.refuse(actor, action, e));
         }
         let (db, caller) = self.parts();

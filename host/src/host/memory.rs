@@ -225,6 +225,9 @@ impl Host for HostCtx {
                     )));
                 }
                 let HostCtx { db, quota, .. } = &mut *self;
+                if quota.take_held() {
+                    return Ok(());
+                }
                 db.in_call(|conn| quota.take(conn))
             })
             .and_then(|()| {
