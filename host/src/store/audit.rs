@@ -87,25 +87,85 @@ pub fn version_hash(
          FROM versions WHERE record_id = ?1 AND version = ?2",
     )?
     .query_row(params![record_id, version], |r| {
-        let canonical = serde_json::json!([
+        Ok(hash_of_version(&VersionRow {
             record_id,
             version,
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, Option<String>>(3)?,
-            r.get::<_, Option<String>>(4)?,
-            r.get::<_, Option<String>>(5)?,
-            r.get::<_, String>(6)?,
-            r.get::<_, String>(7)?,
-            r.get::<_, Option<f64>>(8)?,
-            r.get::<_, Option<String>>(9)?,
-        ]);
-        Ok(hex::encode(Sha256::digest(
-            canonical.to_string().as_bytes(),
-        )))
+            body: &r.get::<_, String>(0)?,
+            at: &r.get::<_, String>(1)?,
+            actor: &r.get::<_, String>(2)?,
+            run_id: r.get::<_, Option<String>>(3)?.as_deref(),
+            digest: r.get::<_, Option<String>>(4)?.as_deref(),
+            trigger: r.get::<_, Option<String>>(5)?.as_deref(),
+            sources: &r.get::<_, String>(6)?,
+            models: &r.get::<_, String>(7)?,
+            confidence: r.get::<_, Option<f64>>(8)?,
+            note: r.get::<_, Option<String>>(9)?.as_deref(),
+        }))
     })
     .optional()
+}
+
+/// A version row's columns (all but the operator's later `review`), as
+/// they are hashed.
+#[derive(Debug, Clone, Copy)]
+pub struct VersionRow<'a> {
+    pub record_id: &'a str,
+    pub version: i64,
+    pub body: &'a str,
+    pub at: &'a str,
+    pub actor: &'a str,
+    pub run_id: Option<&'a str>,
+    pub digest: Option<&'a str>,
+    pub trigger: Option<&'a str>,
+    pub sources: &'a str,
+    pub models: &'a str,
+    pub confidence: Option<f64>,
+    pub note: Option<&'a str>,
+}
+
+/// The sha256 of a version row's canonical JSON form.
+fn hash_of_version(v: &VersionRow<'_>) -> String {
+    let canonical = serde_json::json!([
+        v.record_id,
+        v.version,
+        v.body,
+        v.at,
+        v.actor,
+        v.run_id,
+        v.digest,
+        v.trigger,
+        v.sources,
+        v.models,
+        v.confidence,
+        v.note,
+    ]);
+    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+}
+
+thread_local! {
+    /// The hash of the version row this thread wrote last, made from the
+    /// values it wrote: the audit entry of the same call takes it instead of
+    /// reading the row back (the write path's most frequent read). Any
+    /// other entry naming a version reads the row.
+    static WRITTEN: std::cell::RefCell<Option<(String, i64, String)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The hash of version `version` of `record_id` if this thread just wrote
+/// it (taken: it serves one entry).
+fn take_written(record_id: &str, version: i64) -> Option<String> {
+    WRITTEN.with(|w| {
+        w.borrow_mut()
+            .take_if(|(id, v, _)| id == record_id && *v == version)
+            .map(|(_, _, hash)| hash)
+    })
+}
+
+/// Called by the write path as it inserts a version row: its hash, kept
+/// for the audit entry of the same call.
+pub fn version_written(row: &VersionRow<'_>) {
+    let hash = hash_of_version(row);
+    WRITTEN.with(|w| *w.borrow_mut() = Some((row.record_id.to_string(), row.version, hash)));
 }
 
 /// Appends one entry inside the caller's transaction.
@@ -125,7 +185,10 @@ pub fn append(
         None => (1, GENESIS.to_string()),
     };
     let version_hash = match (&touched.record_id, touched.record_version) {
-        (Some(id), Some(v)) => version_hash(conn, id, v)?,
+        (Some(id), Some(v)) => match take_written(id, v) {
+            Some(hash) => Some(hash),
+            None => version_hash(conn, id, v)?,
+        },
         _ => None,
     };
     let mut entry = AuditEntry {

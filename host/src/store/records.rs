@@ -243,6 +243,9 @@ fn insert_version(
     record: &Record,
     prov: &Provenance,
 ) -> Result<(), CallError> {
+    let sources = serde_json::to_string(&prov.sources)?;
+    let models = serde_json::to_string(&prov.models)?;
+    let confidence = prov.confidence.map(f64::from);
     conn.prepare_cached(
         "INSERT INTO versions (record_id, version, body, at, actor, run_id, digest, trigger_json,
              sources, models, confidence, note)
@@ -257,11 +260,25 @@ fn insert_version(
         actor.run_id,
         actor.digest,
         actor.trigger,
-        serde_json::to_string(&prov.sources)?,
-        serde_json::to_string(&prov.models)?,
-        prov.confidence.map(f64::from),
+        sources,
+        models,
+        confidence,
         prov.note,
     ])?;
+    super::audit::version_written(&super::audit::VersionRow {
+        record_id: &record.id,
+        version: record.version,
+        body: &record.body,
+        at: &record.updated_at,
+        actor: &record.updated_by,
+        run_id: actor.run_id.as_deref(),
+        digest: actor.digest.as_deref(),
+        trigger: actor.trigger.as_deref(),
+        sources: &sources,
+        models: &models,
+        confidence,
+        note: prov.note.as_deref(),
+    });
     Ok(())
 }
 
