@@ -124,14 +124,18 @@ fn rewrite_from(keel: &Keel, seq: i64) {
     }
 }
 
+/// The sequence number of the audit log's last entry.
+fn last_seq(keel: &Keel) -> i64 {
+    keel.db()
+        .query_row("SELECT max(seq) FROM audit", [], |r| r.get(0))
+        .unwrap()
+}
+
 #[test]
 fn m1_rewritten_chain_is_detected_by_checkpoint() {
     let keel = busy();
     let file = checkpoint(&keel);
-    let count: i64 = keel
-        .db()
-        .query_row("SELECT max(seq) FROM audit", [], |r| r.get(0))
-        .unwrap();
+    let count = last_seq(&keel);
     // Triggers refuse the plain edit.
     let refused = keel
         .db()
@@ -183,10 +187,7 @@ fn m1_rewritten_chain_is_detected_by_checkpoint() {
 fn m1_truncated_chain_is_detected_by_checkpoint() {
     let keel = busy();
     let file = checkpoint(&keel);
-    let count: i64 = keel
-        .db()
-        .query_row("SELECT max(seq) FROM audit", [], |r| r.get(0))
-        .unwrap();
+    let count = last_seq(&keel);
     let refused = keel
         .db()
         .execute("DELETE FROM audit WHERE seq = ?1", [count])
