@@ -59,6 +59,18 @@ pub fn add_to_linker<T: 'static>(
     crate::bindings::Connector::add_to_linker::<T, HostCtxData>(linker, get)
 }
 
+impl HostCtx {
+    /// Takes one write from the run's write quotas; `limit` once one is
+    /// reached. The store is asked once per block of writes.
+    pub(crate) fn take_write(&mut self) -> Result<(), CallError> {
+        if self.quota.take_held() {
+            return Ok(());
+        }
+        let HostCtx { db, quota, .. } = self;
+        db.in_call(|conn| quota.take(conn))
+    }
+}
+
 impl types::Host for HostCtx {}
 
 impl From<CallError> for types::Error {

@@ -170,6 +170,18 @@ pub fn check_working(key: &str, value: Option<&str>) -> Result<(), CallError> {
     Ok(())
 }
 
+/// `limit` when a memory names more sources than are kept.
+pub fn check_sources(sources: &[String]) -> Result<(), CallError> {
+    if sources.len() > crate::limits::MAX_SOURCES {
+        return Err(CallError::Limit(format!(
+            "{} sources given; a memory names at most {}",
+            sources.len(),
+            crate::limits::MAX_SOURCES
+        )));
+    }
+    Ok(())
+}
+
 /// Checks what `remember` was given, before anything is embedded.
 pub fn check_memory(text: &str, metadata: &str) -> Result<(), CallError> {
     if text.trim().is_empty() {
@@ -216,13 +228,7 @@ pub fn insert(
     model: &str,
     vector: Vec<f32>,
 ) -> Result<Memory, CallError> {
-    if sources.len() > crate::limits::MAX_SOURCES {
-        return Err(CallError::Limit(format!(
-            "{} sources given; a memory names at most {}",
-            sources.len(),
-            crate::limits::MAX_SOURCES
-        )));
-    }
+    check_sources(sources)?;
     let mut kinds = Vec::new();
     for id in sources {
         crate::limits::check_len("source id", id, crate::limits::MAX_NAME_BYTES)?;

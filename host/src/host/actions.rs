@@ -29,13 +29,8 @@ impl HostCtx {
         call: impl FnOnce(&mut Store, Caller<'_>) -> Result<T, CallError>,
         wrote: impl FnOnce(&T) -> bool,
     ) -> Result<T, CallError> {
-        let HostCtx {
-            db, quota, actor, ..
-        } = self;
-        if !quota.take_held()
-            && let Err(e) = db.in_call(|conn| quota.take(conn))
-        {
-            return Err(db.refuse(actor, action, e));
+        if let Err(e) = self.take_write() {
+            return Err(self.db.refuse(&self.actor, action, e));
         }
         let (db, caller) = self.parts();
         let result = call(db, caller);

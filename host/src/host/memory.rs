@@ -216,20 +216,8 @@ impl Host for HostCtx {
         let embedded = self
             .memory_permit()
             .and_then(|()| memory::check_memory(&text, &metadata))
-            .and_then(|()| {
-                if sources.len() > crate::limits::MAX_SOURCES {
-                    return Err(CallError::Limit(format!(
-                        "{} sources given; a memory names at most {}",
-                        sources.len(),
-                        crate::limits::MAX_SOURCES
-                    )));
-                }
-                let HostCtx { db, quota, .. } = &mut *self;
-                if quota.take_held() {
-                    return Ok(());
-                }
-                db.in_call(|conn| quota.take(conn))
-            })
+            .and_then(|()| memory::check_sources(&sources))
+            .and_then(|()| self.take_write())
             .and_then(|()| {
                 self.embed_for_memory(&text)
                     .inspect_err(|_| self.quota.refund())

@@ -98,18 +98,14 @@ impl Host for HostCtx {
                 grant.check_read(&kind).map_err(CallError::Denied)?;
                 let limit = limit.clamp(1, limits::MAX_PAGE);
                 // A page is also cut by size: the rest is one cursor away.
-                let rows = records::query_within(
+                let (rows, cut) = records::query_within(
                     conn,
                     Some(&kind),
                     cursor.as_deref(),
                     limit,
                     limits::MAX_PAGE_BYTES,
                 )?;
-                let more = rows.len() == limit as usize
-                    || rows.len() < limit as usize && {
-                        let last = rows.last().map(|r| r.id.as_str());
-                        !records::query(conn, Some(&kind), last, 1)?.is_empty()
-                    };
+                let more = cut || rows.len() == limit as usize;
                 let next = more.then(|| rows.last().map(|r| r.id.clone())).flatten();
                 Ok((rows, next))
             })();

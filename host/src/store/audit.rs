@@ -569,12 +569,10 @@ mod tests {
             &s,
             "UPDATE audit SET detail = 'nothing to see' WHERE seq = 2",
         );
-        let mut prev = list(s.conn(), &Filter::default()).unwrap()[0].hash.clone();
-        for mut e in list(s.conn(), &Filter::default())
-            .unwrap()
-            .into_iter()
-            .skip(1)
-        {
+        let entries = list(s.conn(), &Filter::default()).unwrap();
+        let (first, later) = entries.split_first().unwrap();
+        let mut prev = first.hash.clone();
+        for mut e in later.iter().cloned() {
             e.prev_hash = prev;
             e.hash = e.compute_hash();
             s.conn()

@@ -109,19 +109,19 @@ pub fn query(
     after: Option<&str>,
     limit: u32,
 ) -> rusqlite::Result<Vec<Record>> {
-    query_within(conn, kind, after, limit, usize::MAX)
+    query_within(conn, kind, after, limit, usize::MAX).map(|(rows, _)| rows)
 }
 
 /// [`query`], stopping before the bodies pass `max_bytes` (at least one
 /// record), read one row at a time so a page of large bodies is never
-/// held whole.
+/// held whole; also whether it stopped there with rows left.
 pub fn query_within(
     conn: &Connection,
     kind: Option<&str>,
     after: Option<&str>,
     limit: u32,
     max_bytes: usize,
-) -> rusqlite::Result<Vec<Record>> {
+) -> rusqlite::Result<(Vec<Record>, bool)> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {RECORD_COLUMNS} FROM records
          WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR id > ?2)
@@ -134,11 +134,11 @@ pub fn query_within(
         let size = row.get_ref(2)?.as_bytes().map_or(0, <[u8]>::len);
         bytes = bytes.saturating_add(size);
         if !out.is_empty() && bytes > max_bytes {
-            break;
+            return Ok((out, true));
         }
         out.push(row_to_record(row)?);
     }
-    Ok(out)
+    Ok((out, false))
 }
 
 /// Every version of record `id`, oldest first.
