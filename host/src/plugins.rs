@@ -3,6 +3,11 @@
 //! written, then writes the files and the store row so that a failure leaves
 //! nothing behind.
 
+pub mod consent;
+pub mod lockfile;
+pub mod packages;
+pub mod table;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -15,10 +20,10 @@ use crate::engine::KeelEngine;
 use crate::grant::Grant;
 use crate::home::Home;
 use crate::manifest::{Manifest, World};
-use crate::packages::Trusted;
+use crate::plugins::packages::Trusted;
 use crate::runtime::RunState;
-use crate::store::plugins::{self, PluginRow};
 use crate::store::{Actor, Store, Touched};
+use table::{self as plugins, PluginRow};
 
 /// Largest component keel installs.
 pub const MAX_COMPONENT_BYTES: u64 = 256 * 1024 * 1024;
@@ -163,7 +168,7 @@ pub fn check(
                 "a package carries its own manifest and component; drop --manifest and --component"
             );
         }
-        Some(crate::packages::unpack(&req.source)?)
+        Some(crate::plugins::packages::unpack(&req.source)?)
     } else {
         None
     };
@@ -352,7 +357,7 @@ pub fn signer(db: &Store, checked: &Checked) -> anyhow::Result<Option<Trusted>> 
     let key = key.to_string();
     let id = &checked.manifest.plugin.id;
     let label = checked.manifest.label();
-    let Some(trusted) = crate::packages::trusted(db.conn())?
+    let Some(trusted) = crate::plugins::packages::trusted(db.conn())?
         .into_iter()
         .find(|t| t.key == key)
     else {
@@ -360,7 +365,7 @@ pub fn signer(db: &Store, checked: &Checked) -> anyhow::Result<Option<Trusted>> 
             "{label}: the package is signed by {key} (calling itself \"{signer}\"), which is not trusted; if it is theirs, trust it with `keel trust add {key} --name NAME --for {id}`; nothing was installed"
         );
     };
-    if let crate::packages::TrustScope::Plugins(ids) = &trusted.scope
+    if let crate::plugins::packages::TrustScope::Plugins(ids) = &trusted.scope
         && !trusted.scope.covers(id)
     {
         bail!(
@@ -437,7 +442,7 @@ pub fn install(
                 plugins::set_origin(tx, id, &checked.source, signer.as_deref(), &package)
             })
             .map_err(Into::into)
-            .and_then(|()| crate::webhooks::sync(tx, &checked.manifest));
+            .and_then(|()| crate::jobs::webhooks::sync(tx, &checked.manifest));
         let by = match (&signer, !checked.source.starts_with("dir:")) {
             (Some(s), _) => format!("signed by {s}"),
             (None, true) => "unsigned, allowed by --allow-unsigned".to_string(),
@@ -463,7 +468,7 @@ pub fn install(
         keep_previous(home, id, &replacing);
     }
     engine.cache(&home.cache_dir(), &digest, &checked.component);
-    crate::lockfile::write(home, db)?;
+    crate::plugins::lockfile::write(home, db)?;
     plugins::get(db.conn(), id)?.context("installed plugin row is missing")
 }
 
@@ -492,7 +497,7 @@ pub fn set_review_gate(
         })();
         (r, Touched::detail(&detail))
     })?;
-    crate::lockfile::write(home, db)?;
+    crate::plugins::lockfile::write(home, db)?;
     crate::runtime::installed(db, id)
 }
 
@@ -539,7 +544,7 @@ pub fn rollback(home: &Home, db: &mut Store, id: &str) -> anyhow::Result<PluginR
                     ))
                 })
             })
-            .and_then(|row| crate::webhooks::sync(tx, &row.manifest).map(|()| row))
+            .and_then(|row| crate::jobs::webhooks::sync(tx, &row.manifest).map(|()| row))
             .and_then(|mut row| -> Result<PluginRow, crate::error::CallError> {
                 // The review gate is the operator's latest word, not part of
                 // the version: going back does not loosen or tighten it.
@@ -563,7 +568,7 @@ pub fn rollback(home: &Home, db: &mut Store, id: &str) -> anyhow::Result<PluginR
         bail!("cannot roll back {label}: {e}");
     }
     keep_previous(home, id, &replacing);
-    crate::lockfile::write(home, db)?;
+    crate::plugins::lockfile::write(home, db)?;
     crate::runtime::installed(db, id)
 }
 
@@ -572,10 +577,10 @@ pub fn remove(home: &Home, db: &mut Store, id: &str) -> anyhow::Result<()> {
     let row = crate::runtime::installed(db, id)?;
     let label = row.label();
     db.write(&Actor::operator(), "plugin.remove", None, Ok(()), |tx| {
-        let r = plugins::remove(tx, id).and_then(|_| crate::webhooks::remove(tx, id));
+        let r = plugins::remove(tx, id).and_then(|_| crate::jobs::webhooks::remove(tx, id));
         (r.map_err(Into::into), Touched::detail(label.clone()))
     })?;
-    crate::lockfile::write(home, db)?;
+    crate::plugins::lockfile::write(home, db)?;
     let previous = home.plugins_dir().join(format!(".{id}.previous"));
     if previous.exists() {
         let _ = std::fs::remove_dir_all(&previous);
@@ -610,13 +615,13 @@ mod tests {
         manifest.policy.review_below = 1.0;
         let grant =
             crate::grant::Grant::new(&manifest, &Default::default(), &Default::default()).unwrap();
-        crate::store::plugins::upsert(db.conn(), &manifest, "sha256:00", &grant).unwrap();
+        crate::plugins::table::upsert(db.conn(), &manifest, "sha256:00", &grant).unwrap();
         let key = keel_registry::keys::SecretKey::generate().unwrap().public();
-        crate::packages::trust(
+        crate::plugins::packages::trust(
             &mut db,
             &key.to_string(),
             "old",
-            &crate::packages::TrustScope::any(),
+            &crate::plugins::packages::TrustScope::any(),
         )
         .unwrap();
         let conn = db.conn();
@@ -627,10 +632,10 @@ mod tests {
         drop(db);
 
         let db = crate::store::Store::open(&path).unwrap();
-        let row = crate::store::plugins::get(db.conn(), "p").unwrap().unwrap();
+        let row = crate::plugins::table::get(db.conn(), "p").unwrap().unwrap();
         assert_eq!(row.manifest.policy.review_below, 0.0);
         assert_eq!(row.grant.review_below, crate::manifest::ReviewGate::All);
-        let trusted = crate::packages::trusted(db.conn()).unwrap();
+        let trusted = crate::plugins::packages::trusted(db.conn()).unwrap();
         assert!(trusted[0].scope.covers("anything"));
         assert!(trusted[0].legacy_notice().is_some());
     }

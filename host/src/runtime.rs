@@ -18,10 +18,10 @@ use crate::bindings::{AgentPre, ChannelPre, ConnectorPre, ProviderPre};
 use crate::engine::KeelEngine;
 use crate::grant::Grant;
 use crate::home::Home;
-use crate::host::HostCtx;
 use crate::limits;
 use crate::manifest::{DirAccess, World};
-use crate::store::plugins::{self, PluginRow, RunEnd};
+use crate::plugins::table::{self as plugins, PluginRow, RunEnd};
+use crate::run::HostCtx;
 use crate::store::{Actor, Store, new_id};
 
 /// Everything one run's `Store` holds.
@@ -144,7 +144,7 @@ impl std::fmt::Debug for Runtime {
 pub fn linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<RunState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
-    crate::host::add_to_linker(&mut linker, |s: &mut RunState| &mut s.host)
+    crate::run::add_to_linker(&mut linker, |s: &mut RunState| &mut s.host)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(linker)
 }
@@ -328,8 +328,8 @@ impl Runtime {
         }
         let delivery = match (world, cause) {
             (World::Channel, Cause::Delivery { send, attempt, .. }) => {
-                let found = crate::delivery::load(db.conn(), send)?
-                    .filter(crate::delivery::Send::deliverable)
+                let found = crate::outbox::load(db.conn(), send)?
+                    .filter(crate::outbox::Send::deliverable)
                     .with_context(|| format!("send {send} is not waiting for delivery"))?;
                 Some((found, attempt))
             }
@@ -360,7 +360,7 @@ impl Runtime {
                         row.label()
                     );
                 };
-                crate::invoke::check_input(&row, action, &given.to_string())
+                crate::actions::invoke::check_input(&row, action, &given.to_string())
                     .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
                 (Some((action.to_string(), given.to_string())), 0)
             }
@@ -487,7 +487,7 @@ impl Runtime {
                     id: send.id.clone(),
                     channel: send.channel.clone(),
                     message: send.message.clone(),
-                    idempotency_key: crate::delivery::key(&send.id),
+                    idempotency_key: crate::outbox::key(&send.id),
                     attempt: *attempt,
                 };
                 ChannelPre::new(pre)
@@ -528,7 +528,7 @@ impl Runtime {
                     .map(|c| c.serves.clone())
                     .unwrap_or_default();
                 Ok(
-                    crate::delivery::record(&mut db, &actor, &serves, send, &r.id, r.duplicate)
+                    crate::outbox::record(&mut db, &actor, &serves, send, &r.id, r.duplicate)
                         .map_err(crate::bindings::types::Error::from),
                 )
             }
@@ -715,7 +715,7 @@ fn event_for(
             let grant = host.grant.clone();
             host.db
                 .read(&host.actor, "trigger.record", |conn| {
-                    let found = crate::store::records::get(conn, id)
+                    let found = crate::records::get(conn, id)
                         .map_err(crate::error::CallError::from)
                         .and_then(|r| {
                             r.ok_or_else(|| {

@@ -13,9 +13,10 @@ use serde::Serialize;
 
 use crate::engine::KeelEngine;
 use crate::home::Home;
+use crate::jobs::{self, Failure};
+use crate::plugins::table as plugins;
 use crate::runtime::{Cause, RunReport, Runtime};
-use crate::store::jobs::{self, Failure};
-use crate::store::{Store, plugins};
+use crate::store::Store;
 
 /// How long a job is leased before another worker may take it over, unless
 /// the plugin's own deadline (plus [`LEASE_MARGIN`]) is longer.
@@ -225,8 +226,8 @@ impl Worker {
             None => self.home.store()?,
         };
         let installed = plugins::list(db.conn())?;
-        match crate::triggers::fire(&mut db, &installed, Utc::now()) {
-            Ok(fired) if fired != crate::triggers::Fired::default() => tracing::info!(
+        match crate::jobs::triggers::fire(&mut db, &installed, Utc::now()) {
+            Ok(fired) if fired != crate::jobs::triggers::Fired::default() => tracing::info!(
                 interval = fired.interval,
                 event = fired.event,
                 delivery = fired.delivery,
@@ -242,8 +243,8 @@ impl Worker {
             .is_none_or(|t| t.elapsed() >= SUPERVISE_EVERY)
         {
             self.supervised = Some(std::time::Instant::now());
-            match crate::tasks::supervise(&mut db, Utc::now()) {
-                Ok(s) if s != crate::tasks::Supervised::default() => tracing::info!(
+            match crate::actions::tasks::supervise(&mut db, Utc::now()) {
+                Ok(s) if s != crate::actions::tasks::Supervised::default() => tracing::info!(
                     reopened = s.reopened,
                     escalated = s.escalated,
                     lost_runs = s.lost_runs,
@@ -303,13 +304,13 @@ impl Worker {
         }
         let is_agent = row.manifest.plugin.world == crate::manifest::World::Agent;
         let send = match job.cause.as_str() {
-            crate::delivery::CAUSE => crate::delivery::send_of(&job.input),
+            crate::outbox::CAUSE => crate::outbox::send_of(&job.input),
             _ => None,
         };
         if let Some(send) = &send {
             // A send delivered by an earlier attempt (whose worker died
             // before finishing the job) is not handed over again.
-            let state = crate::delivery::load(db.conn(), send)?.map(|s| s.state);
+            let state = crate::outbox::load(db.conn(), send)?.map(|s| s.state);
             match state.as_deref() {
                 Some("queued" | "approved") => {}
                 Some("delivered") => {
@@ -332,7 +333,7 @@ impl Worker {
         let (cause, input) = match (job.cause.as_str(), job.event_seq, &send) {
             ("event", Some(seq), _) => (Cause::Event { job: &job.id, seq }, None),
             // An agent gets the webhook's body; a connector is woken to sync.
-            (crate::webhooks::CAUSE, Some(seq), _) if is_agent => {
+            (crate::jobs::webhooks::CAUSE, Some(seq), _) if is_agent => {
                 (Cause::Event { job: &job.id, seq }, Some(job.input.as_str()))
             }
             (_, _, Some(send)) => (
@@ -451,12 +452,12 @@ pub fn run(home: &Home, settings: &Settings) -> anyhow::Result<Tally> {
     }
     let listener = match &settings.listen {
         Some(addr) => {
-            let (local, handle) = crate::webhooks::serve(home, addr, stop.clone())?;
+            let (local, handle) = crate::jobs::webhooks::serve(home, addr, stop.clone())?;
             tracing::info!("webhooks: listening on http://{local}/hooks/<plugin>/<hook>");
             Some(handle)
         }
         None => {
-            if crate::webhooks::any(home.store()?.conn())? {
+            if crate::jobs::webhooks::any(home.store()?.conn())? {
                 tracing::warn!(
                     "plugins declare webhooks, but keel up has no --listen ADDR: they are not served"
                 );

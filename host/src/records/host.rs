@@ -1,12 +1,12 @@
 //! `keel:host/records`: reading canonical records under the read grant.
 
-use super::{HostCtx, reply};
 use crate::bindings::records::{Host, Page};
 use crate::bindings::types::{self, Identity, Link, Version};
 use crate::error::CallError;
 use crate::limits;
+use crate::records;
+use crate::run::{HostCtx, reply};
 use crate::store::Touched;
-use crate::store::records;
 
 /// Record `id`, if the grant may read it; a refusal does not name its kind.
 fn readable(

@@ -3,9 +3,9 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use super::now;
 use crate::grant::Grant;
 use crate::manifest::Manifest;
+use crate::store::now;
 
 /// An installed plugin.
 #[derive(Debug, Clone, Serialize)]

@@ -1,12 +1,8 @@
 //! One module per WIT interface, each implementing the generated `Host`
 //! trait on [`HostCtx`], the per-run state a plugin's host calls see.
 
-mod actions;
 mod config;
-mod llm;
 mod log;
-mod memory;
-mod records;
 
 use wasmtime::component::{HasData, Linker};
 
@@ -14,8 +10,8 @@ use crate::bindings::types;
 use crate::error::CallError;
 use crate::grant::Grant;
 use crate::manifest::Policy;
+use crate::records::Record;
 use crate::store::Actor;
-use crate::store::records::Record;
 
 /// What one run's host calls work with.
 pub struct HostCtx {
@@ -103,6 +99,8 @@ impl From<Record> for types::Record {
 }
 
 /// Turns the write path's result into what the guest receives.
-fn reply<T, U: From<T>>(r: Result<T, CallError>) -> wasmtime::Result<Result<U, types::Error>> {
+pub(crate) fn reply<T, U: From<T>>(
+    r: Result<T, CallError>,
+) -> wasmtime::Result<Result<U, types::Error>> {
     Ok(r.map(U::from).map_err(types::Error::from))
 }

@@ -5,6 +5,8 @@
 //! temperature-0 answers, and metering (tokens and cost per run, plugin and
 //! day) with the plugins' daily budgets.
 
+mod host;
+
 pub mod config;
 mod local;
 mod openai;

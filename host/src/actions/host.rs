@@ -1,12 +1,12 @@
 //! `keel:host/actions`: every change goes through [`crate::actions`], which
 //! checks the grant and uses the one write path.
 
-use super::{HostCtx, reply};
 use crate::actions::{self, Caller, WriteOptions};
 use crate::bindings::actions::WriteOptions as WitWriteOptions;
 use crate::bindings::actions::{Created, Host, SendReceipt, SendState, TaskEnd};
 use crate::bindings::types::{self, Identity};
 use crate::error::CallError;
+use crate::run::{HostCtx, reply};
 use crate::store::Store;
 
 impl HostCtx {
@@ -151,7 +151,7 @@ impl Host for HostCtx {
     ) -> wasmtime::Result<Result<types::Record, types::Error>> {
         reply(self.counted(
             "claim",
-            |db, caller| crate::tasks::claim(db, caller, &task, ttl_ms),
+            |db, caller| crate::actions::tasks::claim(db, caller, &task, ttl_ms),
             |_| true,
         ))
     }
@@ -164,14 +164,14 @@ impl Host for HostCtx {
         opts: WitWriteOptions,
     ) -> wasmtime::Result<Result<types::Record, types::Error>> {
         let end = match end {
-            TaskEnd::Done => crate::tasks::End::Done,
-            TaskEnd::Failed => crate::tasks::End::Failed,
-            TaskEnd::Blocked => crate::tasks::End::Blocked,
+            TaskEnd::Done => crate::actions::tasks::End::Done,
+            TaskEnd::Failed => crate::actions::tasks::End::Failed,
+            TaskEnd::Blocked => crate::actions::tasks::End::Blocked,
         };
         let opts = options(opts);
         reply(self.counted(
             "complete",
-            |db, caller| crate::tasks::complete(db, caller, &task, end, &result, &opts),
+            |db, caller| crate::actions::tasks::complete(db, caller, &task, end, &result, &opts),
             |_| true,
         ))
     }
@@ -179,7 +179,7 @@ impl Host for HostCtx {
     fn release(&mut self, task: String) -> wasmtime::Result<Result<types::Record, types::Error>> {
         reply(self.counted(
             "release",
-            |db, caller| crate::tasks::release(db, caller, &task),
+            |db, caller| crate::actions::tasks::release(db, caller, &task),
             |_| true,
         ))
     }
@@ -190,7 +190,12 @@ impl Host for HostCtx {
         input: String,
         opts: WitWriteOptions,
     ) -> wasmtime::Result<Result<String, types::Error>> {
-        reply(crate::invoke::call(self, &action, &input, &options(opts)))
+        reply(crate::actions::invoke::call(
+            self,
+            &action,
+            &input,
+            &options(opts),
+        ))
     }
 
     fn send(

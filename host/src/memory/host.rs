@@ -5,12 +5,12 @@
 
 use std::time::Instant;
 
-use super::HostCtx;
 use crate::bindings::memory::{Host, Memory, RecallFilter, Recalled, Scope};
 use crate::bindings::types;
 use crate::error::CallError;
+use crate::llm::{self, Metered};
 use crate::memory;
-use crate::models::{self, Metered};
+use crate::run::HostCtx;
 use crate::store::Touched;
 
 impl From<memory::Memory> for Memory {
@@ -70,11 +70,11 @@ impl HostCtx {
 
     /// Embeds `text` with the embed tier, within the plugin's token budget.
     fn embed_for_memory(&mut self, text: &str) -> Result<Embedded, CallError> {
-        let held = self.reserve_tokens(models::most_tokens(std::iter::once(text), 0))?;
+        let held = self.reserve_tokens(llm::most_tokens(std::iter::once(text), 0))?;
         let started = Instant::now();
         let served = self.models().and_then(|config| {
             self.db.flush()?;
-            models::embed(&config, &[text.to_string()], self.deadline)
+            llm::embed(&config, &[text.to_string()], self.deadline)
         });
         self.release_tokens(held);
         let served = served?;
@@ -133,7 +133,7 @@ impl HostCtx {
             };
             let r = memory::recall(tx, viewer, &query, e.vector.clone(), &e.model, k, &filter)
                 .and_then(|found| {
-                    models::record(tx, &metered)?;
+                    llm::record(tx, &metered)?;
                     Ok(found)
                 });
             let detail = match &r {
@@ -248,7 +248,7 @@ impl Host for HostCtx {
                     e.vector.clone(),
                 )
                 .and_then(|m| {
-                    models::record(tx, &metered)?;
+                    llm::record(tx, &metered)?;
                     Ok(m)
                 });
                 let detail = match &r {

@@ -11,11 +11,11 @@ use serde::Serialize;
 
 use crate::actions::WriteOptions;
 use crate::error::CallError;
-use crate::host::HostCtx;
 use crate::limits;
 use crate::manifest::World;
+use crate::plugins::table::{self as plugins, PluginRow};
+use crate::run::HostCtx;
 use crate::runtime::{Cause, Runtime};
-use crate::store::plugins::{self, PluginRow};
 use crate::store::{Store, Touched};
 
 /// How deep `invoke` calls may nest (a provider invoking a provider...).
@@ -190,7 +190,7 @@ pub fn call(
         let until = chrono::Utc::now()
             + chrono::Duration::from_std(left + crate::up::LEASE_MARGIN + PREPARE_ALLOWANCE)
                 .unwrap_or(chrono::TimeDelta::MAX);
-        crate::store::jobs::extend_for_run(db.conn(), run, until)?;
+        crate::jobs::extend_for_run(db.conn(), run, until)?;
     }
     let ran = Runtime::with_engine(&ctx.home, ctx.engine.clone())
         .and_then(|mut runtime| runtime.invoke(db, &row.id, cause, Some(input)));
