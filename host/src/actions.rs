@@ -467,7 +467,7 @@ pub fn schedule(
                         .max(now_s.clone()),
                     None => now_s.clone(),
                 };
-                if crate::plugins::table::get(tx, plugin)?.is_none() {
+                if crate::plugins::get(tx, plugin)?.is_none() {
                     return Err(CallError::NotFound(format!(
                         "no installed plugin `{plugin}`"
                     )));

@@ -1336,7 +1336,7 @@ fn plugin(root: &std::path::Path, cmd: PluginCmd) -> anyhow::Result<()> {
         }
         PluginCmd::Remove { id } => {
             let mut db = home.store()?;
-            crate::plugins::remove(&home, &mut db, &id)?;
+            crate::install::remove(&home, &mut db, &id)?;
             say!("removed {id}");
         }
     }

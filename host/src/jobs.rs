@@ -5,7 +5,6 @@
 //! is dead-lettered. Time is always passed in (`now`), so callers and tests
 //! decide the clock.
 
-pub mod triggers;
 pub mod webhooks;
 
 use std::time::Duration;

@@ -56,6 +56,7 @@ pub mod engine;
 pub mod error;
 pub mod grant;
 pub mod home;
+pub mod install;
 pub mod jobs;
 pub mod limits;
 pub mod llm;
@@ -74,13 +75,14 @@ pub mod store;
 pub mod terminal;
 #[cfg(test)]
 mod testing;
+pub mod triggers;
 pub mod up;
 
 // Former paths, until the command modules name the new owners.
 pub use actions::invoke;
+pub use install::{consent, packages};
 pub use jobs::webhooks;
 pub use llm as models;
-pub use plugins::{consent, packages};
 
 /// The source folder this keel was built from (it may have moved since):
 /// where `keel new` finds the Rust SDK and `keel bench` the plugins it times.

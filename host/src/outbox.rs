@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::error::CallError;
 use crate::jobs::Priority;
 use crate::limits;
-use crate::plugins::table::PluginRow;
+use crate::plugins::PluginRow;
 use crate::records::insert_event;
 use crate::store::{Actor, Store, Touched, now};
 
@@ -200,7 +200,7 @@ pub fn record(
 mod tests {
     use super::*;
     use crate::manifest::Manifest;
-    use crate::plugins::table as plugins;
+    use crate::plugins;
 
     fn channel_row(s: &mut Store) -> PluginRow {
         let m = Manifest::parse(

@@ -20,7 +20,7 @@ use crate::grant::Grant;
 use crate::home::Home;
 use crate::limits;
 use crate::manifest::{DirAccess, World};
-use crate::plugins::table::{self as plugins, PluginRow, RunEnd};
+use crate::plugins::{self, PluginRow, RunEnd};
 use crate::run::HostCtx;
 use crate::store::{Actor, Store, new_id};
 

@@ -6,7 +6,7 @@
 //! leaves its audit entry.
 
 // Former paths of the tables' owners, until every caller names the owner.
-pub use crate::plugins::table as plugins;
+pub use crate::plugins;
 pub use crate::{audit, jobs, records};
 
 use std::path::{Path, PathBuf};

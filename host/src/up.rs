@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::engine::KeelEngine;
 use crate::home::Home;
 use crate::jobs::{self, Failure};
-use crate::plugins::table as plugins;
+use crate::plugins;
 use crate::runtime::{Cause, RunReport, Runtime};
 use crate::store::Store;
 
@@ -226,8 +226,8 @@ impl Worker {
             None => self.home.store()?,
         };
         let installed = plugins::list(db.conn())?;
-        match crate::jobs::triggers::fire(&mut db, &installed, Utc::now()) {
-            Ok(fired) if fired != crate::jobs::triggers::Fired::default() => tracing::info!(
+        match crate::triggers::fire(&mut db, &installed, Utc::now()) {
+            Ok(fired) if fired != crate::triggers::Fired::default() => tracing::info!(
                 interval = fired.interval,
                 event = fired.event,
                 delivery = fired.delivery,

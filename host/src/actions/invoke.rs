@@ -13,7 +13,7 @@ use crate::actions::WriteOptions;
 use crate::error::CallError;
 use crate::limits;
 use crate::manifest::World;
-use crate::plugins::table::{self as plugins, PluginRow};
+use crate::plugins::{self, PluginRow};
 use crate::run::HostCtx;
 use crate::runtime::{Cause, Runtime};
 use crate::store::{Store, Touched};

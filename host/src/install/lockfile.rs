@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::home::Home;
 use crate::manifest::Capabilities;
-use crate::plugins::table as plugins;
+use crate::plugins;
 use crate::store::Store;
 
 /// The lockfile's name in the home.

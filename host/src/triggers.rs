@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use crate::jobs::{Priority, stamp};
 use crate::manifest::{CronSchedule, kind_matches, parse_cron, parse_interval};
-use crate::plugins::table as plugins;
+use crate::plugins;
 use crate::store::Store;
 
 /// Most events read in one pass.
