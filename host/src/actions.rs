@@ -3,6 +3,7 @@
 //! and goes through [`Store::write`], the one write path.
 
 mod host;
+pub use host::{ActionsView, add_to_linker};
 pub mod invoke;
 pub mod tasks;
 

@@ -6,6 +6,7 @@
 //! day) with the plugins' daily budgets.
 
 mod host;
+pub use host::add_to_linker;
 
 pub mod config;
 mod local;

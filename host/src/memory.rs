@@ -4,6 +4,7 @@
 //! reciprocal rank, shown only when the caller may read every source.
 
 mod host;
+pub use host::{MemoryView, add_to_linker};
 
 use std::collections::HashMap;
 use std::sync::Mutex;

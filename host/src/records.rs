@@ -2,6 +2,7 @@
 //! connection; writes take the write path's transaction.
 
 mod host;
+pub use host::add_to_linker;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};

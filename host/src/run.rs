@@ -1,36 +1,36 @@
-//! One module per WIT interface, each implementing the generated `Host`
-//! trait on [`HostCtx`], the per-run state a plugin's host calls see.
+//! A run's context: what every `keel:host` interface's host calls share
+//! (the store, the plugin's actor and grant, the deadline, the write
+//! quota), why the run happens and what it did. Each capability implements
+//! its interface over this context or a narrow view holding it (the
+//! `records`, `memory`, `llm` and `actions` folders); this module implements
+//! the run's own small interfaces, `types`, `config` and `log`.
 
 mod config;
 mod log;
 
+use std::time::Instant;
+
+use serde::Serialize;
 use wasmtime::component::{HasData, Linker};
 
 use crate::bindings::types;
 use crate::error::CallError;
 use crate::grant::Grant;
 use crate::manifest::Policy;
-use crate::records::Record;
-use crate::store::Actor;
+use crate::store::{Actor, Touched};
 
-/// What one run's host calls work with.
-pub struct HostCtx {
+/// What every host call of one run works with.
+pub struct RunCtx {
     pub db: crate::store::Store,
     pub actor: Actor,
     pub grant: std::sync::Arc<Grant>,
     pub policy: Policy,
     /// `id@version`, for log lines.
     pub label: String,
-    /// Where providers invoked from this run are loaded from.
+    /// The operator's home (the models' configuration lives there).
     pub home: crate::home::Home,
-    pub engine: std::sync::Arc<crate::engine::KeelEngine>,
-    /// How many `invoke` calls deep this run is (0 for a run nobody
-    /// invoked).
-    pub invoke_depth: u32,
     /// The run's wall-clock deadline; a model call gives up before it.
-    pub deadline: std::time::Instant,
-    /// Working memory of scope `run`.
-    pub run_memory: crate::memory::RunMemory,
+    pub deadline: Instant,
     /// The plugin and run that caused this run, when another plugin's run
     /// did (`config.caller`).
     pub caller: Option<(String, Option<String>)>,
@@ -40,34 +40,66 @@ pub struct HostCtx {
     pub log_lines: u32,
 }
 
-/// Selects [`HostCtx`] out of the store data for the generated linker code.
-pub struct HostCtxData;
+/// Selects the [`RunCtx`] out of the store data for the generated linker
+/// code.
+pub struct RunData;
 
-impl HasData for HostCtxData {
-    type Data<'a> = &'a mut HostCtx;
+impl HasData for RunData {
+    type Data<'a> = &'a mut RunCtx;
 }
 
-/// Adds every `keel:host` import to `linker`.
+/// Adds the run's own interfaces (`types`, `config`, `log`) to `linker`.
 pub fn add_to_linker<T: 'static>(
     linker: &mut Linker<T>,
-    get: fn(&mut T) -> &mut HostCtx,
+    get: fn(&mut T) -> &mut RunCtx,
 ) -> wasmtime::Result<()> {
-    crate::bindings::Connector::add_to_linker::<T, HostCtxData>(linker, get)
+    types::add_to_linker::<T, RunData>(linker, get)?;
+    crate::bindings::config::add_to_linker::<T, RunData>(linker, get)?;
+    crate::bindings::log::add_to_linker::<T, RunData>(linker, get)
 }
 
-impl HostCtx {
+impl RunCtx {
     /// Takes one write from the run's write quotas; `limit` once one is
     /// reached. The store is asked once per block of writes.
     pub(crate) fn take_write(&mut self) -> Result<(), CallError> {
         if self.quota.take_held() {
             return Ok(());
         }
-        let HostCtx { db, quota, .. } = self;
+        let RunCtx { db, quota, .. } = self;
         db.in_call(|conn| quota.take(conn))
+    }
+
+    /// Audits a refused call; the error for the guest.
+    pub(crate) fn refuse(
+        &mut self,
+        action: &str,
+        reason: String,
+        touched: Touched,
+    ) -> types::Error {
+        let actor = self.actor.clone();
+        let r: Result<(), CallError> =
+            self.db
+                .write(&actor, action, None, Err((reason, touched)), |_| {
+                    (Ok(()), Touched::default())
+                });
+        r.err()
+            .map(types::Error::from)
+            .unwrap_or_else(|| types::Error::Internal("a refused call was allowed".into()))
+    }
+
+    /// Audits a failed call; the error for the guest.
+    pub(crate) fn fail(&mut self, action: &str, error: CallError, detail: String) -> types::Error {
+        let actor = self.actor.clone();
+        let r: Result<(), CallError> = self.db.write(&actor, action, None, Ok(()), |_| {
+            (Err(error), Touched::detail(detail))
+        });
+        r.err()
+            .map(types::Error::from)
+            .unwrap_or_else(|| types::Error::Internal("a failed call was recorded as done".into()))
     }
 }
 
-impl types::Host for HostCtx {}
+impl types::Host for RunCtx {}
 
 impl From<CallError> for types::Error {
     fn from(e: CallError) -> Self {
@@ -83,24 +115,74 @@ impl From<CallError> for types::Error {
     }
 }
 
-impl From<Record> for types::Record {
-    fn from(r: Record) -> Self {
-        types::Record {
-            id: r.id,
-            kind: r.kind,
-            body: r.body,
-            version: u64::try_from(r.version).unwrap_or(0),
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-            created_by: r.created_by,
-            updated_by: r.updated_by,
-        }
-    }
-}
-
 /// Turns the write path's result into what the guest receives.
 pub(crate) fn reply<T, U: From<T>>(
     r: Result<T, CallError>,
 ) -> wasmtime::Result<Result<U, types::Error>> {
     Ok(r.map(U::from).map_err(types::Error::from))
+}
+
+/// Why a run happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause<'a> {
+    /// The operator ran it (`keel run`).
+    Manual,
+    /// A durable job with this id fired.
+    Job(&'a str),
+    /// An event job: the plugin subscribes to event `seq`.
+    Event { job: &'a str, seq: i64 },
+    /// A delivery job: a channel plugin delivers outbox entry `send`
+    /// (attempt `attempt`, from 1).
+    Delivery {
+        job: &'a str,
+        send: &'a str,
+        attempt: u32,
+    },
+    /// Another run called one of this provider's actions (`invoke`),
+    /// `depth` calls deep. The provider's time counts against its
+    /// caller's: it runs no later than the caller's `deadline`.
+    Invoke {
+        by_run: Option<&'a str>,
+        by_plugin: &'a str,
+        action: &'a str,
+        depth: u32,
+        deadline: Instant,
+    },
+}
+
+/// What a run did, as the operator sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub run: String,
+    pub plugin: String,
+    /// `ok`, `error` (the plugin returned an error), `trap`, `deadline`,
+    /// `fuel` or `memory`.
+    pub outcome: String,
+    pub detail: String,
+    /// For outcome `error`: the plugin's error variant (`denied`,
+    /// `unavailable`, ...), which decides whether a job is retried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// A connector's counts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncCounts>,
+    /// An agent's one-line summary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// A channel's receipt for what it delivered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
+    /// A provider's output (JSON).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    pub fuel_consumed: u64,
+    pub memory_peak: u64,
+    pub wall_us: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncCounts {
+    pub created: u32,
+    pub updated: u32,
+    pub unchanged: u32,
 }

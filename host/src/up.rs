@@ -14,17 +14,11 @@ use serde::Serialize;
 use crate::engine::KeelEngine;
 use crate::home::Home;
 use crate::jobs::{self, Failure};
+use crate::jobs::{DEFAULT_LEASE, LEASE_MARGIN};
 use crate::plugins;
-use crate::runtime::{Cause, RunReport, Runtime};
+use crate::run::{Cause, RunReport};
+use crate::runtime::Runtime;
 use crate::store::Store;
-
-/// How long a job is leased before another worker may take it over, unless
-/// the plugin's own deadline (plus [`LEASE_MARGIN`]) is longer.
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
-
-/// Time past a plugin's deadline a lease always covers: loading the plugin
-/// and recording the run's end.
-pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// Failed passes in a row after which `keel up` gives up.
 const MAX_CONSECUTIVE_FAILURES: u32 = 10;

@@ -8,7 +8,7 @@ use crate::bindings::llm::{Completion, CompletionRequest, Embeddings, Host, Tier
 use crate::bindings::types;
 use crate::error::CallError;
 use crate::llm::{self, ChatRequest, Metered, ModelsConfig};
-use crate::run::HostCtx;
+use crate::run::{RunCtx, RunData};
 use crate::store::Touched;
 
 /// Most messages, and most bytes across them, in one request.
@@ -27,7 +27,7 @@ fn tier_name(t: Tier) -> &'static str {
     }
 }
 
-impl HostCtx {
+impl RunCtx {
     /// Refuses a call the grant or budget does not allow: `Err((reason,
     /// detail))` for a denial, `Ok(Err(limit))` for a spent budget.
     fn llm_permit(&self, tier: &str) -> Result<Result<(), CallError>, (String, Touched)> {
@@ -187,36 +187,7 @@ struct Answered {
     cached: bool,
 }
 
-impl HostCtx {
-    /// Audits a refused model call; the error for the guest.
-    pub(crate) fn refuse(
-        &mut self,
-        action: &str,
-        reason: String,
-        touched: Touched,
-    ) -> types::Error {
-        let actor = self.actor.clone();
-        let r: Result<(), CallError> =
-            self.db
-                .write(&actor, action, None, Err((reason, touched)), |_| {
-                    (Ok(()), Touched::default())
-                });
-        r.err()
-            .map(types::Error::from)
-            .unwrap_or_else(|| types::Error::Internal("a refused call was allowed".into()))
-    }
-
-    /// Audits a failed model call; the error for the guest.
-    pub(crate) fn fail(&mut self, action: &str, error: CallError, detail: String) -> types::Error {
-        let actor = self.actor.clone();
-        let r: Result<(), CallError> = self.db.write(&actor, action, None, Ok(()), |_| {
-            (Err(error), Touched::detail(detail))
-        });
-        r.err()
-            .map(types::Error::from)
-            .unwrap_or_else(|| types::Error::Internal("a failed call was recorded as done".into()))
-    }
-
+impl RunCtx {
     /// A completion from the cache or the operator's models.
     fn answer(&mut self, request: &CompletionRequest) -> Result<Answered, CallError> {
         let req = check_request(request)?;
@@ -250,7 +221,7 @@ impl HostCtx {
     }
 }
 
-impl Host for HostCtx {
+impl Host for RunCtx {
     fn complete(
         &mut self,
         request: CompletionRequest,
@@ -415,4 +386,12 @@ impl Host for HostCtx {
             dimension: u32::try_from(dimension).unwrap_or(u32::MAX),
         }))
     }
+}
+
+/// Adds `keel:host/llm` to `linker`, over each run's [`RunCtx`].
+pub fn add_to_linker<T: 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+    get: fn(&mut T) -> &mut RunCtx,
+) -> wasmtime::Result<()> {
+    crate::bindings::llm::add_to_linker::<T, RunData>(linker, get)
 }
