@@ -190,7 +190,7 @@ pub fn run(
     let t = Instant::now();
     let (report, db) = runtime.run(db, "bench", Some(&input))?;
     let create_secs = t.elapsed().as_secs_f64();
-    if report.outcome != "ok" {
+    if report.outcome != crate::run::Outcome::Ok {
         anyhow::bail!("the bench plugin failed: {}", report.detail);
     }
     // The baseline commits as many rows per transaction as keel committed
@@ -399,7 +399,7 @@ fn trigger_latencies(root: &std::path::Path, samples: u32) -> anyhow::Result<Vec
     for _ in 0..samples {
         let (report, back) = producer.run(db, "bench", Some(input))?;
         db = back;
-        if report.outcome != "ok" {
+        if report.outcome != crate::run::Outcome::Ok {
             anyhow::bail!("the bench producer failed: {}", report.detail);
         }
         std::thread::sleep(Duration::from_millis(3));

@@ -580,7 +580,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     report.wall_us as f64 / 1000.0
                 );
             }
-            if report.outcome != "ok" {
+            if report.outcome != crate::run::Outcome::Ok {
                 if !json {
                     esay!("error: {}", report.detail);
                 }

@@ -157,7 +157,7 @@ pub fn run(root: &Path, home_given: bool, models: Option<&Path>, json: bool) -> 
     let mut runs = Vec::new();
     let mut step = |db, plugin: &str| -> anyhow::Result<crate::store::Store> {
         let (report, db) = runtime.run(db, plugin, None)?;
-        if report.outcome != "ok" {
+        if report.outcome != crate::run::Outcome::Ok {
             anyhow::bail!("demo run of {} failed: {}", report.plugin, report.detail);
         }
         runs.push(report);
@@ -196,8 +196,8 @@ pub fn run(root: &Path, home_given: bool, models: Option<&Path>, json: bool) -> 
                 let input = serde_json::json!({ "message": mail.id }).to_string();
                 let (report, back) = runtime.run(db, "triage", Some(&input))?;
                 db = back;
-                triage.push(match (&report.outcome[..], &report.summary) {
-                    ("ok", Some(s)) => s.clone(),
+                triage.push(match (report.outcome, &report.summary) {
+                    (crate::run::Outcome::Ok, Some(s)) => s.clone(),
                     _ => format!("{}: {} {}", mail.id, report.outcome, report.detail),
                 });
                 runs.push(report);

@@ -204,7 +204,7 @@ pub struct RunRow {
     pub export: String,
     pub started_at: String,
     pub ended_at: Option<String>,
-    pub outcome: String,
+    pub outcome: crate::run::Outcome,
     pub detail: Option<String>,
     pub fuel_consumed: Option<i64>,
     pub memory_peak: Option<i64>,
@@ -235,7 +235,7 @@ pub fn start_run(
 /// What a finished run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunEnd {
-    pub outcome: String,
+    pub outcome: crate::run::Outcome,
     pub detail: String,
     pub fuel_consumed: u64,
     pub memory_peak: u64,
@@ -273,10 +273,10 @@ pub fn finish_run(
             params![plugin, cursor],
         )?;
     }
-    if end.outcome != "ok" {
+    if end.outcome != crate::run::Outcome::Ok {
         tx.execute(
             "INSERT INTO events (name, record_id, version, run_id, at, data) VALUES ('run.failed', NULL, NULL, ?1, ?2, ?3)",
-            params![id, now(), serde_json::json!({"plugin": plugin, "outcome": end.outcome}).to_string()],
+            params![id, now(), serde_json::json!({"plugin": plugin, "outcome": end.outcome.as_str()}).to_string()],
         )?;
     }
     tx.commit()

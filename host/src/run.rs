@@ -122,6 +122,85 @@ pub(crate) fn reply<T, U: From<T>>(
     Ok(r.map(U::from).map_err(types::Error::from))
 }
 
+/// How a run ended, as the `runs` table and reports name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Still running (or its process died before recording its end).
+    Running,
+    Ok,
+    /// The plugin returned an error.
+    Error,
+    Trap,
+    /// It ran past its deadline.
+    Deadline,
+    /// It used all of its fuel.
+    Fuel,
+    /// It needed more than its memory limit.
+    Memory,
+    /// Its process died while it ran; the supervisor closed it.
+    Lost,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 8] = [
+        Outcome::Running,
+        Outcome::Ok,
+        Outcome::Error,
+        Outcome::Trap,
+        Outcome::Deadline,
+        Outcome::Fuel,
+        Outcome::Memory,
+        Outcome::Lost,
+    ];
+
+    /// The name stored in `runs.outcome`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Running => "running",
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Trap => "trap",
+            Outcome::Deadline => "deadline",
+            Outcome::Fuel => "fuel",
+            Outcome::Memory => "memory",
+            Outcome::Lost => "lost",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Outcome {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Outcome::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| format!("`{s}` is not a run outcome"))
+    }
+}
+
+impl rusqlite::types::FromSql for Outcome {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        value
+            .as_str()?
+            .parse()
+            .map_err(|e: String| rusqlite::types::FromSqlError::Other(e.into()))
+    }
+}
+
+impl rusqlite::ToSql for Outcome {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
 /// Why a run happens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cause<'a> {
@@ -155,9 +234,7 @@ pub enum Cause<'a> {
 pub struct RunReport {
     pub run: String,
     pub plugin: String,
-    /// `ok`, `error` (the plugin returned an error), `trap`, `deadline`,
-    /// `fuel` or `memory`.
-    pub outcome: String,
+    pub outcome: Outcome,
     pub detail: String,
     /// For outcome `error`: the plugin's error variant (`denied`,
     /// `unavailable`, ...), which decides whether a job is retried.

@@ -23,8 +23,8 @@ use crate::limits;
 use crate::manifest::{DirAccess, World};
 use crate::memory::MemoryView;
 use crate::plugins::{self, PluginRow, RunEnd};
-use crate::run::RunCtx;
 pub use crate::run::{Cause, RunReport, SyncCounts};
+use crate::run::{Outcome, RunCtx};
 use crate::store::{Actor, Store, new_id};
 
 /// Everything one run's `Store` holds.
@@ -530,13 +530,10 @@ impl Runtime {
 
         let mut error = None;
         let (outcome, detail) = match call {
-            Ok(Ok(())) => ("ok".to_string(), String::new()),
+            Ok(Ok(())) => (Outcome::Ok, String::new()),
             Ok(Err(e)) => {
                 error = Some(error_kind(&e).to_string());
-                (
-                    "error".to_string(),
-                    format!("{} returned {e:?}", row.label()),
-                )
+                (Outcome::Error, format!("{} returned {e:?}", row.label()))
             }
             Err(err) => classify(&err, &limiter, &limits, &row.label()),
         };
@@ -547,7 +544,7 @@ impl Runtime {
         let (outcome, detail) = if cursor_too_big {
             new_cursor = None;
             (
-                "error".to_string(),
+                Outcome::Error,
                 format!(
                     "{} returned a cursor over {} bytes; it was not stored",
                     row.label(),
@@ -558,13 +555,17 @@ impl Runtime {
             (outcome, detail)
         };
         let end = RunEnd {
-            outcome: outcome.clone(),
+            outcome,
             detail: detail.clone(),
             fuel_consumed: limits.fuel.saturating_sub(fuel_left),
             // What the host held for the run counts as the run's memory.
             memory_peak: (limiter.peak + run_memory.peak()) as u64,
             wall_us,
-            cursor: if outcome == "ok" { new_cursor } else { None },
+            cursor: if outcome == Outcome::Ok {
+                new_cursor
+            } else {
+                None
+            },
             quota: quota.reached().map(str::to_string),
         };
         plugins::finish_run(db.conn_mut(), &run_id, &row.id, &end)
@@ -767,24 +768,24 @@ fn classify(
     limiter: &MemoryLimiter,
     limits: &crate::manifest::Limits,
     label: &str,
-) -> (String, String) {
+) -> (Outcome, String) {
     match err.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => (
-            "deadline".into(),
+            Outcome::Deadline,
             format!(
                 "{label} ran past its {} ms deadline and was stopped",
                 limits.timeout_ms
             ),
         ),
         Some(Trap::OutOfFuel) => (
-            "fuel".into(),
+            Outcome::Fuel,
             format!(
                 "{label} used all of its {} fuel and was stopped",
                 limits.fuel
             ),
         ),
         _ if limiter.hit => (
-            "memory".into(),
+            Outcome::Memory,
             format!(
                 "{label} needed more than its {} MiB memory limit and was stopped",
                 limits.memory_mb
@@ -793,7 +794,7 @@ fn classify(
         _ => {
             let text = format!("{err:?}");
             let first = text.lines().take(3).collect::<Vec<_>>().join(" | ");
-            ("trap".into(), format!("{label} trapped: {first}"))
+            (Outcome::Trap, format!("{label} trapped: {first}"))
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::home::Home;
 use crate::jobs::{self, Failure};
 use crate::jobs::{DEFAULT_LEASE, LEASE_MARGIN};
 use crate::plugins;
-use crate::run::{Cause, RunReport};
+use crate::run::{Cause, Outcome, RunReport};
 use crate::runtime::Runtime;
 use crate::store::Store;
 
@@ -73,10 +73,12 @@ pub struct Tally {
 /// Whether a failed run is worth retrying: transient failures always,
 /// others when the plugin's manifest declares them (`limits.retry_on`).
 fn failure_of(report: &RunReport, retry_on: &[String]) -> Failure {
-    let kind = match (report.outcome.as_str(), report.error.as_deref()) {
-        ("deadline", _) | ("error", Some("unavailable")) => return Failure::Transient,
-        ("error", Some(variant)) => variant,
-        (outcome, _) => outcome,
+    let kind = match (report.outcome, report.error.as_deref()) {
+        (Outcome::Deadline, _) | (Outcome::Error, Some("unavailable")) => {
+            return Failure::Transient;
+        }
+        (Outcome::Error, Some(variant)) => variant,
+        (outcome, _) => outcome.as_str(),
     };
     if retry_on.iter().any(|r| r == kind) {
         Failure::Transient
@@ -351,7 +353,7 @@ impl Worker {
                 return Ok(true);
             }
         };
-        if report.outcome == "ok" {
+        if report.outcome == Outcome::Ok {
             if jobs::complete(db.conn(), &job.id, &self.name, Utc::now())? {
                 tracing::info!(run = %report.run, "done");
                 tally.done += 1;
@@ -486,7 +488,7 @@ mod tests {
         RunReport {
             run: "r".into(),
             plugin: "p@0.1.0".into(),
-            outcome: outcome.into(),
+            outcome: outcome.parse().unwrap(),
             detail: String::new(),
             error: error.map(str::to_string),
             sync: None,

@@ -14,7 +14,7 @@ use crate::error::CallError;
 use crate::limits;
 use crate::manifest::World;
 use crate::plugins::{self, PluginRow};
-use crate::run::{Cause, RunCtx, RunReport};
+use crate::run::{Cause, Outcome, RunCtx, RunReport};
 use crate::store::{Store, Touched};
 
 /// How deep `invoke` calls may nest (a provider invoking a provider...).
@@ -234,9 +234,11 @@ pub fn call(
                 "{action}: {} run {} {}",
                 report.plugin, report.run, report.outcome
             );
-            let result = match (report.outcome.as_str(), report.output) {
-                ("ok", Some(output)) => limits::check_json("output", &output).map(|()| output),
-                ("error", _) => Err(same_kind(
+            let result = match (report.outcome, report.output) {
+                (Outcome::Ok, Some(output)) => {
+                    limits::check_json("output", &output).map(|()| output)
+                }
+                (Outcome::Error, _) => Err(same_kind(
                     report.error.as_deref(),
                     format!("{action} failed: {}", report.detail),
                 )),
