@@ -577,8 +577,10 @@ fn recall_latencies(root: &std::path::Path, n: u32, samples: u32) -> anyhow::Res
         grant: &grant,
         plugin: &actor.plugin,
     };
+    let vectors = crate::memory::VectorCache::default();
     crate::memory::recall(
         db.conn(),
+        &vectors,
         viewer,
         "warm",
         vector(&mut next),
@@ -594,6 +596,7 @@ fn recall_latencies(root: &std::path::Path, n: u32, samples: u32) -> anyhow::Res
         let started = Instant::now();
         let found = crate::memory::recall(
             db.conn(),
+            &vectors,
             viewer,
             &query,
             q,

@@ -332,10 +332,11 @@ struct Vectors {
     dim: usize,
 }
 
-type VectorKey = (String, String);
-
-static VECTORS: std::sync::LazyLock<Mutex<HashMap<VectorKey, Vectors>>> =
-    std::sync::LazyLock::new(|| Mutex::new(HashMap::new()));
+/// The memory vectors of one home loaded so far, by embedding model
+/// (kept in the home: [`crate::home::Home::cache`]); each recall loads
+/// only the memories remembered since.
+#[derive(Default)]
+pub struct VectorCache(Mutex<HashMap<String, Vectors>>);
 
 /// Who is recalling: a memory that names no source is visible only to the
 /// plugin that remembered it, or to one granted `shared_memory`.
@@ -355,13 +356,13 @@ impl Viewer<'_> {
 /// remembered it goes), with its similarity to `query`.
 fn scan(
     conn: &Connection,
+    vectors: &VectorCache,
     viewer: Viewer<'_>,
     model: &str,
     query: &[f32],
 ) -> Result<Vec<(f32, i64)>, CallError> {
-    let key = (conn.path().unwrap_or("").to_string(), model.to_string());
-    let mut all = VECTORS.lock().unwrap_or_else(|p| p.into_inner());
-    let cache = all.entry(key).or_default();
+    let mut all = vectors.0.lock().unwrap_or_else(|p| p.into_inner());
+    let cache = all.entry(model.to_string()).or_default();
     {
         let mut stmt = conn.prepare_cached(
             "SELECT seq, vector, plugin, sources != '[]' FROM memories
@@ -556,9 +557,13 @@ impl Filter {
 
 /// The `k` current memories most relevant to `query` (embedded as
 /// `query_vector` by `model`) that `grant` may see and `filter` lets
-/// through.
+/// through. `vectors` is the home's cache of loaded vectors.
+// Each argument is one part of the question; a struct for them would be
+// built at every call site only to be taken apart here.
+#[allow(clippy::too_many_arguments)]
 pub fn recall(
     conn: &Connection,
+    vectors: &VectorCache,
     viewer: Viewer<'_>,
     query: &str,
     query_vector: Vec<f32>,
@@ -586,7 +591,7 @@ pub fn recall(
         }
     }
     let query_vector = normalised(query_vector);
-    let mut scored = scan(conn, viewer, model, &query_vector)?;
+    let mut scored = scan(conn, vectors, viewer, model, &query_vector)?;
     if !filter.is_empty() {
         // Narrowed before ranking, so a filter never leaves fewer than k
         // when more match.
@@ -656,7 +661,7 @@ pub fn recall(
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::{Filter, dot, insert, recall};
+    use super::{Filter, VectorCache, dot, insert, recall};
     use crate::error::CallError;
     use crate::grant::Grant;
     use crate::store::{Actor, Store};
@@ -738,8 +743,19 @@ mod tests {
             grant: &grant,
             plugin: "triage",
         };
-        let found =
-            |filter: &Filter, k| recall(conn, viewer, "invoice", axis(0), "m", k, filter).unwrap();
+        let found = |filter: &Filter, k| {
+            recall(
+                conn,
+                &VectorCache::default(),
+                viewer,
+                "invoice",
+                axis(0),
+                "m",
+                k,
+                filter,
+            )
+            .unwrap()
+        };
         assert_eq!(found(&Filter::default(), 10).len(), 3);
         let ann = Filter::new(None, None, Some(r#"{"sender":"ann@example.com"}"#), None).unwrap();
         let mut t = texts(&found(&ann, 10))
@@ -813,10 +829,22 @@ mod tests {
         let conn = store.conn();
         let recall_as = |plugin: &str, grant: &Grant| {
             let viewer = super::Viewer { grant, plugin };
-            texts(&recall(conn, viewer, "vip", axis(0), "m", 10, &Filter::default()).unwrap())
-                .into_iter()
-                .map(String::from)
-                .collect::<Vec<_>>()
+            texts(
+                &recall(
+                    conn,
+                    &VectorCache::default(),
+                    viewer,
+                    "vip",
+                    axis(0),
+                    "m",
+                    10,
+                    &Filter::default(),
+                )
+                .unwrap(),
+            )
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>()
         };
         assert_eq!(recall_as("triage", &grant), ["ann is a vip"]);
         assert!(recall_as("planner", &grant).is_empty());
