@@ -53,6 +53,7 @@ pub mod cli;
 pub mod consent;
 pub mod delivery;
 pub mod demo;
+pub mod embedded;
 pub mod engine;
 pub mod error;
 pub mod grant;
