@@ -23,9 +23,9 @@ pub(super) struct BenchArgs {
     /// for embed_per_s and local_tokens_per_s.
     #[arg(long, value_name = "DIR")]
     models: Option<PathBuf>,
-    /// keel's source folder, whose built writer plugins in Rust, Python
-    /// and JavaScript are timed (default: the one this keel was built
-    /// from).
+    /// keel's source folder, whose writer plugins in Rust, Python,
+    /// JavaScript and C are timed once built there (`cargo test -p
+    /// keel-test-artifacts`); without it, those figures are null.
     #[arg(long, value_name = "DIR")]
     languages: Option<PathBuf>,
     #[arg(long)]

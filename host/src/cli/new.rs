@@ -23,8 +23,8 @@ pub(super) struct NewArgs {
     /// The folder to make the project in (default: the current one).
     #[arg(long, default_value = ".")]
     dir: PathBuf,
-    /// keel's `sdk` folder, for a Rust project (default: beside the
-    /// keel this was built from).
+    /// keel's `sdk` folder, for a Rust project (default: the SDK this keel
+    /// carries, written into the project as keel-sdk/).
     #[arg(long)]
     sdk: Option<PathBuf>,
 }
