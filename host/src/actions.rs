@@ -2,13 +2,18 @@
 //! world. Each core action checks the caller's grant, validates its input
 //! and goes through [`Store::write`], the one write path.
 
+mod host;
+pub use host::{ActionsView, add_to_linker};
+pub mod invoke;
+pub mod tasks;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::CallError;
 use crate::grant::Grant;
 use crate::limits;
 use crate::manifest::{Policy, valid_kind};
-use crate::store::records::{self, Provenance, Record};
+use crate::records::{self, Provenance, Record};
 use crate::store::{Actor, Store, Touched, new_id, now};
 
 /// One entry of the registry, as `keel actions list` shows it.
@@ -80,7 +85,7 @@ pub fn core_actions() -> Vec<ActionSpec> {
             description: "Lease an open core/task exclusively for a while (release gives it back)",
             needs: "actions: claim; read: core/task",
             input: json!({"type": "object", "required": ["task", "ttl-ms"], "properties": {
-                "task": {"type": "string"}, "ttl-ms": {"type": "integer", "minimum": 1, "maximum": crate::tasks::MAX_CLAIM_MS}}}),
+                "task": {"type": "string"}, "ttl-ms": {"type": "integer", "minimum": 1, "maximum": crate::actions::tasks::MAX_CLAIM_MS}}}),
         },
         ActionSpec {
             name: "complete",
@@ -463,7 +468,7 @@ pub fn schedule(
                         .max(now_s.clone()),
                     None => now_s.clone(),
                 };
-                if crate::store::plugins::get(tx, plugin)?.is_none() {
+                if crate::plugins::get(tx, plugin)?.is_none() {
                     return Err(CallError::NotFound(format!(
                         "no installed plugin `{plugin}`"
                     )));
@@ -478,7 +483,7 @@ pub fn schedule(
                         plugin,
                         input,
                         run_at,
-                        crate::store::jobs::Priority::Schedule as i64,
+                        crate::jobs::Priority::Schedule as i64,
                         now(),
                         caller.actor.run_id
                     ],

@@ -45,6 +45,6 @@ mod provider {
 
 pub use agent::AgentPre;
 pub use channel::ChannelPre;
+pub use connector::ConnectorPre;
 pub use connector::keel::host::{actions, config, llm, log, memory, records, types};
-pub use connector::{Connector, ConnectorPre};
 pub use provider::ProviderPre;

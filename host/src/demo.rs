@@ -114,7 +114,7 @@ fn ingest(
     let mut runs = Vec::new();
     let mut step = |db, plugin: &str| -> anyhow::Result<Store> {
         let (report, db) = runtime.run(db, plugin, None)?;
-        if report.outcome != "ok" {
+        if report.outcome != crate::run::Outcome::Ok {
             anyhow::bail!("demo run of {} failed: {}", report.plugin, report.detail);
         }
         runs.push(report);
@@ -166,8 +166,8 @@ fn triage(
                 let input = serde_json::json!({ "message": mail.id }).to_string();
                 let (report, back) = runtime.run(db, "triage", Some(&input))?;
                 db = back;
-                triage.push(match (&report.outcome[..], &report.summary) {
-                    ("ok", Some(s)) => s.clone(),
+                triage.push(match (report.outcome, &report.summary) {
+                    (crate::run::Outcome::Ok, Some(s)) => s.clone(),
                     _ => format!("{}: {} {}", mail.id, report.outcome, report.detail),
                 });
                 runs.push(report);

@@ -51,36 +51,40 @@
 //!   outside safe to print.
 
 pub mod actions;
+pub mod audit;
 pub mod bench;
 mod bindings;
 pub mod cli;
-pub mod consent;
-pub mod delivery;
 pub mod demo;
 pub mod embedded;
 pub mod engine;
 pub mod error;
 pub mod grant;
 pub mod home;
-pub mod host;
-pub mod invoke;
+pub mod install;
+pub mod jobs;
 pub mod limits;
-pub mod lockfile;
+pub mod llm;
 pub mod manifest;
 pub mod memory;
-pub mod models;
-pub mod packages;
+pub mod outbox;
 pub mod plugins;
 pub mod quota;
+pub mod records;
 pub mod review;
+pub mod run;
 pub mod runtime;
 pub mod scaffold;
 pub mod secrets;
 pub mod store;
-pub mod tasks;
 pub mod terminal;
 #[cfg(test)]
 mod testing;
 pub mod triggers;
 pub mod up;
-pub mod webhooks;
+
+// Former paths, until the command modules name the new owners.
+pub use actions::invoke;
+pub use install::{consent, packages};
+pub use jobs::webhooks;
+pub use llm as models;

@@ -3,6 +3,9 @@
 //! vector similarity (a scan of the current memories' embeddings), fused by
 //! reciprocal rank, shown only when the caller may read every source.
 
+mod host;
+pub use host::{MemoryView, add_to_linker};
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -234,7 +237,7 @@ pub fn insert(
         crate::limits::check_len("source id", id, crate::limits::MAX_NAME_BYTES)?;
         // One answer for a record that is missing and one the plugin may
         // not read, so a source reveals neither its kind nor that it exists.
-        match crate::store::records::kind_of(conn, id)? {
+        match crate::records::kind_of(conn, id)? {
             Some(k) if grant.can_read(&k) => kinds.push((id.clone(), k)),
             _ => {
                 return Err(CallError::Invalid(format!(

@@ -1,654 +1,327 @@
-//! Installing, listing and removing plugins. Install checks the manifest,
-//! the component and its imports against the manifest before anything is
-//! written, then writes the files and the store row so that a failure leaves
-//! nothing behind.
+//! Installed plugins and their runs, as rows.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+// Former paths of the install steps, until the command modules name `install`.
+pub use crate::install::{
+    InstallRequest, check, compare_versions, install, rollback, set_review_gate, shown, signer,
+};
 
-use anyhow::{Context, bail};
-use keel_registry::Digest;
-use wasmtime::component::Component;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
 
-use crate::bindings::{AgentPre, ChannelPre, ConnectorPre, ProviderPre};
-use crate::engine::KeelEngine;
 use crate::grant::Grant;
-use crate::home::Home;
-use crate::manifest::{Manifest, World};
-use crate::packages::Trusted;
-use crate::runtime::RunState;
-use crate::store::plugins::{self, PluginRow};
-use crate::store::{Actor, Store, Touched};
+use crate::manifest::Manifest;
+use crate::store::now;
 
-/// Largest component keel installs.
-pub const MAX_COMPONENT_BYTES: u64 = 256 * 1024 * 1024;
-
-/// What the operator asked to install.
-#[derive(Debug, Clone, Default)]
-pub struct InstallRequest {
-    /// A plugin folder (with `keel.toml`), a `keel.toml`, or a `.wasm` file.
-    pub source: PathBuf,
-    /// The manifest, when `source` is a `.wasm` file.
-    pub manifest: Option<PathBuf>,
-    /// The component, overriding the manifest's `component`.
-    pub component: Option<PathBuf>,
-    pub dirs: BTreeMap<String, PathBuf>,
-    pub config: BTreeMap<String, String>,
-    /// The operator's cap on runs at once.
-    pub concurrency: Option<u32>,
-    /// The operator's cap on runs started per unit of time.
-    pub rate: Option<crate::manifest::Rate>,
-    /// Install a package that carries no signature (audited).
-    pub allow_unsigned: bool,
-    /// Install only these exact contents (the package digest).
-    pub digest: Option<Digest>,
-    /// Where a fetched package came from (`oci://…`, `https://…`), recorded
-    /// as its source instead of the temporary file it was fetched into.
-    pub origin: Option<String>,
-}
-
-/// Finds the manifest and component an install request names.
-fn locate(req: &InstallRequest) -> anyhow::Result<PathBuf> {
-    let src = &req.source;
-    if !src.exists() {
-        bail!(
-            "{} does not exist; pass a plugin folder, its keel.toml, or a .wasm file with --manifest",
-            src.display()
-        );
-    }
-    let manifest_path = if src.is_dir() {
-        src.join("keel.toml")
-    } else if src.extension().is_some_and(|e| e == "wasm") {
-        req.manifest.clone().with_context(|| {
-            format!(
-                "{} is a component; name its manifest with --manifest keel.toml",
-                src.display()
-            )
-        })?
-    } else {
-        src.clone()
-    };
-    if !manifest_path.is_file() {
-        bail!(
-            "{} has no keel.toml; a plugin folder holds its manifest",
-            src.display()
-        );
-    }
-    Ok(manifest_path)
-}
-
-/// A recorded source as the operator wrote it: the path of `dir:PATH` and
-/// `package:PATH`, a reference or URL as it is.
-pub fn shown(source: &str) -> &str {
-    source
-        .strip_prefix("dir:")
-        .or_else(|| source.strip_prefix("package:"))
-        .unwrap_or(source)
-}
-
-/// Orders two plugin versions (`MAJOR.MINOR.PATCH[-PRE][+BUILD]`, as the
-/// manifest requires): by the numbers, then a pre-release before its
-/// release, pre-releases by their dot-separated parts (numbers below words,
-/// numbers by value); build metadata does not count.
-pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
-    use std::cmp::Ordering;
-    fn split(v: &str) -> (Vec<u64>, Option<&str>) {
-        let v = v.split('+').next().unwrap_or(v);
-        let (core, pre) = match v.split_once('-') {
-            Some((c, p)) => (c, Some(p)),
-            None => (v, None),
-        };
-        (
-            core.split('.').map(|n| n.parse().unwrap_or(0)).collect(),
-            pre,
-        )
-    }
-    let ((ca, pa), (cb, pb)) = (split(a), split(b));
-    ca.cmp(&cb).then_with(|| match (pa, pb) {
-        (None, None) => Ordering::Equal,
-        (None, Some(_)) => Ordering::Greater,
-        (Some(_), None) => Ordering::Less,
-        (Some(x), Some(y)) => {
-            let part = |p: &str| (p.parse::<u64>().ok(), p.to_string());
-            let xs = x.split('.').map(part);
-            let ys = y.split('.').map(part);
-            // Numbers sort before words; `Option` puts `None` first, so
-            // flip it.
-            let key = |(n, s): (Option<u64>, String)| (n.is_none(), n, s);
-            xs.map(key).cmp(ys.map(key))
-        }
-    })
-}
-
-/// Reads what a request names and checks it, without writing anything.
-pub struct Checked {
+/// An installed plugin.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginRow {
+    pub id: String,
+    pub version: String,
+    pub world: String,
+    pub digest: String,
     pub manifest: Manifest,
-    pub manifest_text: String,
-    pub component_bytes: Vec<u8>,
-    pub digest: Digest,
     pub grant: Grant,
-    pub imports: Vec<String>,
-    /// The compiled component, cached only once the install succeeds.
-    pub component: Component,
-    /// The package digest of the contents (manifest, component, readme).
-    pub package_digest: Digest,
-    /// `dir:PATH`, `package:PATH`, or the `oci://` reference or URL.
-    pub source: String,
-    /// What the package's signature says (a folder is unsigned).
-    pub signed: keel_registry::package::Signed,
+    pub installed_at: String,
+    /// What it was installed from: `dir:PATH` or `package:PATH`.
+    pub source: Option<String>,
+    /// Who signed its package: `NAME (ed25519:…)`; none when unsigned.
+    pub signer: Option<String>,
+    /// The package digest of what was installed (manifest, component,
+    /// readme), which `--digest` pins.
+    pub package_digest: Option<String>,
 }
 
-impl std::fmt::Debug for Checked {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Checked")
-            .field("plugin", &self.manifest.label())
-            .field("digest", &self.digest)
-            .finish()
+impl PluginRow {
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.id, self.version)
     }
 }
 
-/// Loads and checks an install request: manifest, component, imports,
-/// exports, grant.
-pub fn check(
-    engine: &KeelEngine,
-    linker: &wasmtime::component::Linker<RunState>,
-    req: &InstallRequest,
-) -> anyhow::Result<Checked> {
-    // A package is unpacked into a temporary folder and installed from
-    // there; its signature was checked against its contents on the way.
-    let is_package = req.source.extension().is_some_and(|e| e == "keel");
-    let unpacked = if is_package {
-        if req.manifest.is_some() || req.component.is_some() {
-            bail!(
-                "a package carries its own manifest and component; drop --manifest and --component"
-            );
-        }
-        Some(crate::packages::unpack(&req.source)?)
-    } else {
-        None
+fn row_to_plugin(r: &rusqlite::Row<'_>) -> rusqlite::Result<PluginRow> {
+    let manifest: String = r.get(4)?;
+    let grant: String = r.get(5)?;
+    let bad = |i, e: serde_json::Error| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
     };
-    // Stored absolute: `keel plugin update` runs from any folder.
-    let absolute = |p: &Path| {
-        p.canonicalize()
-            .or_else(|_| std::path::absolute(p))
-            .unwrap_or_else(|_| p.to_path_buf())
-    };
-    let source = match (&unpacked, &req.origin) {
-        (Some(_), Some(origin)) => origin.clone(),
-        (Some(_), None) => format!("package:{}", absolute(&req.source).display()),
-        (None, _) => format!("dir:{}", absolute(&req.source).display()),
-    };
-    let from_package;
-    let req = match &unpacked {
-        Some(u) => {
-            from_package = InstallRequest {
-                source: u.dir.path().to_path_buf(),
-                manifest: None,
-                component: Some(u.dir.path().join(keel_registry::package::COMPONENT)),
-                ..req.clone()
-            };
-            &from_package
-        }
-        None => req,
-    };
-    let signed = unpacked
-        .as_ref()
-        .map(|u| u.signed.clone())
-        .unwrap_or(keel_registry::package::Signed::Unsigned);
-    if unpacked.is_some()
-        && signed == keel_registry::package::Signed::Unsigned
-        && !req.allow_unsigned
-    {
-        bail!(
-            "{} is not signed; sign it with `keel plugin sign`, or install it with --allow-unsigned",
-            shown(&source)
-        );
-    }
-    let manifest_path = locate(req)?;
-    let manifest = Manifest::load(&manifest_path)?;
-    let label = manifest.label();
-    let manifest_text = std::fs::read_to_string(&manifest_path)?;
-    let base = manifest_path.parent().unwrap_or(Path::new("."));
-    let component_path = match (&req.component, &manifest.plugin.component) {
-        (Some(c), _) => c.clone(),
-        _ if req.source.extension().is_some_and(|e| e == "wasm") => req.source.clone(),
-        (None, Some(c)) => base.join(c),
-        (None, None) => base.join("plugin.wasm"),
-    };
-    let size = std::fs::metadata(&component_path)
-        .with_context(|| {
-            format!(
-                "{label}: component {} not found; build the plugin first (for first-party plugins, `cargo build` builds them) or pass --component FILE",
-                component_path.display()
-            )
-        })?
-        .len();
-    if size > MAX_COMPONENT_BYTES {
-        bail!(
-            "{label}: component {} is {size} bytes, over the {MAX_COMPONENT_BYTES}-byte limit",
-            component_path.display()
-        );
-    }
-    let component_bytes = std::fs::read(&component_path)?;
-    let digest = Digest::of(&component_bytes);
-    let component = crate::engine::compile(engine.engine(), &component_bytes)
-        .with_context(|| format!("{label}: {} cannot be installed", component_path.display()))?;
-    let imports = check_imports(engine.engine(), &component, &manifest)?;
-    let pre = linker.instantiate_pre(&component).map_err(|e| {
-        anyhow::anyhow!("{label}: the component needs an import keel does not provide: {e}")
-    })?;
-    let world_ok = match manifest.plugin.world {
-        World::Connector => ConnectorPre::new(pre).map(|_| ()),
-        World::Agent => AgentPre::new(pre).map(|_| ()),
-        World::Channel => ChannelPre::new(pre).map(|_| ()),
-        World::Provider => ProviderPre::new(pre).map(|_| ()),
-    };
-    world_ok.map_err(|e| {
-        anyhow::anyhow!(
-            "{label}: keel.toml says world `{}` but the component does not export it ({e}); fix plugin.world or rebuild against wit/",
-            manifest.plugin.world.as_str()
-        )
-    })?;
-    let mut grant = Grant::new(&manifest, &req.dirs, &req.config).map_err(anyhow::Error::msg)?;
-    grant.cap(req.concurrency, req.rate);
-    let readme = match &unpacked {
-        Some(_) => None,
-        None => std::fs::read_to_string(base.join(keel_registry::package::README)).ok(),
-    };
-    let package_digest = match &unpacked {
-        Some(u) => u.digest.clone(),
-        None => {
-            keel_registry::package::digest_of(&manifest_text, &component_bytes, readme.as_deref())
-        }
-    };
-    if let Some(pinned) = &req.digest
-        && *pinned != package_digest
-    {
-        bail!(
-            "{label}: {} has digest {package_digest}, not the pinned {pinned}; nothing was installed",
-            shown(&source)
-        );
-    }
-    Ok(Checked {
-        manifest,
-        manifest_text,
-        component_bytes,
-        digest,
-        grant,
-        imports,
-        component,
-        package_digest,
-        source,
-        signed,
+    Ok(PluginRow {
+        id: r.get(0)?,
+        version: r.get(1)?,
+        world: r.get(2)?,
+        digest: r.get(3)?,
+        manifest: serde_json::from_str(&manifest).map_err(|e| bad(4, e))?,
+        grant: serde_json::from_str(&grant).map_err(|e| bad(5, e))?,
+        installed_at: r.get(6)?,
+        source: r.get(7)?,
+        signer: r.get(8)?,
+        package_digest: r.get(9)?,
     })
 }
 
-/// Refuses a component whose imports reach past what its manifest declares.
-pub fn check_imports(
-    engine: &wasmtime::Engine,
-    component: &Component,
-    manifest: &Manifest,
-) -> anyhow::Result<Vec<String>> {
-    let caps = &manifest.capabilities;
-    let label = manifest.label();
-    let mut names = Vec::new();
-    for (name, _) in component.component_type().imports(engine) {
-        names.push(name.to_string());
-        let interface = name.split('@').next().unwrap_or(name);
-        let refusal = match interface {
-            "keel:host/types" | "keel:host/log" => None,
-            "keel:host/records" if caps.read.is_empty() && caps.write.is_empty() => {
-                Some("it declares no record kinds to read; add them under [capabilities] read")
-            }
-            "keel:host/actions" if caps.actions.is_empty() => {
-                Some("it declares no actions; add them under [capabilities] actions")
-            }
-            "keel:host/llm" if caps.llm.is_none() => Some(
-                "it declares no models; add `llm = { tiers = [\"small\"] }` under [capabilities]",
-            ),
-            "keel:host/memory" if !caps.memory => {
-                Some("it declares no memory; add `memory = true` under [capabilities]")
-            }
-            // `config` needs no grant of its own: `get` answers only the
-            // declared keys, and `caller` names who caused the run.
-            "keel:host/records" | "keel:host/actions" | "keel:host/config" | "keel:host/llm"
-            | "keel:host/memory" => None,
-            // A component may import the filesystem interfaces (language
-            // runtimes such as CPython's always do): it reaches only the
-            // directories its manifest declares and the operator binds,
-            // and without any it has no preopened directory at all.
-            i if i.starts_with("wasi:filesystem/") => None,
-            // The socket interfaces may be imported (language runtimes
-            // do), but every run's WASI context has TCP, UDP and name
-            // lookup turned off: each socket call fails.
-            i if i.starts_with("wasi:sockets/") => None,
-            i if i.starts_with("wasi:http/") => {
-                Some("keel grants no network access to plugins yet")
-            }
-            i if ["wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/"]
-                .iter()
-                .any(|p| i.starts_with(p)) =>
-            {
-                None
-            }
-            _ => Some("keel provides no such interface"),
-        };
-        if let Some(why) = refusal {
-            bail!(
-                "{label} imports `{name}`, which its keel.toml does not allow: {why}; or rebuild the component without that import"
-            );
-        }
-    }
-    Ok(names)
-}
+const PLUGIN_COLUMNS: &str = "id, version, world, digest, manifest, grant_json, installed_at, source, signer, package_digest";
 
-/// The trusted key that signed a checked package, refused unless the key
-/// is trusted for this plugin's id; `None` for an unsigned package or
-/// folder. The name shown for it is the operator's, not the package's.
-pub fn signer(db: &Store, checked: &Checked) -> anyhow::Result<Option<Trusted>> {
-    let keel_registry::package::Signed::By { key, signer } = &checked.signed else {
-        return Ok(None);
-    };
-    let key = key.to_string();
-    let id = &checked.manifest.plugin.id;
-    let label = checked.manifest.label();
-    let Some(trusted) = crate::packages::trusted(db.conn())?
-        .into_iter()
-        .find(|t| t.key == key)
-    else {
-        bail!(
-            "{label}: the package is signed by {key} (calling itself \"{signer}\"), which is not trusted; if it is theirs, trust it with `keel trust add {key} --name NAME --for {id}`; nothing was installed"
-        );
-    };
-    if let crate::packages::TrustScope::Plugins(ids) = &trusted.scope
-        && !trusted.scope.covers(id)
-    {
-        bail!(
-            "{label}: the package is signed by {}, which is trusted only for {}; if they may ship {id} too, `keel trust remove {}` then `keel trust add {key} --name {} --for {},{id}`; nothing was installed",
-            trusted.shown(),
-            ids.join(", "),
-            trusted.name,
-            trusted.name,
-            ids.join(",")
-        );
-    }
-    Ok(Some(trusted))
-}
-
-/// Installs (or replaces) a checked plugin in `home`.
-pub fn install(
-    home: &Home,
-    engine: &KeelEngine,
-    db: &mut Store,
-    checked: &Checked,
-) -> anyhow::Result<PluginRow> {
-    let id = &checked.manifest.plugin.id;
-    let signer = signer(db, checked)?.map(|t| t.shown());
-    if let Some(spec) = &checked.manifest.channel {
-        for other in plugins::list(db.conn())? {
-            let Some(theirs) = other.manifest.channel.as_ref().filter(|_| other.id != *id) else {
-                continue;
-            };
-            if let Some(name) = spec.serves.iter().find(|n| theirs.serves.contains(n)) {
-                bail!(
-                    "{}: channel `{name}` is already served by {}; remove that plugin first (`keel plugin remove {}`)",
-                    checked.manifest.label(),
-                    other.label(),
-                    other.id
-                );
-            }
-        }
-    }
-    let dest = home.plugin_dir(id);
-    // Write into a fresh folder beside the destination, then swap it in, so
-    // a failure never leaves a half-written plugin.
-    let staging = tempfile::Builder::new()
-        .prefix(&format!(".{id}-"))
-        .tempdir_in(home.plugins_dir())
-        .context("cannot write into the home's plugins folder")?;
-    std::fs::write(
-        staging.path().join("component.wasm"),
-        &checked.component_bytes,
-    )?;
-    std::fs::write(staging.path().join("keel.toml"), &checked.manifest_text)?;
-    // The version being replaced moves aside, and becomes what `keel
-    // plugin rollback` goes back to once this install is recorded.
-    let replacing = home.plugins_dir().join(format!(".{id}.replacing"));
-    if replacing.exists() {
-        std::fs::remove_dir_all(&replacing)?;
-    }
-    let replaces = dest.exists() && plugins::get(db.conn(), id)?.is_some();
-    if dest.exists() {
-        std::fs::rename(&dest, &replacing)?;
-    }
-    std::fs::rename(staging.keep(), &dest)?;
-    let digest = checked.digest.to_string();
-    let label = checked.manifest.label();
-    let result = db.write(&Actor::operator(), "plugin.install", None, Ok(()), |tx| {
-        let kept = if replaces {
-            plugins::keep_replaced(tx, id)
-        } else {
-            Ok(())
-        };
-        let r = kept
-            .and_then(|()| plugins::upsert(tx, &checked.manifest, &digest, &checked.grant))
-            .and_then(|()| {
-                let package = checked.package_digest.to_string();
-                plugins::set_origin(tx, id, &checked.source, signer.as_deref(), &package)
-            })
-            .map_err(Into::into)
-            .and_then(|()| crate::webhooks::sync(tx, &checked.manifest));
-        let by = match (&signer, !checked.source.starts_with("dir:")) {
-            (Some(s), _) => format!("signed by {s}"),
-            (None, true) => "unsigned, allowed by --allow-unsigned".to_string(),
-            (None, false) => "unsigned folder".to_string(),
-        };
-        (
-            r,
-            Touched::detail(format!(
-                "{label} {digest} from {} ({by}), package {}",
-                checked.source, checked.package_digest
-            )),
-        )
-    });
-    if let Err(e) = result {
-        // Put the old plugin back: the store still points at it.
-        let _ = std::fs::remove_dir_all(&dest);
-        if replacing.exists() {
-            let _ = std::fs::rename(&replacing, &dest);
-        }
-        bail!("cannot record the install of {label}: {e}");
-    }
-    if replacing.exists() {
-        keep_previous(home, id, &replacing);
-    }
-    engine.cache(&home.cache_dir(), &digest, &checked.component);
-    crate::lockfile::write(home, db)?;
-    plugins::get(db.conn(), id)?.context("installed plugin row is missing")
-}
-
-/// `keel plugin policy ID --review-below GATE`: sets the operator's review
-/// gate for plugin `id`, audited as the operator. The plugin's manifest can
-/// still make it stricter, never looser.
-pub fn set_review_gate(
-    home: &Home,
-    db: &mut Store,
+/// Records where plugin `id` came from and who signed it.
+pub fn set_origin(
+    conn: &Connection,
     id: &str,
-    gate: crate::manifest::ReviewGate,
-) -> anyhow::Result<PluginRow> {
-    let row = crate::runtime::installed(db, id)?;
-    let before = row.grant.review_below;
-    let mut grant = row.grant.clone();
-    grant.review_below = gate;
-    let detail = format!("{} review-below {before} -> {gate}", row.label());
-    db.write(&Actor::operator(), "plugin.policy", None, Ok(()), |tx| {
-        let r = (|| -> Result<(), crate::error::CallError> {
-            let json = serde_json::to_string(&grant)?;
-            tx.execute(
-                "UPDATE plugins SET grant_json = ?2 WHERE id = ?1",
-                rusqlite::params![id, json],
-            )?;
-            Ok(())
-        })();
-        (r, Touched::detail(&detail))
-    })?;
-    crate::lockfile::write(home, db)?;
-    crate::runtime::installed(db, id)
-}
-
-/// Keeps `dir` (a replaced version's files) as the plugin's previous
-/// version, for `keel plugin rollback`.
-fn keep_previous(home: &Home, id: &str, dir: &Path) {
-    let previous = home.plugins_dir().join(format!(".{id}.previous"));
-    if previous.exists() {
-        let _ = std::fs::remove_dir_all(&previous);
-    }
-    if let Err(e) = std::fs::rename(dir, &previous) {
-        tracing::warn!("the replaced version of {id} could not be kept for rollback: {e}");
-    }
-}
-
-/// `keel plugin rollback ID`: puts back the version the last install or
-/// rollback replaced (files and grant), keeping the current one so a
-/// second rollback goes forward again.
-pub fn rollback(home: &Home, db: &mut Store, id: &str) -> anyhow::Result<PluginRow> {
-    let current = crate::runtime::installed(db, id)?;
-    let dest = home.plugin_dir(id);
-    let previous = home.plugins_dir().join(format!(".{id}.previous"));
-    if !previous.is_dir() {
-        bail!(
-            "{} has no earlier version to go back to; rollback works after an install replaced one",
-            current.label()
-        );
-    }
-    let replacing = home.plugins_dir().join(format!(".{id}.replacing"));
-    if replacing.exists() {
-        std::fs::remove_dir_all(&replacing)?;
-    }
-    std::fs::rename(&dest, &replacing)?;
-    std::fs::rename(&previous, &dest)?;
-    let label = current.label();
-    let gate = current.grant.review_below;
-    let result = db.write(&Actor::operator(), "plugin.rollback", None, Ok(()), |tx| {
-        let r = plugins::restore_replaced(tx, id)
-            .map_err(crate::error::CallError::from)
-            .and_then(|row| {
-                row.ok_or_else(|| {
-                    crate::error::CallError::NotFound(format!(
-                        "{label} has no recorded earlier version"
-                    ))
-                })
-            })
-            .and_then(|row| crate::webhooks::sync(tx, &row.manifest).map(|()| row))
-            .and_then(|mut row| -> Result<PluginRow, crate::error::CallError> {
-                // The review gate is the operator's latest word, not part of
-                // the version: going back does not loosen or tighten it.
-                row.grant.review_below = gate;
-                let json = serde_json::to_string(&row.grant)?;
-                tx.execute(
-                    "UPDATE plugins SET grant_json = ?2 WHERE id = ?1",
-                    rusqlite::params![id, json],
-                )?;
-                Ok(row)
-            });
-        let detail = match &r {
-            Ok(row) => format!("{label} -> {} {}", row.label(), row.digest),
-            Err(_) => label.clone(),
-        };
-        (r.map(|row| row.label()), Touched::detail(detail))
-    });
-    if let Err(e) = result {
-        let _ = std::fs::rename(&dest, &previous);
-        let _ = std::fs::rename(&replacing, &dest);
-        bail!("cannot roll back {label}: {e}");
-    }
-    keep_previous(home, id, &replacing);
-    crate::lockfile::write(home, db)?;
-    crate::runtime::installed(db, id)
-}
-
-/// Removes an installed plugin; its records, runs and audit stay.
-pub fn remove(home: &Home, db: &mut Store, id: &str) -> anyhow::Result<()> {
-    let row = crate::runtime::installed(db, id)?;
-    let label = row.label();
-    db.write(&Actor::operator(), "plugin.remove", None, Ok(()), |tx| {
-        let r = plugins::remove(tx, id).and_then(|_| crate::webhooks::remove(tx, id));
-        (r.map_err(Into::into), Touched::detail(label.clone()))
-    })?;
-    crate::lockfile::write(home, db)?;
-    let previous = home.plugins_dir().join(format!(".{id}.previous"));
-    if previous.exists() {
-        let _ = std::fs::remove_dir_all(&previous);
-    }
-    let dir = home.plugin_dir(id);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| {
-            format!(
-                "{label} was removed but {} could not be deleted",
-                dir.display()
-            )
-        })?;
-    }
+    source: &str,
+    signer: Option<&str>,
+    package_digest: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE plugins SET source = ?2, signer = ?3, package_digest = ?4 WHERE id = ?1",
+        params![id, source, signer, package_digest],
+    )?;
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::compare_versions;
-    use std::cmp::Ordering::{Equal, Greater, Less};
+/// Keeps the row of plugin `id` as it is now in `plugin_versions`, before
+/// an install or rollback replaces it.
+pub fn keep_replaced(conn: &Connection, id: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO plugin_versions (id, version, world, digest, manifest, grant_json, source, signer,
+             package_digest, installed_at, replaced_at)
+         SELECT id, version, world, digest, manifest, grant_json, source, signer, package_digest,
+             installed_at, ?2 FROM plugins WHERE id = ?1",
+        params![id, now()],
+    )?;
+    Ok(())
+}
 
-    /// A home from before migration 0008: its trusted key counts for any
-    /// plugin (as legacy), and a stored manifest's old default
-    /// `review_below = 1.0` no longer pins a relaxed gate at 1.0.
-    #[test]
-    fn h3_old_homes_keep_their_keys_and_lose_the_old_review_default() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("keel.db");
-        let mut db = crate::store::Store::open(&path).unwrap();
-        let text = "[plugin]\nid = \"p\"\nversion = \"0.1.0\"\nworld = \"agent\"\n";
-        let mut manifest = crate::manifest::Manifest::parse(text, "keel.toml").unwrap();
-        manifest.policy.review_below = 1.0;
-        let grant =
-            crate::grant::Grant::new(&manifest, &Default::default(), &Default::default()).unwrap();
-        crate::store::plugins::upsert(db.conn(), &manifest, "sha256:00", &grant).unwrap();
-        let key = keel_registry::keys::SecretKey::generate().unwrap().public();
-        crate::packages::trust(
-            &mut db,
-            &key.to_string(),
-            "old",
-            &crate::packages::TrustScope::any(),
+/// Puts back the newest replaced version of plugin `id` (keeping the
+/// current one as replaced, so a second rollback goes forward again).
+/// Returns the version restored, or none when there is nothing to go
+/// back to.
+pub fn restore_replaced(conn: &Connection, id: &str) -> rusqlite::Result<Option<PluginRow>> {
+    let last: Option<i64> = conn
+        .query_row(
+            "SELECT max(seq) FROM plugin_versions WHERE id = ?1",
+            [id],
+            |r| r.get(0),
         )
-        .unwrap();
-        let conn = db.conn();
-        conn.execute_batch(
-            "ALTER TABLE trusted_keys DROP COLUMN plugins; PRAGMA user_version = 7;",
-        )
-        .unwrap();
-        drop(db);
+        .optional()?
+        .flatten();
+    let Some(seq) = last else {
+        return Ok(None);
+    };
+    keep_replaced(conn, id)?;
+    conn.execute(
+        "UPDATE plugins SET (version, world, digest, manifest, grant_json, source, signer, package_digest,
+             installed_at, cursor) =
+             (SELECT version, world, digest, manifest, grant_json, source, signer, package_digest, ?3, NULL
+              FROM plugin_versions WHERE seq = ?2)
+         WHERE id = ?1",
+        params![id, seq, now()],
+    )?;
+    conn.execute("DELETE FROM plugin_versions WHERE seq = ?1", [seq])?;
+    get(conn, id)
+}
 
-        let db = crate::store::Store::open(&path).unwrap();
-        let row = crate::store::plugins::get(db.conn(), "p").unwrap().unwrap();
-        assert_eq!(row.manifest.policy.review_below, 0.0);
-        assert_eq!(row.grant.review_below, crate::manifest::ReviewGate::All);
-        let trusted = crate::packages::trusted(db.conn()).unwrap();
-        assert!(trusted[0].scope.covers("anything"));
-        assert!(trusted[0].legacy_notice().is_some());
-    }
+/// A public key the operator trusts to sign packages.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TrustedKey {
+    pub name: String,
+    pub key: String,
+    pub added_at: String,
+}
 
-    /// H3: what "older" means for `--allow-downgrade`.
-    #[test]
-    fn h3_versions_order_as_semver() {
-        for (a, b, want) in [
-            ("0.1.0", "0.0.1", Greater),
-            ("0.10.0", "0.9.9", Greater),
-            ("1.0.0", "1.0.0", Equal),
-            ("1.0.0-rc.1", "1.0.0", Less),
-            ("1.0.0-rc.2", "1.0.0-rc.10", Less),
-            ("1.0.0-alpha", "1.0.0-1", Greater),
-            ("1.0.0+build.7", "1.0.0", Equal),
-            ("2.0.0", "10.0.0", Less),
-        ] {
-            assert_eq!(compare_versions(a, b), want, "{a} vs {b}");
-        }
+pub fn trusted_keys(conn: &Connection) -> rusqlite::Result<Vec<TrustedKey>> {
+    conn.prepare("SELECT name, key, added_at FROM trusted_keys ORDER BY name")?
+        .query_map([], |r| {
+            Ok(TrustedKey {
+                name: r.get(0)?,
+                key: r.get(1)?,
+                added_at: r.get(2)?,
+            })
+        })?
+        .collect()
+}
+
+pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<PluginRow>> {
+    conn.query_row(
+        &format!("SELECT {PLUGIN_COLUMNS} FROM plugins WHERE id = ?1"),
+        [id],
+        row_to_plugin,
+    )
+    .optional()
+}
+
+pub fn list(conn: &Connection) -> rusqlite::Result<Vec<PluginRow>> {
+    conn.prepare(&format!("SELECT {PLUGIN_COLUMNS} FROM plugins ORDER BY id"))?
+        .query_map([], row_to_plugin)?
+        .collect()
+}
+
+/// Inserts or replaces the row for `manifest.plugin.id`. A reinstall keeps
+/// the connector's cursor only when the digest is unchanged.
+pub fn upsert(
+    conn: &Connection,
+    manifest: &Manifest,
+    digest: &str,
+    grant: &Grant,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO plugins (id, version, world, digest, manifest, grant_json, installed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (id) DO UPDATE SET version = excluded.version, world = excluded.world,
+             cursor = CASE WHEN plugins.digest = excluded.digest THEN plugins.cursor END,
+             digest = excluded.digest, manifest = excluded.manifest,
+             grant_json = excluded.grant_json, installed_at = excluded.installed_at",
+        params![
+            manifest.plugin.id,
+            manifest.plugin.version,
+            manifest.plugin.world.as_str(),
+            digest,
+            json(manifest)?,
+            json(grant)?,
+            now()
+        ],
+    )?;
+    Ok(())
+}
+
+fn json<T: Serialize>(value: &T) -> rusqlite::Result<String> {
+    serde_json::to_string(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+pub fn remove(conn: &Connection, id: &str) -> rusqlite::Result<bool> {
+    Ok(conn.execute("DELETE FROM plugins WHERE id = ?1", [id])? == 1)
+}
+
+pub fn cursor(conn: &Connection, id: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row("SELECT cursor FROM plugins WHERE id = ?1", [id], |r| {
+        r.get(0)
+    })
+    .optional()
+    .map(Option::flatten)
+}
+
+/// One run, as the operator sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRow {
+    pub id: String,
+    pub plugin: String,
+    pub plugin_version: String,
+    pub export: String,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub outcome: crate::run::Outcome,
+    pub detail: Option<String>,
+    pub fuel_consumed: Option<i64>,
+    pub memory_peak: Option<i64>,
+    pub wall_us: Option<i64>,
+    /// The write quota the run reached, if any (`writes_per_run 100`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota: Option<String>,
+}
+
+/// Records the start of a run (before any host call refers to it).
+pub fn start_run(
+    conn: &Connection,
+    id: &str,
+    plugin: &PluginRow,
+    export: &str,
+    trigger_json: &str,
+    job: Option<&str>,
+    parent: Option<&str>,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO runs (id, plugin, plugin_version, digest, export, trigger_json, started_at, outcome, job_id, parent_run)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9)",
+        params![id, plugin.id, plugin.version, plugin.digest, export, trigger_json, now(), job, parent],
+    )?;
+    Ok(())
+}
+
+/// What a finished run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunEnd {
+    pub outcome: crate::run::Outcome,
+    pub detail: String,
+    pub fuel_consumed: u64,
+    pub memory_peak: u64,
+    pub wall_us: u64,
+    /// A connector's new cursor, stored only when the sync succeeded.
+    pub cursor: Option<Option<String>>,
+    /// The write quota the run reached, if any (it goes up for review).
+    pub quota: Option<String>,
+}
+
+pub fn finish_run(
+    conn: &mut Connection,
+    id: &str,
+    plugin: &str,
+    end: &RunEnd,
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    tx.execute(
+        "UPDATE runs SET ended_at = ?2, outcome = ?3, detail = ?4, fuel_consumed = ?5,
+             memory_peak = ?6, wall_us = ?7, quota = ?8 WHERE id = ?1",
+        params![
+            id,
+            now(),
+            end.outcome,
+            end.detail,
+            i64::try_from(end.fuel_consumed).unwrap_or(i64::MAX),
+            i64::try_from(end.memory_peak).unwrap_or(i64::MAX),
+            i64::try_from(end.wall_us).unwrap_or(i64::MAX),
+            end.quota,
+        ],
+    )?;
+    if let Some(cursor) = &end.cursor {
+        tx.execute(
+            "UPDATE plugins SET cursor = ?2 WHERE id = ?1",
+            params![plugin, cursor],
+        )?;
     }
+    if end.outcome != crate::run::Outcome::Ok {
+        tx.execute(
+            "INSERT INTO events (name, record_id, version, run_id, at, data) VALUES ('run.failed', NULL, NULL, ?1, ?2, ?3)",
+            params![id, now(), serde_json::json!({"plugin": plugin, "outcome": end.outcome.as_str()}).to_string()],
+        )?;
+    }
+    tx.commit()
+}
+
+const RUN_COLUMNS: &str =
+    "id, plugin, plugin_version, export, started_at, ended_at, outcome, detail,
+    fuel_consumed, memory_peak, wall_us, quota";
+
+fn row_to_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        id: r.get(0)?,
+        plugin: r.get(1)?,
+        plugin_version: r.get(2)?,
+        export: r.get(3)?,
+        started_at: r.get(4)?,
+        ended_at: r.get(5)?,
+        outcome: r.get(6)?,
+        detail: r.get(7)?,
+        fuel_consumed: r.get(8)?,
+        memory_peak: r.get(9)?,
+        wall_us: r.get(10)?,
+        quota: r.get(11)?,
+    })
+}
+
+pub fn get_run(conn: &Connection, id: &str) -> rusqlite::Result<Option<RunRow>> {
+    conn.query_row(
+        &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
+        [id],
+        row_to_run,
+    )
+    .optional()
+}
+
+/// Runs, newest first, optionally of one plugin.
+pub fn list_runs(
+    conn: &Connection,
+    plugin: Option<&str>,
+    limit: u32,
+) -> rusqlite::Result<Vec<RunRow>> {
+    conn.prepare(&format!(
+        "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR plugin = ?1)
+         ORDER BY started_at DESC, id DESC LIMIT ?2"
+    ))?
+    .query_map(params![plugin, limit], row_to_run)?
+    .collect()
 }

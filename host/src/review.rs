@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::error::CallError;
-use crate::store::records::insert_event;
+use crate::records::insert_event;
 use crate::store::{Actor, Store, Touched, now};
 
 /// One item waiting for a decision.
@@ -419,14 +419,14 @@ fn decide_version(
         .rsplit_once('@')
         .and_then(|(r, v)| v.parse::<i64>().ok().map(|v| (r, v)))
         .ok_or_else(|| missing(&item.id))?;
-    let current = crate::store::records::get(conn, record_id)?.ok_or_else(|| missing(&item.id))?;
+    let current = crate::records::get(conn, record_id)?.ok_or_else(|| missing(&item.id))?;
     let moved_on = || {
         CallError::Conflict(format!(
             "{} is at version {} now; review what changed since, or approve this one to keep it in the history",
             record_id, current.version
         ))
     };
-    let note = |text: String| crate::store::records::Provenance {
+    let note = |text: String| crate::records::Provenance {
         note: Some(text),
         ..Default::default()
     };
@@ -446,7 +446,7 @@ fn decide_version(
                 ));
             }
             let prov = note(format!("edited in review of v{version}"));
-            crate::store::records::update_body(conn, operator, &current, message, &prov)?;
+            crate::records::update_body(conn, operator, &current, message, &prov)?;
             "edited"
         }
         Decision::Reject { reason } => {
@@ -467,7 +467,7 @@ fn decide_version(
                     "rejected v{version}, v{} restored{why}",
                     version - 1
                 ));
-                crate::store::records::update_body(conn, operator, &current, &before, &prov)?;
+                crate::records::update_body(conn, operator, &current, &before, &prov)?;
             }
             "rejected"
         }
@@ -491,7 +491,7 @@ fn decide_task(
     item: &Item,
     decision: &Decision,
 ) -> Result<(), CallError> {
-    let current = crate::store::records::get(conn, &item.id)?.ok_or_else(|| missing(&item.id))?;
+    let current = crate::records::get(conn, &item.id)?.ok_or_else(|| missing(&item.id))?;
     let mut body: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&current.body).map_err(|e| CallError::Internal(e.to_string()))?;
     let (state, note) = match decision {
@@ -518,12 +518,12 @@ fn decide_task(
     if state == "open" {
         body.insert("claims".into(), serde_json::json!(0));
     }
-    let prov = crate::store::records::Provenance {
+    let prov = crate::records::Provenance {
         note: Some(note),
         ..Default::default()
     };
     let text = serde_json::Value::Object(body).to_string();
-    crate::store::records::update_body(conn, operator, &current, &text, &prov)?;
+    crate::records::update_body(conn, operator, &current, &text, &prov)?;
     Ok(())
 }
 
@@ -654,9 +654,9 @@ mod tests {
         let err = decide(&mut s, &other, &Decision::Approve).unwrap_err();
         assert!(matches!(err, CallError::NotFound(_)), "{err:?}");
 
-        let ops: Vec<(String, String)> = crate::store::audit::list(
+        let ops: Vec<(String, String)> = crate::audit::list(
             s.conn(),
-            &crate::store::audit::Filter {
+            &crate::audit::Filter {
                 plugin: Some("operator".into()),
                 ..Default::default()
             },
@@ -678,7 +678,7 @@ mod tests {
             .map(|(a, o)| (a.to_string(), o.to_string()))
             .collect();
         assert_eq!(ops, want);
-        assert_eq!(crate::store::audit::verify(s.conn()).unwrap().broken, None);
+        assert_eq!(crate::audit::verify(s.conn()).unwrap().broken, None);
     }
 
     /// Writes `body` for kind `note/x` with `confidence` as plugin `unsure`
@@ -700,17 +700,14 @@ mod tests {
                     .id
             }
             Some(id) => {
-                let at = crate::store::records::get(s.conn(), id)
-                    .unwrap()
-                    .unwrap()
-                    .version;
+                let at = crate::records::get(s.conn(), id).unwrap().unwrap().version;
                 actions::update(s, c, id, at, body, &opts).unwrap().id
             }
         }
     }
 
     fn bodies(s: &Store, id: &str) -> Vec<(String, Option<String>)> {
-        crate::store::records::history(s.conn(), id)
+        crate::records::history(s.conn(), id)
             .unwrap()
             .into_iter()
             .map(|v| (v.body, v.review))
@@ -763,7 +760,7 @@ mod tests {
                 (r#"{"t":"a1"}"#.to_string(), None),
             ]
         );
-        let restored = &crate::store::records::history(s.conn(), &a).unwrap()[2];
+        let restored = &crate::records::history(s.conn(), &a).unwrap()[2];
         assert_eq!(restored.actor, "operator");
         assert_eq!(
             restored.note.as_deref(),
@@ -802,7 +799,7 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, CallError::Conflict(_)), "{err:?}");
         decide(&mut s, &format!("{sure}@2"), &Decision::Approve).unwrap();
-        assert_eq!(crate::store::audit::verify(s.conn()).unwrap().broken, None);
+        assert_eq!(crate::audit::verify(s.conn()).unwrap().broken, None);
     }
 
     #[test]

@@ -8,20 +8,23 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rusqlite::OptionalExtension;
-use serde::Serialize;
 use wasmtime::component::{InstancePre, Linker, ResourceTable};
 use wasmtime::{ResourceLimiter, Trap, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use crate::actions::ActionsView;
+use crate::actions::invoke::Providers;
 use crate::bindings::types::{Outgoing, SyncResult, Trigger, TriggerKind};
 use crate::bindings::{AgentPre, ChannelPre, ConnectorPre, ProviderPre};
 use crate::engine::KeelEngine;
 use crate::grant::Grant;
 use crate::home::Home;
-use crate::host::HostCtx;
 use crate::limits;
 use crate::manifest::{DirAccess, World};
-use crate::store::plugins::{self, PluginRow, RunEnd};
+use crate::memory::MemoryView;
+use crate::plugins::{self, PluginRow, RunEnd};
+pub use crate::run::{Cause, RunReport, SyncCounts};
+use crate::run::{Outcome, RunCtx};
 use crate::store::{Actor, Store, new_id};
 
 /// Everything one run's `Store` holds.
@@ -31,7 +34,7 @@ pub struct RunState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryLimiter,
-    host: HostCtx,
+    host: HostState,
 }
 
 impl WasiView for RunState {
@@ -79,43 +82,6 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-/// What a run did, as the operator sees it.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunReport {
-    pub run: String,
-    pub plugin: String,
-    /// `ok`, `error` (the plugin returned an error), `trap`, `deadline`,
-    /// `fuel` or `memory`.
-    pub outcome: String,
-    pub detail: String,
-    /// For outcome `error`: the plugin's error variant (`denied`,
-    /// `unavailable`, ...), which decides whether a job is retried.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// A connector's counts.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sync: Option<SyncCounts>,
-    /// An agent's one-line summary.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub summary: Option<String>,
-    /// A channel's receipt for what it delivered.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub receipt: Option<String>,
-    /// A provider's output (JSON).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub output: Option<String>,
-    pub fuel_consumed: u64,
-    pub memory_peak: u64,
-    pub wall_us: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct SyncCounts {
-    pub created: u32,
-    pub updated: u32,
-    pub unchanged: u32,
-}
-
 /// A plugin ready to run: its row and its pre-instantiated component.
 struct Prepared {
     row: PluginRow,
@@ -144,8 +110,24 @@ impl std::fmt::Debug for Runtime {
 pub fn linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<RunState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
-    crate::host::add_to_linker(&mut linker, |s: &mut RunState| &mut s.host)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let wired = crate::run::add_to_linker(&mut linker, |s: &mut RunState| &mut s.host.run)
+        .and_then(|()| {
+            crate::records::add_to_linker(&mut linker, |s: &mut RunState| &mut s.host.run)
+        })
+        .and_then(|()| crate::llm::add_to_linker(&mut linker, |s: &mut RunState| &mut s.host.run))
+        .and_then(|()| {
+            crate::memory::add_to_linker(&mut linker, |s: &mut RunState| MemoryView {
+                run: &mut s.host.run,
+                working: &mut s.host.working,
+            })
+        })
+        .and_then(|()| {
+            crate::actions::add_to_linker(&mut linker, |s: &mut RunState| ActionsView {
+                run: &mut s.host.run,
+                providers: &s.host.nested,
+            })
+        });
+    wired.map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(linker)
 }
 
@@ -225,7 +207,7 @@ impl Runtime {
     pub fn new_store(
         engine: &wasmtime::Engine,
         row: &PluginRow,
-        host: HostCtx,
+        host: HostState,
     ) -> anyhow::Result<wasmtime::Store<RunState>> {
         let mut wasi = WasiCtxBuilder::new();
         wasi.allow_tcp(false)
@@ -249,7 +231,7 @@ impl Runtime {
         let limits = &row.manifest.limits;
         let cap = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
         let state = RunState {
-            deadline: host.deadline,
+            deadline: host.run.deadline,
             wasi: wasi.build(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
@@ -270,7 +252,7 @@ impl Runtime {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| {
             let state = ctx.data_mut();
-            state.host.db.flush().map_err(|e| {
+            state.host.run.db.flush().map_err(|e| {
                 wasmtime::Error::msg(format!("cannot commit the run's writes: {e}"))
             })?;
             if Instant::now() >= state.deadline {
@@ -291,7 +273,7 @@ impl Runtime {
         let mut store = Self::new_store(&engine, row, host)?;
         pre.instantiate(&mut store)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(store.into_data().host.db)
+        Ok(store.into_data().host.run.db)
     }
 
     /// Runs `plugin` once: `sync` for a connector, `handle` for an agent
@@ -328,8 +310,8 @@ impl Runtime {
         }
         let delivery = match (world, cause) {
             (World::Channel, Cause::Delivery { send, attempt, .. }) => {
-                let found = crate::delivery::load(db.conn(), send)?
-                    .filter(crate::delivery::Send::deliverable)
+                let found = crate::outbox::load(db.conn(), send)?
+                    .filter(crate::outbox::Send::deliverable)
                     .with_context(|| format!("send {send} is not waiting for delivery"))?;
                 Some((found, attempt))
             }
@@ -360,7 +342,7 @@ impl Runtime {
                         row.label()
                     );
                 };
-                crate::invoke::check_input(&row, action, &given.to_string())
+                crate::actions::invoke::check_input(&row, action, &given.to_string())
                     .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
                 (Some((action.to_string(), given.to_string())), 0)
             }
@@ -425,11 +407,11 @@ impl Runtime {
             invoke_depth,
         );
         if let Cause::Invoke { deadline, .. } = cause {
-            host.deadline = host.deadline.min(deadline);
+            host.run.deadline = host.run.deadline.min(deadline);
         }
-        host.caller = caused_by(&host.db, cause)?;
+        host.run.caller = caused_by(&host.run.db, cause)?;
         let (mut woken_by, mut woken_record) = match cause {
-            Cause::Event { seq, .. } => event_for(&mut host, seq)?,
+            Cause::Event { seq, .. } => event_for(&mut host.run, seq)?,
             _ => (None, None),
         };
         let mut store = Self::new_store(&engine, &row, host)?;
@@ -487,7 +469,7 @@ impl Runtime {
                     id: send.id.clone(),
                     channel: send.channel.clone(),
                     message: send.message.clone(),
-                    idempotency_key: crate::delivery::key(&send.id),
+                    idempotency_key: crate::outbox::key(&send.id),
                     attempt: *attempt,
                 };
                 ChannelPre::new(pre)
@@ -510,11 +492,15 @@ impl Runtime {
         let limits = row.manifest.limits.clone();
         let state = store.into_data();
         let limiter = state.limiter;
-        let HostCtx {
-            mut db,
-            actor,
-            run_memory,
-            mut quota,
+        let HostState {
+            run:
+                RunCtx {
+                    mut db,
+                    actor,
+                    mut quota,
+                    ..
+                },
+            working: run_memory,
             ..
         } = state.host;
         // A channel's delivery counts once the send is marked delivered,
@@ -528,7 +514,7 @@ impl Runtime {
                     .map(|c| c.serves.clone())
                     .unwrap_or_default();
                 Ok(
-                    crate::delivery::record(&mut db, &actor, &serves, send, &r.id, r.duplicate)
+                    crate::outbox::record(&mut db, &actor, &serves, send, &r.id, r.duplicate)
                         .map_err(crate::bindings::types::Error::from),
                 )
             }
@@ -544,13 +530,10 @@ impl Runtime {
 
         let mut error = None;
         let (outcome, detail) = match call {
-            Ok(Ok(())) => ("ok".to_string(), String::new()),
+            Ok(Ok(())) => (Outcome::Ok, String::new()),
             Ok(Err(e)) => {
                 error = Some(error_kind(&e).to_string());
-                (
-                    "error".to_string(),
-                    format!("{} returned {e:?}", row.label()),
-                )
+                (Outcome::Error, format!("{} returned {e:?}", row.label()))
             }
             Err(err) => classify(&err, &limiter, &limits, &row.label()),
         };
@@ -561,7 +544,7 @@ impl Runtime {
         let (outcome, detail) = if cursor_too_big {
             new_cursor = None;
             (
-                "error".to_string(),
+                Outcome::Error,
                 format!(
                     "{} returned a cursor over {} bytes; it was not stored",
                     row.label(),
@@ -572,13 +555,17 @@ impl Runtime {
             (outcome, detail)
         };
         let end = RunEnd {
-            outcome: outcome.clone(),
+            outcome,
             detail: detail.clone(),
             fuel_consumed: limits.fuel.saturating_sub(fuel_left),
             // What the host held for the run counts as the run's memory.
             memory_peak: (limiter.peak + run_memory.peak()) as u64,
             wall_us,
-            cursor: if outcome == "ok" { new_cursor } else { None },
+            cursor: if outcome == Outcome::Ok {
+                new_cursor
+            } else {
+                None
+            },
             quota: quota.reached().map(str::to_string),
         };
         plugins::finish_run(db.conn_mut(), &run_id, &row.id, &end)
@@ -617,8 +604,8 @@ impl Runtime {
         run: Option<String>,
         trigger: Option<String>,
         invoke_depth: u32,
-    ) -> HostCtx {
-        HostCtx {
+    ) -> HostState {
+        let run = RunCtx {
             db,
             actor: Actor {
                 plugin: row.id.clone(),
@@ -631,43 +618,54 @@ impl Runtime {
             policy: row.manifest.policy.clone(),
             label: row.label(),
             home: self.home.clone(),
-            engine: self.engine.clone(),
-            invoke_depth,
             deadline: Instant::now() + Duration::from_millis(row.manifest.limits.timeout_ms),
-            run_memory: crate::memory::RunMemory::default(),
             quota: crate::quota::WriteQuota::new(&row.id, &row.label(), &row.manifest.limits),
             caller: None,
             log_lines: 0,
+        };
+        HostState {
+            run,
+            working: crate::memory::RunMemory::default(),
+            nested: Nested {
+                home: self.home.clone(),
+                engine: self.engine.clone(),
+                depth: invoke_depth,
+            },
         }
     }
 }
 
-/// Why a run happens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cause<'a> {
-    /// The operator ran it (`keel run`).
-    Manual,
-    /// A durable job with this id fired.
-    Job(&'a str),
-    /// An event job: the plugin subscribes to event `seq`.
-    Event { job: &'a str, seq: i64 },
-    /// A delivery job: a channel plugin delivers outbox entry `send`
-    /// (attempt `attempt`, from 1).
-    Delivery {
-        job: &'a str,
-        send: &'a str,
-        attempt: u32,
-    },
-    /// Another run called one of this provider's actions (`invoke`),
-    /// `depth` calls deep. The provider's time counts against its
-    /// caller's: it runs no later than the caller's `deadline`.
-    Invoke {
-        by_run: Option<&'a str>,
-        by_plugin: &'a str,
-        action: &'a str,
-        depth: u32,
-        deadline: Instant,
-    },
+/// What the `keel:host` interfaces of one run hold: the run's context, its
+/// working memory of scope `run`, and what starts the providers it invokes.
+pub struct HostState {
+    run: RunCtx,
+    working: crate::memory::RunMemory,
+    nested: Nested,
+}
+
+/// Starts a provider's run for an `invoke` from a run `depth` calls deep,
+/// on a runtime of its own over the same engine.
+struct Nested {
+    home: Home,
+    engine: Arc<KeelEngine>,
+    depth: u32,
+}
+
+impl Providers for Nested {
+    fn depth(&self) -> u32 {
+        self.depth
+    }
+
+    fn run(
+        &self,
+        db: Store,
+        plugin: &str,
+        cause: Cause<'_>,
+        input: &str,
+    ) -> anyhow::Result<(RunReport, Store)> {
+        Runtime::with_engine(&self.home, self.engine.clone())
+            .and_then(|mut runtime| runtime.invoke(db, plugin, cause, Some(input)))
+    }
 }
 
 /// The plugin and run that caused a run, when another plugin's run did: the
@@ -692,7 +690,7 @@ fn caused_by(db: &Store, cause: Cause<'_>) -> anyhow::Result<Option<(String, Opt
 /// The event that woke a plugin, and its record when the plugin may read
 /// it (handing the record over is audited like a read).
 fn event_for(
-    host: &mut HostCtx,
+    host: &mut RunCtx,
     seq: i64,
 ) -> anyhow::Result<(
     Option<crate::bindings::types::Event>,
@@ -715,7 +713,7 @@ fn event_for(
             let grant = host.grant.clone();
             host.db
                 .read(&host.actor, "trigger.record", |conn| {
-                    let found = crate::store::records::get(conn, id)
+                    let found = crate::records::get(conn, id)
                         .map_err(crate::error::CallError::from)
                         .and_then(|r| {
                             r.ok_or_else(|| {
@@ -770,24 +768,24 @@ fn classify(
     limiter: &MemoryLimiter,
     limits: &crate::manifest::Limits,
     label: &str,
-) -> (String, String) {
+) -> (Outcome, String) {
     match err.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => (
-            "deadline".into(),
+            Outcome::Deadline,
             format!(
                 "{label} ran past its {} ms deadline and was stopped",
                 limits.timeout_ms
             ),
         ),
         Some(Trap::OutOfFuel) => (
-            "fuel".into(),
+            Outcome::Fuel,
             format!(
                 "{label} used all of its {} fuel and was stopped",
                 limits.fuel
             ),
         ),
         _ if limiter.hit => (
-            "memory".into(),
+            Outcome::Memory,
             format!(
                 "{label} needed more than its {} MiB memory limit and was stopped",
                 limits.memory_mb
@@ -796,7 +794,7 @@ fn classify(
         _ => {
             let text = format!("{err:?}");
             let first = text.lines().take(3).collect::<Vec<_>>().join(" | ");
-            ("trap".into(), format!("{label} trapped: {first}"))
+            (Outcome::Trap, format!("{label} trapped: {first}"))
         }
     }
 }

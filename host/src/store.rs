@@ -5,10 +5,9 @@
 //! in one transaction, or none of them do. A denied or failed call still
 //! leaves its audit entry.
 
-pub mod audit;
-pub mod jobs;
-pub mod plugins;
-pub mod records;
+// Former paths of the tables' owners, until every caller names the owner.
+pub use crate::plugins;
+pub use crate::{audit, jobs, records};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

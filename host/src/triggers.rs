@@ -6,10 +6,10 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
+use crate::jobs::{Priority, stamp};
 use crate::manifest::{CronSchedule, kind_matches, parse_cron, parse_interval};
+use crate::plugins;
 use crate::store::Store;
-use crate::store::jobs::{Priority, stamp};
-use crate::store::plugins;
 
 /// Most events read in one pass.
 const EVENT_BATCH: u32 = 1000;
@@ -251,7 +251,7 @@ pub fn fire(
             )?;
         }
     }
-    fired.delivery = crate::delivery::queue_pending(&tx, installed, &now_s)?;
+    fired.delivery = crate::outbox::queue_pending(&tx, installed, &now_s)?;
     tx.commit()?;
     Ok(fired)
 }
@@ -262,8 +262,9 @@ mod tests {
 
     use super::*;
     use crate::grant::Grant;
+    use crate::jobs;
     use crate::manifest::Manifest;
-    use crate::store::{Actor, jobs};
+    use crate::store::Actor;
 
     fn install(db: &Store, id: &str, extra: &str) {
         let text = format!(
@@ -352,7 +353,7 @@ mod tests {
             trigger: None,
         };
         db.write(&actor, "create", None, Ok(()), |conn| {
-            let r = crate::store::records::insert_new(
+            let r = crate::records::insert_new(
                 conn,
                 &actor,
                 "core/document",

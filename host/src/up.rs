@@ -13,17 +13,12 @@ use serde::Serialize;
 
 use crate::engine::KeelEngine;
 use crate::home::Home;
-use crate::runtime::{Cause, RunReport, Runtime};
-use crate::store::jobs::{self, Failure};
-use crate::store::{Store, plugins};
-
-/// How long a job is leased before another worker may take it over, unless
-/// the plugin's own deadline (plus [`LEASE_MARGIN`]) is longer.
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
-
-/// Time past a plugin's deadline a lease always covers: loading the plugin
-/// and recording the run's end.
-pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
+use crate::jobs::{self, Failure};
+use crate::jobs::{DEFAULT_LEASE, LEASE_MARGIN};
+use crate::plugins;
+use crate::run::{Cause, Outcome, RunReport};
+use crate::runtime::Runtime;
+use crate::store::Store;
 
 /// Failed passes in a row after which `keel up` gives up.
 const MAX_CONSECUTIVE_FAILURES: u32 = 10;
@@ -78,10 +73,12 @@ pub struct Tally {
 /// Whether a failed run is worth retrying: transient failures always,
 /// others when the plugin's manifest declares them (`limits.retry_on`).
 fn failure_of(report: &RunReport, retry_on: &[String]) -> Failure {
-    let kind = match (report.outcome.as_str(), report.error.as_deref()) {
-        ("deadline", _) | ("error", Some("unavailable")) => return Failure::Transient,
-        ("error", Some(variant)) => variant,
-        (outcome, _) => outcome,
+    let kind = match (report.outcome, report.error.as_deref()) {
+        (Outcome::Deadline, _) | (Outcome::Error, Some("unavailable")) => {
+            return Failure::Transient;
+        }
+        (Outcome::Error, Some(variant)) => variant,
+        (outcome, _) => outcome.as_str(),
     };
     if retry_on.iter().any(|r| r == kind) {
         Failure::Transient
@@ -242,8 +239,8 @@ impl Worker {
             .is_none_or(|t| t.elapsed() >= SUPERVISE_EVERY)
         {
             self.supervised = Some(std::time::Instant::now());
-            match crate::tasks::supervise(&mut db, Utc::now()) {
-                Ok(s) if s != crate::tasks::Supervised::default() => tracing::info!(
+            match crate::actions::tasks::supervise(&mut db, Utc::now()) {
+                Ok(s) if s != crate::actions::tasks::Supervised::default() => tracing::info!(
                     reopened = s.reopened,
                     escalated = s.escalated,
                     lost_runs = s.lost_runs,
@@ -303,13 +300,13 @@ impl Worker {
         }
         let is_agent = row.manifest.plugin.world == crate::manifest::World::Agent;
         let send = match job.cause.as_str() {
-            crate::delivery::CAUSE => crate::delivery::send_of(&job.input),
+            crate::outbox::CAUSE => crate::outbox::send_of(&job.input),
             _ => None,
         };
         if let Some(send) = &send {
             // A send delivered by an earlier attempt (whose worker died
             // before finishing the job) is not handed over again.
-            let state = crate::delivery::load(db.conn(), send)?.map(|s| s.state);
+            let state = crate::outbox::load(db.conn(), send)?.map(|s| s.state);
             match state.as_deref() {
                 Some("queued" | "approved") => {}
                 Some("delivered") => {
@@ -332,7 +329,7 @@ impl Worker {
         let (cause, input) = match (job.cause.as_str(), job.event_seq, &send) {
             ("event", Some(seq), _) => (Cause::Event { job: &job.id, seq }, None),
             // An agent gets the webhook's body; a connector is woken to sync.
-            (crate::webhooks::CAUSE, Some(seq), _) if is_agent => {
+            (crate::jobs::webhooks::CAUSE, Some(seq), _) if is_agent => {
                 (Cause::Event { job: &job.id, seq }, Some(job.input.as_str()))
             }
             (_, _, Some(send)) => (
@@ -356,7 +353,7 @@ impl Worker {
                 return Ok(true);
             }
         };
-        if report.outcome == "ok" {
+        if report.outcome == Outcome::Ok {
             if jobs::complete(db.conn(), &job.id, &self.name, Utc::now())? {
                 tracing::info!(run = %report.run, "done");
                 tally.done += 1;
@@ -451,12 +448,12 @@ pub fn run(home: &Home, settings: &Settings) -> anyhow::Result<Tally> {
     }
     let listener = match &settings.listen {
         Some(addr) => {
-            let (local, handle) = crate::webhooks::serve(home, addr, stop.clone())?;
+            let (local, handle) = crate::jobs::webhooks::serve(home, addr, stop.clone())?;
             tracing::info!("webhooks: listening on http://{local}/hooks/<plugin>/<hook>");
             Some(handle)
         }
         None => {
-            if crate::webhooks::any(home.store()?.conn())? {
+            if crate::jobs::webhooks::any(home.store()?.conn())? {
                 tracing::warn!(
                     "plugins declare webhooks, but keel up has no --listen ADDR: they are not served"
                 );
@@ -491,7 +488,7 @@ mod tests {
         RunReport {
             run: "r".into(),
             plugin: "p@0.1.0".into(),
-            outcome: outcome.into(),
+            outcome: outcome.parse().unwrap(),
             detail: String::new(),
             error: error.map(str::to_string),
             sync: None,

@@ -69,7 +69,7 @@ pub(super) fn trigger_latencies(root: &Path, samples: u32) -> anyhow::Result<Vec
     for _ in 0..samples {
         let (report, back) = producer.run(db, "bench", Some(input))?;
         db = back;
-        if report.outcome != "ok" {
+        if report.outcome != crate::run::Outcome::Ok {
             anyhow::bail!("the bench producer failed: {}", report.detail);
         }
         std::thread::sleep(Duration::from_millis(3));

@@ -38,7 +38,7 @@ pub(super) fn measure(
     let t = Instant::now();
     let (report, db) = runtime.run(db, "bench", Some(&input))?;
     let keel = t.elapsed().as_secs_f64();
-    if report.outcome != "ok" {
+    if report.outcome != crate::run::Outcome::Ok {
         anyhow::bail!("the bench plugin failed: {}", report.detail);
     }
     // The baseline commits as many rows per transaction as keel committed

@@ -160,7 +160,7 @@ pub(super) fn run(root: &Path, cmd: PluginCmd) -> anyhow::Result<()> {
         }
         PluginCmd::Remove { id } => {
             let mut db = home.store()?;
-            crate::plugins::remove(&home, &mut db, &id)?;
+            crate::install::remove(&home, &mut db, &id)?;
             say!("removed {id}");
         }
     }

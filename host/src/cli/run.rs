@@ -51,7 +51,7 @@ pub(super) fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             report.wall_us as f64 / 1000.0
         );
     }
-    if report.outcome != "ok" {
+    if report.outcome != crate::run::Outcome::Ok {
         if !json {
             esay!("error: {}", report.detail);
         }

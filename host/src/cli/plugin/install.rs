@@ -9,8 +9,9 @@ use serde::Serialize;
 
 use super::{pairs, print_json, show_hook_secrets};
 use crate::home::Home;
+use crate::install::Checked;
 use crate::packages::{Fetched, Trusted};
-use crate::plugins::{Checked, InstallRequest};
+use crate::plugins::InstallRequest;
 use crate::runtime::Runtime;
 use crate::store::Store;
 use crate::store::plugins::PluginRow;

@@ -1,23 +1,47 @@
 //! `keel:host/actions`: every change goes through [`crate::actions`], which
 //! checks the grant and uses the one write path.
 
-use super::{HostCtx, reply};
+use crate::actions::invoke::Providers;
 use crate::actions::{self, Caller, WriteOptions};
 use crate::bindings::actions::WriteOptions as WitWriteOptions;
 use crate::bindings::actions::{Created, Host, SendReceipt, SendState, TaskEnd};
 use crate::bindings::types::{self, Identity};
 use crate::error::CallError;
+use crate::run::{RunCtx, reply};
 use crate::store::Store;
 
-impl HostCtx {
+/// What `keel:host/actions`' host calls see: the run's context and what
+/// starts the providers its `invoke` calls run.
+pub struct ActionsView<'a> {
+    pub run: &'a mut RunCtx,
+    pub providers: &'a dyn Providers,
+}
+
+struct ActionsData;
+
+impl wasmtime::component::HasData for ActionsData {
+    type Data<'a> = ActionsView<'a>;
+}
+
+/// Adds `keel:host/actions` to `linker`, over an [`ActionsView`] of each
+/// run.
+pub fn add_to_linker<T: 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+    get: fn(&mut T) -> ActionsView<'_>,
+) -> wasmtime::Result<()> {
+    crate::bindings::actions::add_to_linker::<T, ActionsData>(linker, get)
+}
+
+impl ActionsView<'_> {
     /// The store and the caller, borrowed apart so an action can use both.
     fn parts(&mut self) -> (&mut Store, Caller<'_>) {
+        let run = &mut *self.run;
         let caller = Caller {
-            actor: &self.actor,
-            grant: &self.grant,
-            policy: &self.policy,
+            actor: &run.actor,
+            grant: &run.grant,
+            policy: &run.policy,
         };
-        (&mut self.db, caller)
+        (&mut run.db, caller)
     }
 
     /// Runs one write `action` against the run's write quotas: refused
@@ -29,13 +53,13 @@ impl HostCtx {
         call: impl FnOnce(&mut Store, Caller<'_>) -> Result<T, CallError>,
         wrote: impl FnOnce(&T) -> bool,
     ) -> Result<T, CallError> {
-        if let Err(e) = self.take_write() {
-            return Err(self.db.refuse(&self.actor, action, e));
+        if let Err(e) = self.run.take_write() {
+            return Err(self.run.db.refuse(&self.run.actor, action, e));
         }
         let (db, caller) = self.parts();
         let result = call(db, caller);
         if !result.as_ref().is_ok_and(wrote) {
-            self.quota.refund();
+            self.run.quota.refund();
         }
         result
     }
@@ -76,7 +100,7 @@ fn version(v: u64) -> Result<i64, CallError> {
     i64::try_from(v).map_err(|_| CallError::Invalid(format!("version {v} is out of range")))
 }
 
-impl Host for HostCtx {
+impl Host for ActionsView<'_> {
     fn create(
         &mut self,
         kind: String,
@@ -133,8 +157,12 @@ impl Host for HostCtx {
         at: Option<String>,
         opts: WitWriteOptions,
     ) -> wasmtime::Result<Result<String, types::Error>> {
-        if let Err(e) = self.quota.take_job() {
-            return reply::<String, String>(Err(self.db.refuse(&self.actor, "schedule", e)));
+        if let Err(e) = self.run.quota.take_job() {
+            return reply::<String, String>(Err(self.run.db.refuse(
+                &self.run.actor,
+                "schedule",
+                e,
+            )));
         }
         let opts = options(opts);
         reply(self.counted(
@@ -151,7 +179,7 @@ impl Host for HostCtx {
     ) -> wasmtime::Result<Result<types::Record, types::Error>> {
         reply(self.counted(
             "claim",
-            |db, caller| crate::tasks::claim(db, caller, &task, ttl_ms),
+            |db, caller| crate::actions::tasks::claim(db, caller, &task, ttl_ms),
             |_| true,
         ))
     }
@@ -164,14 +192,14 @@ impl Host for HostCtx {
         opts: WitWriteOptions,
     ) -> wasmtime::Result<Result<types::Record, types::Error>> {
         let end = match end {
-            TaskEnd::Done => crate::tasks::End::Done,
-            TaskEnd::Failed => crate::tasks::End::Failed,
-            TaskEnd::Blocked => crate::tasks::End::Blocked,
+            TaskEnd::Done => crate::actions::tasks::End::Done,
+            TaskEnd::Failed => crate::actions::tasks::End::Failed,
+            TaskEnd::Blocked => crate::actions::tasks::End::Blocked,
         };
         let opts = options(opts);
         reply(self.counted(
             "complete",
-            |db, caller| crate::tasks::complete(db, caller, &task, end, &result, &opts),
+            |db, caller| crate::actions::tasks::complete(db, caller, &task, end, &result, &opts),
             |_| true,
         ))
     }
@@ -179,7 +207,7 @@ impl Host for HostCtx {
     fn release(&mut self, task: String) -> wasmtime::Result<Result<types::Record, types::Error>> {
         reply(self.counted(
             "release",
-            |db, caller| crate::tasks::release(db, caller, &task),
+            |db, caller| crate::actions::tasks::release(db, caller, &task),
             |_| true,
         ))
     }
@@ -190,7 +218,13 @@ impl Host for HostCtx {
         input: String,
         opts: WitWriteOptions,
     ) -> wasmtime::Result<Result<String, types::Error>> {
-        reply(crate::invoke::call(self, &action, &input, &options(opts)))
+        reply(crate::actions::invoke::call(
+            self.run,
+            self.providers,
+            &action,
+            &input,
+            &options(opts),
+        ))
     }
 
     fn send(

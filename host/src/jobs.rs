@@ -5,6 +5,8 @@
 //! is dead-lettered. Time is always passed in (`now`), so callers and tests
 //! decide the clock.
 
+pub mod webhooks;
+
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -12,6 +14,14 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::manifest::Rate;
+
+/// How long a job is leased before another worker may take it over, unless
+/// the plugin's own deadline (plus [`LEASE_MARGIN`]) is longer.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
+/// Time past a plugin's deadline a lease always covers: loading the plugin
+/// and recording the run's end.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// First retry delay; doubled per attempt.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(2);

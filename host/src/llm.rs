@@ -5,6 +5,9 @@
 //! temperature-0 answers, and metering (tokens and cost per run, plugin and
 //! day) with the plugins' daily budgets.
 
+mod host;
+pub use host::add_to_linker;
+
 pub mod config;
 mod local;
 mod openai;

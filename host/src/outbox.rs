@@ -11,10 +11,10 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::CallError;
+use crate::jobs::Priority;
 use crate::limits;
-use crate::store::jobs::Priority;
-use crate::store::plugins::PluginRow;
-use crate::store::records::insert_event;
+use crate::plugins::PluginRow;
+use crate::records::insert_event;
 use crate::store::{Actor, Store, Touched, now};
 
 /// The `cause` of a delivery job.
@@ -200,7 +200,7 @@ pub fn record(
 mod tests {
     use super::*;
     use crate::manifest::Manifest;
-    use crate::store::plugins;
+    use crate::plugins;
 
     fn channel_row(s: &mut Store) -> PluginRow {
         let m = Manifest::parse(
@@ -293,9 +293,9 @@ mod tests {
         assert_eq!(load(s.conn(), "a").unwrap().unwrap().state, "delivered");
         assert_eq!(load(s.conn(), "e").unwrap().unwrap().state, "approved");
 
-        let trail: Vec<(String, String, String)> = crate::store::audit::list(
+        let trail: Vec<(String, String, String)> = crate::audit::list(
             s.conn(),
-            &crate::store::audit::Filter {
+            &crate::audit::Filter {
                 plugin: Some("outbox-file".into()),
                 ..Default::default()
             },

@@ -1,11 +1,11 @@
 //! `keel:host/log`: plugin diagnostics into the host's tracing, tagged with
 //! the plugin and run. Not audited.
 
-use super::HostCtx;
+use super::RunCtx;
 use crate::bindings::log::{Host, Level};
 use crate::limits::{MAX_LOG_BYTES, MAX_LOG_LINES};
 
-impl Host for HostCtx {
+impl Host for RunCtx {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         self.log_lines = self.log_lines.saturating_add(1);
         if self.log_lines > MAX_LOG_LINES {

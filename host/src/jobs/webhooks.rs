@@ -54,12 +54,13 @@ use hmac::{Hmac, Mac};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+use crate::audit;
 use crate::error::CallError;
 use crate::home::Home;
+use crate::jobs::Priority;
 use crate::manifest::{MAX_WEBHOOK_BYTES, Manifest};
-use crate::store::jobs::Priority;
-use crate::store::records::insert_event;
-use crate::store::{Actor, Store, Touched, audit, new_id, now};
+use crate::records::insert_event;
+use crate::store::{Actor, Store, Touched, new_id, now};
 
 /// The `cause` of a webhook job.
 pub const CAUSE: &str = "webhook";

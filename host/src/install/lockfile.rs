@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::home::Home;
 use crate::manifest::Capabilities;
+use crate::plugins;
 use crate::store::Store;
-use crate::store::plugins;
 
 /// The lockfile's name in the home.
 pub const FILE: &str = "keel.lock";

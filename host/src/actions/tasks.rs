@@ -14,9 +14,9 @@ use serde_json::{Map, Value, json};
 
 use crate::actions::{Caller, WriteOptions};
 use crate::error::CallError;
+use crate::jobs::stamp;
 use crate::limits;
-use crate::store::jobs::stamp;
-use crate::store::records::{self, Provenance, Record};
+use crate::records::{self, Provenance, Record};
 use crate::store::{Actor, Store, Touched};
 
 /// The kind claims work on.

@@ -27,7 +27,7 @@ use tokenizers::pre_tokenizers::{byte_level::ByteLevel, digits::Digits, sequence
 
 use super::guide::{self, Node, Steer};
 use super::{Loaded, once};
-use crate::models::{Answer, ChatRequest, Failure};
+use crate::llm::{Answer, ChatRequest, Failure};
 
 /// The model's folder and file under the weights directory.
 const FOLDER: &str = "smollm2";

@@ -14,7 +14,7 @@ use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
 
 use super::{Loaded, once};
-use crate::models::{Failure, Vectors};
+use crate::llm::{Failure, Vectors};
 
 /// Word pieces per text the embedder reads; the rest is cut.
 const MAX_PIECES: usize = 256;

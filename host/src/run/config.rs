@@ -1,10 +1,10 @@
 //! `keel:host/config`: the operator's config values, only for declared keys.
 
-use super::HostCtx;
+use super::RunCtx;
 use crate::bindings::config::{CallingRun, Host};
 use crate::bindings::types;
 
-impl Host for HostCtx {
+impl Host for RunCtx {
     fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<String>, types::Error>> {
         if !self.grant.capabilities.config.contains(&key) {
             return Ok(Err(types::Error::Denied(format!(

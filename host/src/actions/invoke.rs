@@ -11,11 +11,10 @@ use serde::Serialize;
 
 use crate::actions::WriteOptions;
 use crate::error::CallError;
-use crate::host::HostCtx;
 use crate::limits;
 use crate::manifest::World;
-use crate::runtime::{Cause, Runtime};
-use crate::store::plugins::{self, PluginRow};
+use crate::plugins::{self, PluginRow};
+use crate::run::{Cause, Outcome, RunCtx, RunReport};
 use crate::store::{Store, Touched};
 
 /// How deep `invoke` calls may nest (a provider invoking a provider...).
@@ -98,9 +97,27 @@ pub fn check_input(row: &PluginRow, action: &str, input: &str) -> Result<(), Cal
     Ok(())
 }
 
+/// Starts the provider runs `actions.invoke` asks for (the runtime
+/// implements it).
+pub trait Providers {
+    /// How many `invoke` calls deep the calling run is (0 for a run nobody
+    /// invoked).
+    fn depth(&self) -> u32;
+    /// Runs provider `plugin` for `cause` with `input` on the lent store
+    /// `db`, and gives the store back with the run's report.
+    fn run(
+        &self,
+        db: Store,
+        plugin: &str,
+        cause: Cause<'_>,
+        input: &str,
+    ) -> anyhow::Result<(RunReport, Store)>;
+}
+
 /// `actions.invoke` for the run `ctx`: checks, runs the provider, records.
 pub fn call(
-    ctx: &mut HostCtx,
+    ctx: &mut RunCtx,
+    providers: &dyn Providers,
     action: &str,
     input: &str,
     opts: &WriteOptions,
@@ -144,10 +161,10 @@ pub fn call(
     if let Err(e) = check_input(&row, name, input) {
         return refuse(&mut ctx.db, e);
     }
-    if ctx.invoke_depth >= MAX_INVOKE_DEPTH {
+    if providers.depth() >= MAX_INVOKE_DEPTH {
         let e = CallError::Limit(format!(
             "`{action}` would be {} invoke calls deep; at most {MAX_INVOKE_DEPTH}",
-            ctx.invoke_depth + 1
+            providers.depth() + 1
         ));
         return refuse(&mut ctx.db, e);
     }
@@ -178,7 +195,7 @@ pub fn call(
         by_run: actor.run_id.as_deref(),
         by_plugin: &actor.plugin,
         action: name,
-        depth: ctx.invoke_depth + 1,
+        depth: providers.depth() + 1,
         deadline: ctx.deadline,
     };
     // The caller waits on the provider: its job stays its worker's for
@@ -188,12 +205,11 @@ pub fn call(
             .deadline
             .saturating_duration_since(std::time::Instant::now());
         let until = chrono::Utc::now()
-            + chrono::Duration::from_std(left + crate::up::LEASE_MARGIN + PREPARE_ALLOWANCE)
+            + chrono::Duration::from_std(left + crate::jobs::LEASE_MARGIN + PREPARE_ALLOWANCE)
                 .unwrap_or(chrono::TimeDelta::MAX);
-        crate::store::jobs::extend_for_run(db.conn(), run, until)?;
+        crate::jobs::extend_for_run(db.conn(), run, until)?;
     }
-    let ran = Runtime::with_engine(&ctx.home, ctx.engine.clone())
-        .and_then(|mut runtime| runtime.invoke(db, &row.id, cause, Some(input)));
+    let ran = providers.run(db, &row.id, cause, input);
     let report = match ran {
         Ok((report, db)) => {
             ctx.db = db;
@@ -218,9 +234,11 @@ pub fn call(
                 "{action}: {} run {} {}",
                 report.plugin, report.run, report.outcome
             );
-            let result = match (report.outcome.as_str(), report.output) {
-                ("ok", Some(output)) => limits::check_json("output", &output).map(|()| output),
-                ("error", _) => Err(same_kind(
+            let result = match (report.outcome, report.output) {
+                (Outcome::Ok, Some(output)) => {
+                    limits::check_json("output", &output).map(|()| output)
+                }
+                (Outcome::Error, _) => Err(same_kind(
                     report.error.as_deref(),
                     format!("{action} failed: {}", report.detail),
                 )),

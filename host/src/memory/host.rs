@@ -5,13 +5,47 @@
 
 use std::time::Instant;
 
-use super::HostCtx;
 use crate::bindings::memory::{Host, Memory, RecallFilter, Recalled, Scope};
 use crate::bindings::types;
 use crate::error::CallError;
+use crate::llm::{self, Metered};
 use crate::memory;
-use crate::models::{self, Metered};
+use crate::run::RunCtx;
 use crate::store::Touched;
+
+/// What `keel:host/memory`'s host calls see: the run's context and its
+/// working memory of scope `run`.
+pub struct MemoryView<'a> {
+    pub run: &'a mut RunCtx,
+    pub working: &'a mut memory::RunMemory,
+}
+
+impl std::ops::Deref for MemoryView<'_> {
+    type Target = RunCtx;
+    fn deref(&self) -> &RunCtx {
+        self.run
+    }
+}
+
+impl std::ops::DerefMut for MemoryView<'_> {
+    fn deref_mut(&mut self) -> &mut RunCtx {
+        self.run
+    }
+}
+
+struct MemoryData;
+
+impl wasmtime::component::HasData for MemoryData {
+    type Data<'a> = MemoryView<'a>;
+}
+
+/// Adds `keel:host/memory` to `linker`, over a [`MemoryView`] of each run.
+pub fn add_to_linker<T: 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+    get: fn(&mut T) -> MemoryView<'_>,
+) -> wasmtime::Result<()> {
+    crate::bindings::memory::add_to_linker::<T, MemoryData>(linker, get)
+}
 
 impl From<memory::Memory> for Memory {
     fn from(m: memory::Memory) -> Self {
@@ -56,7 +90,7 @@ fn metered<'a>(actor: &'a crate::store::Actor, e: &'a Embedded) -> Metered<'a> {
     }
 }
 
-impl HostCtx {
+impl MemoryView<'_> {
     fn memory_permit(&self) -> Result<(), CallError> {
         if self.grant.capabilities.memory {
             Ok(())
@@ -70,11 +104,11 @@ impl HostCtx {
 
     /// Embeds `text` with the embed tier, within the plugin's token budget.
     fn embed_for_memory(&mut self, text: &str) -> Result<Embedded, CallError> {
-        let held = self.reserve_tokens(models::most_tokens(std::iter::once(text), 0))?;
+        let held = self.reserve_tokens(llm::most_tokens(std::iter::once(text), 0))?;
         let started = Instant::now();
         let served = self.models().and_then(|config| {
             self.db.flush()?;
-            models::embed(&config, &[text.to_string()], self.deadline)
+            llm::embed(&config, &[text.to_string()], self.deadline)
         });
         self.release_tokens(held);
         let served = served?;
@@ -133,7 +167,7 @@ impl HostCtx {
             };
             let r = memory::recall(tx, viewer, &query, e.vector.clone(), &e.model, k, &filter)
                 .and_then(|found| {
-                    models::record(tx, &metered)?;
+                    llm::record(tx, &metered)?;
                     Ok(found)
                 });
             let detail = match &r {
@@ -172,7 +206,7 @@ impl HostCtx {
     }
 }
 
-impl Host for HostCtx {
+impl Host for MemoryView<'_> {
     fn set(
         &mut self,
         scope: Scope,
@@ -181,7 +215,7 @@ impl Host for HostCtx {
         ttl_seconds: Option<u32>,
     ) -> wasmtime::Result<Result<(), types::Error>> {
         let r = self.memory_permit().and_then(|()| match scope {
-            Scope::Run => self.run_memory.set(key, value),
+            Scope::Run => self.working.set(key, value),
             Scope::Plugin => {
                 let plugin = self.actor.plugin.clone();
                 self.db
@@ -199,7 +233,7 @@ impl Host for HostCtx {
         let r = self.memory_permit().and_then(|()| match scope {
             Scope::Run => {
                 memory::check_working(&key, None)?;
-                Ok(self.run_memory.get(&key).cloned())
+                Ok(self.working.get(&key).cloned())
             }
             Scope::Plugin => memory::working_get(self.db.conn(), &self.actor.plugin, &key),
         });
@@ -248,7 +282,7 @@ impl Host for HostCtx {
                     e.vector.clone(),
                 )
                 .and_then(|m| {
-                    models::record(tx, &metered)?;
+                    llm::record(tx, &metered)?;
                     Ok(m)
                 });
                 let detail = match &r {

@@ -1,14 +1,14 @@
 //! `keel:host/llm`: completions and embeddings from the operator's models
-//! ([`crate::models`]), checked against the plugin's `llm` grant and daily
+//! ([`crate::llm`]), checked against the plugin's `llm` grant and daily
 //! budget, metered in `llm_calls` and audited through the write path.
 
 use std::time::Instant;
 
-use super::HostCtx;
 use crate::bindings::llm::{Completion, CompletionRequest, Embeddings, Host, Tier};
 use crate::bindings::types;
 use crate::error::CallError;
-use crate::models::{self, ChatRequest, Metered, ModelsConfig};
+use crate::llm::{self, ChatRequest, Metered, ModelsConfig};
+use crate::run::{RunCtx, RunData};
 use crate::store::Touched;
 
 /// Most messages, and most bytes across them, in one request.
@@ -27,7 +27,7 @@ fn tier_name(t: Tier) -> &'static str {
     }
 }
 
-impl HostCtx {
+impl RunCtx {
     /// Refuses a call the grant or budget does not allow: `Err((reason,
     /// detail))` for a denial, `Ok(Err(limit))` for a spent budget.
     fn llm_permit(&self, tier: &str) -> Result<Result<(), CallError>, (String, Touched)> {
@@ -62,7 +62,7 @@ impl HostCtx {
     /// Reserves the most tokens a call may use from the plugin's daily
     /// budget before it runs (none without a budget); `limit` when they are
     /// not left. Committed at once, so calls in other runs see it.
-    pub(super) fn reserve_tokens(&mut self, tokens: u64) -> Result<Option<i64>, CallError> {
+    pub(crate) fn reserve_tokens(&mut self, tokens: u64) -> Result<Option<i64>, CallError> {
         let Some(budget) = self
             .grant
             .capabilities
@@ -78,7 +78,7 @@ impl HostCtx {
         let plugin = self.actor.plugin.clone();
         let id = self
             .db
-            .in_call(|conn| models::reserve(conn, &plugin, budget, tokens, until))
+            .in_call(|conn| llm::reserve(conn, &plugin, budget, tokens, until))
             .map_err(|e| match e {
                 CallError::Limit(m) => CallError::Limit(m.replacen(&plugin, &self.label, 1)),
                 other => other,
@@ -89,9 +89,9 @@ impl HostCtx {
 
     /// Gives a reservation back (its call is metered in the same
     /// transaction, or failed).
-    pub(super) fn release_tokens(&mut self, reservation: Option<i64>) {
+    pub(crate) fn release_tokens(&mut self, reservation: Option<i64>) {
         if let Some(id) = reservation
-            && let Err(e) = self.db.in_call(|conn| Ok(models::release(conn, id)?))
+            && let Err(e) = self.db.in_call(|conn| Ok(llm::release(conn, id)?))
         {
             tracing::warn!(plugin = %self.label, "could not release a token reservation: {e}");
         }
@@ -99,7 +99,7 @@ impl HostCtx {
 
     /// The operator's model configuration, with the API keys kept as
     /// secrets opened.
-    pub(super) fn models(&self) -> Result<ModelsConfig, CallError> {
+    pub(crate) fn models(&self) -> Result<ModelsConfig, CallError> {
         let root = self.home.root();
         let mut config =
             ModelsConfig::load(root).map_err(|e| CallError::Unavailable(format!("{e:#}")))?;
@@ -181,50 +181,21 @@ fn check_request(req: &CompletionRequest) -> Result<ChatRequest, CallError> {
 struct Answered {
     key: Option<String>,
     provider: String,
-    answer: models::Answer,
+    answer: llm::Answer,
     attempts: u32,
     cost_micros: i64,
     cached: bool,
 }
 
-impl HostCtx {
-    /// Audits a refused model call; the error for the guest.
-    pub(super) fn refuse(
-        &mut self,
-        action: &str,
-        reason: String,
-        touched: Touched,
-    ) -> types::Error {
-        let actor = self.actor.clone();
-        let r: Result<(), CallError> =
-            self.db
-                .write(&actor, action, None, Err((reason, touched)), |_| {
-                    (Ok(()), Touched::default())
-                });
-        r.err()
-            .map(types::Error::from)
-            .unwrap_or_else(|| types::Error::Internal("a refused call was allowed".into()))
-    }
-
-    /// Audits a failed model call; the error for the guest.
-    pub(super) fn fail(&mut self, action: &str, error: CallError, detail: String) -> types::Error {
-        let actor = self.actor.clone();
-        let r: Result<(), CallError> = self.db.write(&actor, action, None, Ok(()), |_| {
-            (Err(error), Touched::detail(detail))
-        });
-        r.err()
-            .map(types::Error::from)
-            .unwrap_or_else(|| types::Error::Internal("a failed call was recorded as done".into()))
-    }
-
+impl RunCtx {
     /// A completion from the cache or the operator's models.
     fn answer(&mut self, request: &CompletionRequest) -> Result<Answered, CallError> {
         let req = check_request(request)?;
         let config = self.models()?;
         let key =
-            (req.temperature == 0.0).then(|| models::cache_key(&config, &req, &self.actor.plugin));
+            (req.temperature == 0.0).then(|| llm::cache_key(&config, &req, &self.actor.plugin));
         if let Some(key) = &key
-            && let Some((provider, answer)) = models::cached(self.db.conn(), key)?
+            && let Some((provider, answer)) = llm::cached(self.db.conn(), key)?
         {
             return Ok(Answered {
                 key: Some(key.clone()),
@@ -238,7 +209,7 @@ impl HostCtx {
         // The run's grouped writes are committed first: a model call can
         // take seconds and must not hold the store's write lock.
         self.db.flush()?;
-        let served = models::complete(&config, &req, self.deadline)?;
+        let served = llm::complete(&config, &req, self.deadline)?;
         Ok(Answered {
             key,
             provider: served.provider,
@@ -250,7 +221,7 @@ impl HostCtx {
     }
 }
 
-impl Host for HostCtx {
+impl Host for RunCtx {
     fn complete(
         &mut self,
         request: CompletionRequest,
@@ -270,7 +241,7 @@ impl Host for HostCtx {
             }
             Ok(Ok(())) => {}
         }
-        let most = models::most_tokens(
+        let most = llm::most_tokens(
             request.messages.iter().map(|m| m.content.as_str()),
             request.max_tokens,
         );
@@ -318,9 +289,9 @@ impl Host for HostCtx {
             wall_ms: started.elapsed().as_millis() as u64,
         };
         let r: Result<(), CallError> = self.db.write(&actor, "llm.complete", None, Ok(()), |tx| {
-            let r = models::record(tx, &metered)
+            let r = llm::record(tx, &metered)
                 .and_then(|()| match &a.key {
-                    Some(key) => models::remember(tx, key, &a.provider, &a.answer, a.cached),
+                    Some(key) => llm::remember(tx, key, &a.provider, &a.answer, a.cached),
                     None => Ok(()),
                 })
                 .map_err(CallError::from);
@@ -355,11 +326,11 @@ impl Host for HostCtx {
                 "the texts hold {bytes} bytes, over the {MAX_EMBED_BYTES}-byte limit"
             ))),
             Ok(()) => {
-                let most = models::most_tokens(texts.iter().map(String::as_str), 0);
+                let most = llm::most_tokens(texts.iter().map(String::as_str), 0);
                 self.reserve_tokens(most).and_then(|held| {
                     let served = self.models().and_then(|config| {
                         self.db.flush().map_err(CallError::from)?;
-                        models::embed(&config, &texts, self.deadline)
+                        llm::embed(&config, &texts, self.deadline)
                     });
                     self.release_tokens(held);
                     served
@@ -385,7 +356,7 @@ impl Host for HostCtx {
         let plugin = actor.plugin.clone();
         let wall_ms = started.elapsed().as_millis() as u64;
         let r: Result<(), CallError> = self.db.write(&actor, "llm.embed", None, Ok(()), |tx| {
-            let r = models::record(
+            let r = llm::record(
                 tx,
                 &Metered {
                     run_id: run_id.as_deref(),
@@ -415,4 +386,12 @@ impl Host for HostCtx {
             dimension: u32::try_from(dimension).unwrap_or(u32::MAX),
         }))
     }
+}
+
+/// Adds `keel:host/llm` to `linker`, over each run's [`RunCtx`].
+pub fn add_to_linker<T: 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+    get: fn(&mut T) -> &mut RunCtx,
+) -> wasmtime::Result<()> {
+    crate::bindings::llm::add_to_linker::<T, RunData>(linker, get)
 }

@@ -1,11 +1,14 @@
 //! Records, their versions, identities and links, as rows. Reads take any
 //! connection; writes take the write path's transaction.
 
+mod host;
+pub use host::add_to_linker;
+
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use super::{Actor, new_id, now};
 use crate::error::CallError;
+use crate::store::{Actor, new_id, now};
 
 /// A canonical record. `body` is JSON text.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

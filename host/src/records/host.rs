@@ -1,12 +1,12 @@
 //! `keel:host/records`: reading canonical records under the read grant.
 
-use super::{HostCtx, reply};
 use crate::bindings::records::{Host, Page};
 use crate::bindings::types::{self, Identity, Link, Version};
 use crate::error::CallError;
 use crate::limits;
+use crate::records;
+use crate::run::{RunCtx, RunData, reply};
 use crate::store::Touched;
-use crate::store::records;
 
 /// Record `id`, if the grant may read it; a refusal does not name its kind.
 fn readable(
@@ -22,7 +22,7 @@ fn readable(
     Ok(record)
 }
 
-impl Host for HostCtx {
+impl Host for RunCtx {
     fn get(&mut self, id: String) -> wasmtime::Result<Result<types::Record, types::Error>> {
         let grant = &self.grant;
         let result = self.db.read(&self.actor, "records.get", |conn| {
@@ -201,4 +201,27 @@ impl Host for HostCtx {
             })
             .map_err(types::Error::from))
     }
+}
+
+impl From<records::Record> for types::Record {
+    fn from(r: records::Record) -> Self {
+        types::Record {
+            id: r.id,
+            kind: r.kind,
+            body: r.body,
+            version: u64::try_from(r.version).unwrap_or(0),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            created_by: r.created_by,
+            updated_by: r.updated_by,
+        }
+    }
+}
+
+/// Adds `keel:host/records` to `linker`, over each run's [`RunCtx`].
+pub fn add_to_linker<T: 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+    get: fn(&mut T) -> &mut RunCtx,
+) -> wasmtime::Result<()> {
+    crate::bindings::records::add_to_linker::<T, RunData>(linker, get)
 }
