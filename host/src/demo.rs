@@ -13,10 +13,10 @@ use serde::Serialize;
 
 use crate::embedded::{self, FILES, TODO, TRIAGE};
 use crate::home::Home;
+use crate::records;
 use crate::runtime::{RunReport, Runtime};
 use crate::store::Store;
 use crate::store::audit;
-use crate::store::records;
 use crate::terminal::say;
 
 /// The sample folder: (relative path, contents).
@@ -68,7 +68,7 @@ pub fn run(root: &Path, home_given: bool, models: Option<&Path>, json: bool) -> 
             .keep()
     };
     let home = Home::init(&root)?;
-    if !crate::store::plugins::list(home.store()?.conn())?.is_empty() {
+    if !crate::plugins::list(home.store()?.conn())?.is_empty() {
         anyhow::bail!(
             "{} already has plugins installed; run the demo in a new home (omit --home, or pass an empty folder)",
             home.root().display()
@@ -154,7 +154,7 @@ fn triage(
     match weights {
         Some(w) if ready => {
             std::fs::write(
-                home.root().join(crate::models::config::FILE),
+                home.root().join(crate::llm::config::FILE),
                 format!(
                     "# The demo's models: keel's local ones, on the CPU.\n[providers.local]\nkind = \"local\"\ndir = {:?}\n",
                     w.display().to_string()

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::home::Home;
-use crate::plugins::InstallRequest;
+use crate::install::InstallRequest;
 use crate::runtime::Runtime;
 
 /// A first-party plugin carried inside the binary.
@@ -68,8 +68,8 @@ pub fn install(
         dirs,
         ..InstallRequest::default()
     };
-    let checked = crate::plugins::check(runtime.engine(), runtime.linker(), &req)?;
+    let checked = crate::install::check(runtime.engine(), runtime.linker(), &req)?;
     let mut db = home.store()?;
-    crate::plugins::install(home, runtime.engine(), &mut db, &checked)?;
+    crate::install::install(home, runtime.engine(), &mut db, &checked)?;
     Ok(())
 }

@@ -480,7 +480,7 @@ pub fn set_review_gate(
     id: &str,
     gate: crate::manifest::ReviewGate,
 ) -> anyhow::Result<PluginRow> {
-    let row = crate::runtime::installed(db, id)?;
+    let row = crate::plugins::installed(db, id)?;
     let before = row.grant.review_below;
     let mut grant = row.grant.clone();
     grant.review_below = gate;
@@ -497,7 +497,7 @@ pub fn set_review_gate(
         (r, Touched::detail(&detail))
     })?;
     crate::install::lockfile::write(home, db)?;
-    crate::runtime::installed(db, id)
+    crate::plugins::installed(db, id)
 }
 
 /// Keeps `dir` (a replaced version's files) as the plugin's previous
@@ -516,7 +516,7 @@ fn keep_previous(home: &Home, id: &str, dir: &Path) {
 /// rollback replaced (files and grant), keeping the current one so a
 /// second rollback goes forward again.
 pub fn rollback(home: &Home, db: &mut Store, id: &str) -> anyhow::Result<PluginRow> {
-    let current = crate::runtime::installed(db, id)?;
+    let current = crate::plugins::installed(db, id)?;
     let dest = home.plugin_dir(id);
     let previous = home.plugins_dir().join(format!(".{id}.previous"));
     if !previous.is_dir() {
@@ -568,12 +568,12 @@ pub fn rollback(home: &Home, db: &mut Store, id: &str) -> anyhow::Result<PluginR
     }
     keep_previous(home, id, &replacing);
     crate::install::lockfile::write(home, db)?;
-    crate::runtime::installed(db, id)
+    crate::plugins::installed(db, id)
 }
 
 /// Removes an installed plugin; its records, runs and audit stay.
 pub fn remove(home: &Home, db: &mut Store, id: &str) -> anyhow::Result<()> {
-    let row = crate::runtime::installed(db, id)?;
+    let row = crate::plugins::installed(db, id)?;
     let label = row.label();
     db.write(&Actor::operator(), "plugin.remove", None, Ok(()), |tx| {
         let r = plugins::remove(tx, id).and_then(|_| crate::jobs::webhooks::remove(tx, id));

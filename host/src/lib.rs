@@ -51,7 +51,6 @@
 //!   outside safe to print.
 
 pub mod actions;
-pub mod audit;
 pub mod bench;
 mod bindings;
 pub mod cli;
@@ -82,9 +81,3 @@ pub mod terminal;
 mod testing;
 pub mod triggers;
 pub mod up;
-
-// Former paths, until the command modules name the new owners.
-pub use actions::invoke;
-pub use install::{consent, packages};
-pub use jobs::webhooks;
-pub use llm as models;

@@ -293,9 +293,9 @@ mod tests {
         assert_eq!(load(s.conn(), "a").unwrap().unwrap().state, "delivered");
         assert_eq!(load(s.conn(), "e").unwrap().unwrap().state, "approved");
 
-        let trail: Vec<(String, String, String)> = crate::audit::list(
+        let trail: Vec<(String, String, String)> = crate::store::audit::list(
             s.conn(),
-            &crate::audit::Filter {
+            &crate::store::audit::Filter {
                 plugin: Some("outbox-file".into()),
                 ..Default::default()
             },

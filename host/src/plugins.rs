@@ -1,10 +1,6 @@
 //! Installed plugins and their runs, as rows.
 
-// Former paths of the install steps, until the command modules name `install`.
-pub use crate::install::{
-    InstallRequest, check, compare_versions, install, rollback, set_review_gate, shown, signer,
-};
-
+use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
@@ -324,4 +320,11 @@ pub fn list_runs(
     ))?
     .query_map(params![plugin, limit], row_to_run)?
     .collect()
+}
+
+/// The installed plugin `id`, or an error that says how to install it.
+pub fn installed(db: &crate::store::Store, id: &str) -> anyhow::Result<PluginRow> {
+    get(db.conn(), id)?.with_context(|| {
+        format!("no plugin `{id}` is installed; see `keel plugin list` or install it with `keel plugin install PATH`")
+    })
 }

@@ -268,7 +268,7 @@ fn insert_version(
         confidence,
         prov.note,
     ])?;
-    super::audit::version_written(&super::audit::VersionRow {
+    crate::store::audit::version_written(&crate::store::audit::VersionRow {
         record_id: &record.id,
         version: record.version,
         body: &record.body,

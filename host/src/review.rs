@@ -654,9 +654,9 @@ mod tests {
         let err = decide(&mut s, &other, &Decision::Approve).unwrap_err();
         assert!(matches!(err, CallError::NotFound(_)), "{err:?}");
 
-        let ops: Vec<(String, String)> = crate::audit::list(
+        let ops: Vec<(String, String)> = crate::store::audit::list(
             s.conn(),
-            &crate::audit::Filter {
+            &crate::store::audit::Filter {
                 plugin: Some("operator".into()),
                 ..Default::default()
             },
@@ -678,7 +678,7 @@ mod tests {
             .map(|(a, o)| (a.to_string(), o.to_string()))
             .collect();
         assert_eq!(ops, want);
-        assert_eq!(crate::audit::verify(s.conn()).unwrap().broken, None);
+        assert_eq!(crate::store::audit::verify(s.conn()).unwrap().broken, None);
     }
 
     /// Writes `body` for kind `note/x` with `confidence` as plugin `unsure`
@@ -799,7 +799,7 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, CallError::Conflict(_)), "{err:?}");
         decide(&mut s, &format!("{sure}@2"), &Decision::Approve).unwrap();
-        assert_eq!(crate::audit::verify(s.conn()).unwrap().broken, None);
+        assert_eq!(crate::store::audit::verify(s.conn()).unwrap().broken, None);
     }
 
     #[test]

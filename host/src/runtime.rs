@@ -152,7 +152,7 @@ impl Runtime {
         cause: Cause<'_>,
         input: Option<&str>,
     ) -> anyhow::Result<(RunReport, Store)> {
-        let row = installed(&db, plugin)?;
+        let row = plugins::installed(&db, plugin)?;
         let work = work::work_for(&db, &row, cause, input)?;
         let engine = self.engine.engine().clone();
         let prepared = self.prepare(&row)?;
@@ -201,13 +201,6 @@ impl Runtime {
         };
         end::finish(store.into_data(), &row, run_id, &work, called, spent)
     }
-}
-
-/// The installed plugin `id`, or an error that says how to install it.
-pub fn installed(db: &Store, id: &str) -> anyhow::Result<PluginRow> {
-    plugins::get(db.conn(), id)?.with_context(|| {
-        format!("no plugin `{id}` is installed; see `keel plugin list` or install it with `keel plugin install PATH`")
-    })
 }
 
 impl Runtime {

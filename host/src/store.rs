@@ -5,9 +5,7 @@
 //! in one transaction, or none of them do. A denied or failed call still
 //! leaves its audit entry.
 
-// Former paths of the tables' owners, until every caller names the owner.
-pub use crate::plugins;
-pub use crate::{audit, jobs, records};
+pub mod audit;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -160,7 +160,7 @@ impl Worker {
     /// Loads and pre-instantiates `plugin` now rather than at its first job.
     pub fn prepare(&mut self, plugin: &str) -> anyhow::Result<()> {
         let db = self.home.store()?;
-        let row = crate::runtime::installed(&db, plugin)?;
+        let row = crate::plugins::installed(&db, plugin)?;
         self.runtime.start_only(db, &row).map(|_| ())
     }
 

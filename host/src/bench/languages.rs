@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::home::Home;
-use crate::plugins::InstallRequest;
+use crate::install::InstallRequest;
 use crate::runtime::Runtime;
 
 /// The figures per language, in `keel bench --json`'s names.
@@ -73,7 +73,7 @@ fn measure(
             source: dir.clone(),
             ..InstallRequest::default()
         };
-        let checked = crate::plugins::check(runtime.engine(), runtime.linker(), &req).map_err(
+        let checked = crate::install::check(runtime.engine(), runtime.linker(), &req).map_err(
             |e| {
                 format!(
                     "the {lang} writer in {} is not built ({e}); `cargo test -p keel-test-artifacts` builds it",
@@ -84,9 +84,9 @@ fn measure(
         let size = super::round(checked.component_bytes.len() as f64 / 1024.0);
         let id = checked.manifest.plugin.id.clone();
         let mut db = home.store().map_err(|e| e.to_string())?;
-        crate::plugins::install(home, runtime.engine(), &mut db, &checked)
+        crate::install::install(home, runtime.engine(), &mut db, &checked)
             .map_err(|e| format!("installing the {lang} writer: {e}"))?;
-        let row = crate::runtime::installed(&db, &id).map_err(|e| e.to_string())?;
+        let row = crate::plugins::installed(&db, &id).map_err(|e| e.to_string())?;
         let (times, _) =
             super::start::time_starts(runtime, db, &row, samples).map_err(|e| e.to_string())?;
         measured.push((super::round(super::start::p50_us(times)), size));

@@ -28,8 +28,8 @@ pub(super) fn measure(models: Option<&Path>) -> ModelFigures {
                 .to_string(),
         ),
         Some(dir) => (|| -> Result<(), String> {
-            figures.embed_per_s = Some(round(crate::models::embed_rate(&dir, 256)?));
-            let (read, wrote) = crate::models::chat_rate(&dir, 128)?;
+            figures.embed_per_s = Some(round(crate::llm::embed_rate(&dir, 256)?));
+            let (read, wrote) = crate::llm::chat_rate(&dir, 128)?;
             figures.local_prompt_tokens_per_s = Some(round(read));
             figures.local_tokens_per_s = Some(round(wrote));
             Ok(())

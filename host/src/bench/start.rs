@@ -37,7 +37,7 @@ impl WasiView for Bare {
 pub(super) fn time_starts(
     runtime: &mut Runtime,
     mut db: Store,
-    row: &crate::store::plugins::PluginRow,
+    row: &crate::plugins::PluginRow,
     samples: usize,
 ) -> anyhow::Result<(Vec<Duration>, Store)> {
     db = runtime.start_only(db, row)?;
@@ -63,7 +63,7 @@ pub(super) fn measure(
     db: Store,
     samples: usize,
 ) -> anyhow::Result<(Starts, Store)> {
-    let row = crate::runtime::installed(&db, "bench")?;
+    let row = crate::plugins::installed(&db, "bench")?;
     let (keel_samples, db) = time_starts(runtime, db, &row, samples)?;
     let bare_samples = bare_starts(home, runtime, samples)?;
     Ok((

@@ -46,7 +46,7 @@ pub(super) fn run(root: &Path, cmd: ActionsCmd) -> anyhow::Result<()> {
         .collect();
     // Provided actions come from the home's installed providers.
     if let Ok(home) = Home::open(root) {
-        let provided = crate::invoke::provided(home.store()?.conn())?;
+        let provided = crate::actions::invoke::provided(home.store()?.conn())?;
         actions.extend(provided.into_iter().map(|a| ActionView {
             needs: format!("invoke: {}", a.name),
             name: a.name,

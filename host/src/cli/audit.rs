@@ -75,7 +75,7 @@ pub(super) fn run(root: &Path, args: AuditArgs) -> anyhow::Result<ExitCode> {
             return audit_verify(&home, &db, checkpoint, public_key, json);
         }
         Some(AuditCmd::Checkpoint { key, out, print }) => {
-            let secret = crate::packages::load_key(&home, &key)?;
+            let secret = crate::install::packages::load_key(&home, &key)?;
             let cp = audit::checkpoint(db.conn(), &secret)?;
             let path = out.unwrap_or_else(|| {
                 home.root()
@@ -165,7 +165,7 @@ fn audit_verify(
                 k.parse()
                     .map_err(|e| anyhow::anyhow!("--public-key: {e}"))?,
             ],
-            None => crate::packages::list_keys(home)?
+            None => crate::install::packages::list_keys(home)?
                 .into_iter()
                 .map(|(_, k)| k)
                 .collect(),

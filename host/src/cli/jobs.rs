@@ -30,7 +30,7 @@ pub(super) fn run(root: &Path, cmd: JobsCmd) -> anyhow::Result<()> {
         bail!("unknown job state `{s}`; use one of {}", STATES.join(", "));
     }
     let home = Home::open(root)?;
-    let jobs = crate::store::jobs::list(home.store()?.conn(), state.as_deref(), limit)?;
+    let jobs = crate::jobs::list(home.store()?.conn(), state.as_deref(), limit)?;
     if json {
         print_json(&jobs)?;
     } else {

@@ -54,11 +54,11 @@ pub(super) fn key(root: &Path, cmd: KeyCmd) -> anyhow::Result<()> {
     let home = Home::open(root)?;
     match cmd {
         KeyCmd::Generate { name } => {
-            let public = crate::packages::generate_key(&home, &name)?;
+            let public = crate::install::packages::generate_key(&home, &name)?;
             say!("{public}");
         }
         KeyCmd::List { json } => {
-            let keys = crate::packages::list_keys(&home)?;
+            let keys = crate::install::packages::list_keys(&home)?;
             if json {
                 let keys: Vec<serde_json::Value> = keys
                     .iter()
@@ -86,17 +86,17 @@ pub(super) fn trust(root: &Path, cmd: TrustCmd) -> anyhow::Result<()> {
             any,
         } => {
             let scope = match (any, plugins.is_empty()) {
-                (true, _) => crate::packages::TrustScope::any(),
-                (false, false) => crate::packages::TrustScope::Plugins(plugins),
+                (true, _) => crate::install::packages::TrustScope::any(),
+                (false, false) => crate::install::packages::TrustScope::Plugins(plugins),
                 (false, true) => bail!(
                     "say which plugins {name} may sign: --for ID,ID, or --any for every plugin"
                 ),
             };
-            crate::packages::trust(&mut db, &key, &name, &scope)?;
+            crate::install::packages::trust(&mut db, &key, &name, &scope)?;
             say!("trusted {name} {scope}");
         }
         TrustCmd::List { json } => {
-            let keys = crate::packages::trusted(db.conn())?;
+            let keys = crate::install::packages::trusted(db.conn())?;
             if json {
                 print_json(&keys)?;
             } else {
@@ -112,7 +112,7 @@ pub(super) fn trust(root: &Path, cmd: TrustCmd) -> anyhow::Result<()> {
             }
         }
         TrustCmd::Remove { name } => {
-            crate::packages::distrust(&mut db, &name)?;
+            crate::install::packages::distrust(&mut db, &name)?;
             say!("no longer trusted: {name}");
         }
     }

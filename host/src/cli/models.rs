@@ -40,7 +40,7 @@ pub(super) fn usage(root: &Path, args: UsageArgs) -> anyhow::Result<()> {
         bail!("--since {day}: write a day as YYYY-MM-DD");
     }
     let home = Home::open(root)?;
-    let rows = crate::models::usage(home.store()?.conn(), plugin.as_deref(), since.as_deref())?;
+    let rows = crate::llm::usage(home.store()?.conn(), plugin.as_deref(), since.as_deref())?;
     if json {
         print_json(&rows)?;
     } else if rows.is_empty() {
@@ -77,7 +77,7 @@ pub(super) fn usage(root: &Path, args: UsageArgs) -> anyhow::Result<()> {
 pub(super) fn models(root: &Path, args: ModelsArgs) -> anyhow::Result<()> {
     let ModelsArgs { json } = args;
     let home = Home::open(root)?;
-    let config = crate::models::ModelsConfig::load(home.root())?;
+    let config = crate::llm::ModelsConfig::load(home.root())?;
     let tiers: Vec<serde_json::Value> = config
         .tiers
         .all()
@@ -88,10 +88,10 @@ pub(super) fn models(root: &Path, args: ModelsArgs) -> anyhow::Result<()> {
                 .filter_map(|name| {
                     let p = config.providers.get(name)?;
                     let at = match p.kind {
-                        crate::models::config::ProviderKind::Local => {
+                        crate::llm::config::ProviderKind::Local => {
                             format!("in keel, weights in {}", p.weights_dir().display())
                         }
-                        crate::models::config::ProviderKind::Openai => p.base_url.clone(),
+                        crate::llm::config::ProviderKind::Openai => p.base_url.clone(),
                     };
                     Some(format!("{name}/{} ({at})", p.model_for(tier)?))
                 })
@@ -113,7 +113,7 @@ pub(super) fn models(root: &Path, args: ModelsArgs) -> anyhow::Result<()> {
                 if chain.is_empty() {
                     format!(
                         "nothing (name providers under [tiers] in {})",
-                        home.root().join(crate::models::config::FILE).display()
+                        home.root().join(crate::llm::config::FILE).display()
                     )
                 } else {
                     chain.join(" -> ")

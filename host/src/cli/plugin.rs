@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::print_json;
 use crate::home::Home;
-use crate::store::plugins as plugin_rows;
+use crate::plugins as plugin_rows;
 use crate::terminal::{esay, say};
 
 mod install;
@@ -102,12 +102,12 @@ pub(super) enum WebhookCmd {
 
 pub(super) fn run(root: &Path, cmd: PluginCmd) -> anyhow::Result<()> {
     if let PluginCmd::Pack { dir, out } = &cmd {
-        let (path, digest) = crate::packages::pack(dir, out.as_deref())?;
+        let (path, digest) = crate::install::packages::pack(dir, out.as_deref())?;
         say!("packed {} {digest}", path.display());
         return Ok(());
     }
     if let PluginCmd::Push { package, reference } = &cmd {
-        let (digest, signed) = crate::packages::push(package, reference)?;
+        let (digest, signed) = crate::install::packages::push(package, reference)?;
         say!("pushed {} {reference}@{digest}", package.display());
         if !signed {
             esay!(
@@ -126,7 +126,8 @@ pub(super) fn run(root: &Path, cmd: PluginCmd) -> anyhow::Result<()> {
             key,
             signer,
         } => {
-            let (digest, public) = crate::packages::sign(&home, &package, &key, signer.as_deref())?;
+            let (digest, public) =
+                crate::install::packages::sign(&home, &package, &key, signer.as_deref())?;
             say!("signed {} {digest} by {public}", package.display());
         }
         PluginCmd::Install(args) => install::install(&home, args)?,
@@ -145,13 +146,13 @@ pub(super) fn run(root: &Path, cmd: PluginCmd) -> anyhow::Result<()> {
         } => policy(&home, &id, review_below, json)?,
         PluginCmd::Rollback { id } => {
             let mut db = home.store()?;
-            let row = crate::plugins::rollback(&home, &mut db, &id)?;
+            let row = crate::install::rollback(&home, &mut db, &id)?;
             say!("rolled back to {} {}", row.label(), row.digest);
-            show_hook_secrets(&crate::webhooks::issue(&home, &mut db, &row.id)?);
+            show_hook_secrets(&crate::jobs::webhooks::issue(&home, &mut db, &row.id)?);
         }
         PluginCmd::Webhook(WebhookCmd::Rotate { plugin, hook, json }) => {
             let mut db = home.store()?;
-            let issued = crate::webhooks::rotate(&home, &mut db, &plugin, &hook)?;
+            let issued = crate::jobs::webhooks::rotate(&home, &mut db, &plugin, &hook)?;
             if json {
                 print_json(&issued)?;
             } else {
@@ -190,14 +191,14 @@ fn list(home: &Home, json: bool) -> anyhow::Result<()> {
 
 fn inspect(home: &Home, id: &str, json: bool) -> anyhow::Result<()> {
     let db = home.store()?;
-    let row = crate::runtime::installed(&db, id)?;
-    let webhooks = crate::webhooks::list(db.conn(), &row.id)?;
+    let row = crate::plugins::installed(&db, id)?;
+    let webhooks = crate::jobs::webhooks::list(db.conn(), &row.id)?;
     if json {
         #[derive(Serialize)]
         struct Inspected<'a> {
             #[serde(flatten)]
-            row: &'a crate::store::plugins::PluginRow,
-            webhooks: &'a [crate::webhooks::Hook],
+            row: &'a crate::plugins::PluginRow,
+            webhooks: &'a [crate::jobs::webhooks::Hook],
         }
         print_json(&Inspected {
             row: &row,
@@ -209,7 +210,7 @@ fn inspect(home: &Home, id: &str, json: bool) -> anyhow::Result<()> {
             say!("  {}", row.manifest.plugin.description);
         }
         if let Some(source) = &row.source {
-            say!("  from:     {}", crate::plugins::shown(source));
+            say!("  from:     {}", crate::install::shown(source));
         }
         if let Some(package) = &row.package_digest {
             say!("  package:  {package}");
@@ -227,7 +228,7 @@ fn inspect(home: &Home, id: &str, json: bool) -> anyhow::Result<()> {
         }
         say!(
             "  review:   {}",
-            crate::consent::review_line(&row.manifest, &row.grant)
+            crate::install::consent::review_line(&row.manifest, &row.grant)
         );
         for (name, dir) in &row.grant.dirs {
             say!(
@@ -277,8 +278,8 @@ fn policy(
 ) -> anyhow::Result<()> {
     let mut db = home.store()?;
     let row = match review_below {
-        Some(gate) => crate::plugins::set_review_gate(home, &mut db, id, gate)?,
-        None => crate::runtime::installed(&db, id)?,
+        Some(gate) => crate::install::set_review_gate(home, &mut db, id, gate)?,
+        None => crate::plugins::installed(&db, id)?,
     };
     let operator = row.grant.review_below;
     let in_force = row.manifest.policy.under(operator);
@@ -293,14 +294,14 @@ fn policy(
         say!(
             "{}: {}",
             row.label(),
-            crate::consent::review_line(&row.manifest, &row.grant)
+            crate::install::consent::review_line(&row.manifest, &row.grant)
         );
     }
     Ok(())
 }
 
 /// Prints webhook secrets just made: the only time they are shown.
-pub(super) fn show_hook_secrets(secrets: &[crate::webhooks::Issued]) {
+pub(super) fn show_hook_secrets(secrets: &[crate::jobs::webhooks::Issued]) {
     for s in secrets {
         say!(
             "webhook {} of {}: POST {} signed with secret {} (shown once; keep it with the sender)",

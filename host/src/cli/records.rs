@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use super::print_json;
 use crate::home::Home;
+use crate::records;
 use crate::store::Store;
-use crate::store::records;
 use crate::terminal::say;
 
 #[derive(Debug, Subcommand)]

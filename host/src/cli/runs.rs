@@ -6,7 +6,7 @@ use clap::Subcommand;
 
 use super::print_json;
 use crate::home::Home;
-use crate::store::plugins as plugin_rows;
+use crate::plugins as plugin_rows;
 use crate::terminal::say;
 
 #[derive(Debug, Subcommand)]

@@ -54,12 +54,12 @@ use hmac::{Hmac, Mac};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::audit;
 use crate::error::CallError;
 use crate::home::Home;
 use crate::jobs::Priority;
 use crate::manifest::{MAX_WEBHOOK_BYTES, Manifest};
 use crate::records::insert_event;
+use crate::store::audit;
 use crate::store::{Actor, Store, Touched, new_id, now};
 
 /// The `cause` of a webhook job.

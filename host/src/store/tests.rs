@@ -6,6 +6,7 @@ use super::*;
 use crate::actions::{self, Caller, WriteOptions};
 use crate::grant::Grant;
 use crate::manifest::Policy;
+use crate::records;
 use crate::testing::Fixture;
 
 fn grant(kinds: &[&str], actions: &[&str]) -> Grant {

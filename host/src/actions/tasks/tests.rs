@@ -56,7 +56,7 @@ fn one_claim_wins_a_race_of_eight() {
     assert_eq!(b["state"], "claimed");
     assert_eq!(b["claims"], 1);
     // Seven refused claims and one allowed, all audited.
-    let claims: Vec<String> = crate::audit::list(s.conn(), &Default::default())
+    let claims: Vec<String> = crate::store::audit::list(s.conn(), &Default::default())
         .unwrap()
         .into_iter()
         .filter(|e| e.action == "claim")
@@ -211,7 +211,7 @@ fn expired_claims_reopen_then_escalate_and_lost_runs_close() {
         })
         .unwrap();
     assert_eq!(outcome, "lost");
-    assert_eq!(crate::audit::verify(s.conn()).unwrap().broken, None);
+    assert_eq!(crate::store::audit::verify(s.conn()).unwrap().broken, None);
 }
 
 /// M4: `complete` was a write beside the write path's checks. Sources must

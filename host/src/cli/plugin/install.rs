@@ -10,11 +10,11 @@ use serde::Serialize;
 use super::{pairs, print_json, show_hook_secrets};
 use crate::home::Home;
 use crate::install::Checked;
-use crate::packages::{Fetched, Trusted};
-use crate::plugins::InstallRequest;
+use crate::install::InstallRequest;
+use crate::install::packages::{Fetched, Trusted};
+use crate::plugins::PluginRow;
 use crate::runtime::Runtime;
 use crate::store::Store;
-use crate::store::plugins::PluginRow;
 use crate::terminal::{esay, say};
 
 #[derive(Debug, Args)]
@@ -66,22 +66,22 @@ pub(super) fn install(home: &Home, args: InstallArgs) -> anyhow::Result<()> {
     // Holds a fetched package's file until it is installed.
     let (_fetched, req) = request(&args)?;
     let runtime = Runtime::new(home)?;
-    let mut checked = crate::plugins::check(runtime.engine(), runtime.linker(), &req)?;
+    let mut checked = crate::install::check(runtime.engine(), runtime.linker(), &req)?;
     let mut db = home.store()?;
     // An untrusted signer is refused before the operator is asked.
-    let signer = crate::plugins::signer(&db, &checked)?;
+    let signer = crate::install::signer(&db, &checked)?;
     if let Some(notice) = signer.as_ref().and_then(|t| t.legacy_notice()) {
         esay!("{notice}");
     }
     for cap in &args.deny {
-        crate::consent::deny(&mut checked.grant, cap).map_err(anyhow::Error::msg)?;
+        crate::install::consent::deny(&mut checked.grant, cap).map_err(anyhow::Error::msg)?;
     }
     if let Some(gate) = args.review_below {
         checked.grant.review_below = gate;
     }
     show_asked(&db, &checked, signer.as_ref());
     if !args.yes {
-        crate::consent::ask(
+        crate::install::consent::ask(
             &format!(
                 "Install {} with these capabilities?",
                 checked.manifest.label()
@@ -89,14 +89,14 @@ pub(super) fn install(home: &Home, args: InstallArgs) -> anyhow::Result<()> {
             "keel asks before it installs a plugin; pass --yes to grant what is listed above (and --deny KIND:VALUE to grant less)",
         )?;
     }
-    let row = crate::plugins::install(home, runtime.engine(), &mut db, &checked)?;
-    let secrets = crate::webhooks::issue(home, &mut db, &row.id)?;
+    let row = crate::install::install(home, runtime.engine(), &mut db, &checked)?;
+    let secrets = crate::jobs::webhooks::issue(home, &mut db, &row.id)?;
     if args.json {
         #[derive(Serialize)]
         struct Installed<'a> {
             #[serde(flatten)]
             row: &'a PluginRow,
-            webhook_secrets: &'a [crate::webhooks::Issued],
+            webhook_secrets: &'a [crate::jobs::webhooks::Issued],
         }
         print_json(&Installed {
             row: &row,
@@ -137,7 +137,7 @@ fn request(args: &InstallArgs) -> anyhow::Result<(Option<Fetched>, InstallReques
         .transpose()
         .map_err(|e| anyhow::anyhow!("--{e}"))?;
     let source = args.path.to_string_lossy().into_owned();
-    let fetched = crate::packages::fetch(&source)?;
+    let fetched = crate::install::packages::fetch(&source)?;
     let req = InstallRequest {
         source: fetched
             .as_ref()
@@ -161,16 +161,16 @@ fn request(args: &InstallArgs) -> anyhow::Result<(Option<Fetched>, InstallReques
 /// What the plugin would be granted, whom it could invoke, and who signed
 /// it, on stderr before the operator is asked.
 fn show_asked(db: &Store, checked: &Checked, signer: Option<&Trusted>) {
-    for line in crate::consent::summary(&checked.manifest, &checked.grant) {
+    for line in crate::install::consent::summary(&checked.manifest, &checked.grant) {
         esay!("{line}");
     }
     let installed = |id: &str| {
-        crate::store::plugins::get(db.conn(), id)
+        crate::plugins::get(db.conn(), id)
             .ok()
             .flatten()
             .map(|row| (row.label(), row.grant))
     };
-    for line in crate::consent::invoke_reach(&checked.grant, installed) {
+    for line in crate::install::consent::invoke_reach(&checked.grant, installed) {
         esay!("{line}");
     }
     if let Some(t) = signer {
@@ -197,9 +197,9 @@ pub(super) fn update(
 ) -> anyhow::Result<()> {
     let runtime = Runtime::new(home)?;
     let mut db = home.store()?;
-    let row = crate::runtime::installed(&db, id)?;
+    let row = crate::plugins::installed(&db, id)?;
     let from = recorded_source(&row)?;
-    let fetched = crate::packages::fetch(&from)
+    let fetched = crate::install::packages::fetch(&from)
         .with_context(|| format!("cannot update {} from {from}", row.label()))?;
     let req = InstallRequest {
         source: fetched
@@ -218,7 +218,7 @@ pub(super) fn update(
         allow_unsigned,
         ..InstallRequest::default()
     };
-    let mut checked = crate::plugins::check(runtime.engine(), runtime.linker(), &req)
+    let mut checked = crate::install::check(runtime.engine(), runtime.linker(), &req)
         .with_context(|| format!("cannot update {} from {from}", row.label()))?;
     same_plugin(&row, &checked, &from, id, allow_downgrade)?;
     let digest = checked.package_digest.to_string();
@@ -226,24 +226,24 @@ pub(super) fn update(
         say!("{} is up to date ({digest})", row.label());
         return Ok(());
     }
-    let signer = crate::plugins::signer(&db, &checked)?;
+    let signer = crate::install::signer(&db, &checked)?;
     if let Some(notice) = signer.as_ref().and_then(|t| t.legacy_notice()) {
         esay!("{notice}");
     }
     // The operator's choices outlive the version they were made
     // for: the review gate, and what was denied.
     checked.grant.review_below = row.grant.review_below;
-    crate::consent::deny_again(&mut checked.grant, &row.grant.denied);
+    crate::install::consent::deny_again(&mut checked.grant, &row.grant.denied);
     let asks_more = show_changes(&row, &checked, signer.as_ref());
     if asks_more && !yes {
-        crate::consent::ask(
+        crate::install::consent::ask(
             "The update asks for more (+ above). Accept?",
             "the update asks for more or changes how it runs (+ above); pass --yes to grant it",
         )?;
     }
-    let new = crate::plugins::install(home, runtime.engine(), &mut db, &checked)?;
+    let new = crate::install::install(home, runtime.engine(), &mut db, &checked)?;
     say!("updated {} -> {} {}", row.label(), new.label(), new.digest);
-    show_hook_secrets(&crate::webhooks::issue(home, &mut db, &new.id)?);
+    show_hook_secrets(&crate::jobs::webhooks::issue(home, &mut db, &new.id)?);
     Ok(())
 }
 
@@ -255,10 +255,10 @@ fn recorded_source(row: &PluginRow) -> anyhow::Result<String> {
             row.label()
         );
     };
-    let from = crate::plugins::shown(&source).to_string();
+    let from = crate::install::shown(&source).to_string();
     // Installs before sources were stored absolute recorded paths
     // like `dir:.`, which name whatever folder keel runs in.
-    if !crate::packages::is_remote(&from) && std::path::Path::new(&from).is_relative() {
+    if !crate::install::packages::is_remote(&from) && std::path::Path::new(&from).is_relative() {
         bail!(
             "{} was recorded as installed from the relative path `{from}`, which depends on the folder keel runs in; install it again from its folder's full path (`keel plugin install /path/to/{from}`), then update",
             row.label()
@@ -284,7 +284,7 @@ fn same_plugin(
             checked.manifest.label()
         );
     }
-    if crate::plugins::compare_versions(&new.version, &row.version).is_lt() && !allow_downgrade {
+    if crate::install::compare_versions(&new.version, &row.version).is_lt() && !allow_downgrade {
         bail!(
             "{from} holds {}, older than the installed {}; nothing was updated (pass --allow-downgrade to go back to it)",
             checked.manifest.label(),
@@ -296,7 +296,7 @@ fn same_plugin(
 
 /// What the update adds and removes, on stderr; whether it asks for more.
 fn show_changes(row: &PluginRow, checked: &Checked, signer: Option<&Trusted>) -> bool {
-    let (added, removed) = crate::consent::diff(
+    let (added, removed) = crate::install::consent::diff(
         (&row.manifest, &row.grant),
         (&checked.manifest, &checked.grant),
     );
@@ -309,7 +309,7 @@ fn show_changes(row: &PluginRow, checked: &Checked, signer: Option<&Trusted>) ->
     }
     esay!(
         "  review: {}",
-        crate::consent::review_line(&checked.manifest, &checked.grant)
+        crate::install::consent::review_line(&checked.manifest, &checked.grant)
     );
     if let Some(t) = signer {
         esay!("  signed by {}", t.shown());
