@@ -158,8 +158,60 @@ pub fn check(
     linker: &wasmtime::component::Linker<RunState>,
     req: &InstallRequest,
 ) -> anyhow::Result<Checked> {
-    // A package is unpacked into a temporary folder and installed from
-    // there; its signature was checked against its contents on the way.
+    let opened = open_source(req)?;
+    let req = opened.request.as_ref().unwrap_or(req);
+    let manifest_path = locate(req)?;
+    let manifest = Manifest::load(&manifest_path)?;
+    let manifest_text = std::fs::read_to_string(&manifest_path)?;
+    let base = manifest_path.parent().unwrap_or(Path::new("."));
+    let (component_bytes, component) = load_component(engine, req, &manifest, base)?;
+    let imports = check_imports(engine.engine(), &component, &manifest)?;
+    check_world(linker, &component, &manifest)?;
+    let mut grant = Grant::new(&manifest, &req.dirs, &req.config).map_err(anyhow::Error::msg)?;
+    grant.cap(req.concurrency, req.rate);
+    let package_digest = match &opened.unpacked {
+        Some(u) => u.digest.clone(),
+        None => {
+            let readme = std::fs::read_to_string(base.join(keel_registry::package::README)).ok();
+            keel_registry::package::digest_of(&manifest_text, &component_bytes, readme.as_deref())
+        }
+    };
+    if let Some(pinned) = &req.digest
+        && *pinned != package_digest
+    {
+        bail!(
+            "{}: {} has digest {package_digest}, not the pinned {pinned}; nothing was installed",
+            manifest.label(),
+            shown(&opened.source)
+        );
+    }
+    Ok(Checked {
+        digest: Digest::of(&component_bytes),
+        manifest,
+        manifest_text,
+        component_bytes,
+        grant,
+        imports,
+        component,
+        package_digest,
+        source: opened.source,
+        signed: opened.signed,
+    })
+}
+
+/// An install's source, opened: a package unpacked into a temporary
+/// folder (its signature checked against its contents on the way), or a
+/// folder or file as it is.
+struct Opened {
+    unpacked: Option<crate::install::packages::Unpacked>,
+    /// The request pointed at the unpacked package, for a package.
+    request: Option<InstallRequest>,
+    /// Where it came from, as `keel plugin list` shows it.
+    source: String,
+    signed: keel_registry::package::Signed,
+}
+
+fn open_source(req: &InstallRequest) -> anyhow::Result<Opened> {
     let is_package = req.source.extension().is_some_and(|e| e == "keel");
     let unpacked = if is_package {
         if req.manifest.is_some() || req.component.is_some() {
@@ -182,19 +234,12 @@ pub fn check(
         (Some(_), None) => format!("package:{}", absolute(&req.source).display()),
         (None, _) => format!("dir:{}", absolute(&req.source).display()),
     };
-    let from_package;
-    let req = match &unpacked {
-        Some(u) => {
-            from_package = InstallRequest {
-                source: u.dir.path().to_path_buf(),
-                manifest: None,
-                component: Some(u.dir.path().join(keel_registry::package::COMPONENT)),
-                ..req.clone()
-            };
-            &from_package
-        }
-        None => req,
-    };
+    let request = unpacked.as_ref().map(|u| InstallRequest {
+        source: u.dir.path().to_path_buf(),
+        manifest: None,
+        component: Some(u.dir.path().join(keel_registry::package::COMPONENT)),
+        ..req.clone()
+    });
     let signed = unpacked
         .as_ref()
         .map(|u| u.signed.clone())
@@ -208,11 +253,22 @@ pub fn check(
             shown(&source)
         );
     }
-    let manifest_path = locate(req)?;
-    let manifest = Manifest::load(&manifest_path)?;
+    Ok(Opened {
+        unpacked,
+        request,
+        source,
+        signed,
+    })
+}
+
+/// The component's bytes, within the size limit, compiled.
+fn load_component(
+    engine: &KeelEngine,
+    req: &InstallRequest,
+    manifest: &Manifest,
+    base: &Path,
+) -> anyhow::Result<(Vec<u8>, Component)> {
     let label = manifest.label();
-    let manifest_text = std::fs::read_to_string(&manifest_path)?;
-    let base = manifest_path.parent().unwrap_or(Path::new("."));
     let component_path = match (&req.component, &manifest.plugin.component) {
         (Some(c), _) => c.clone(),
         _ if req.source.extension().is_some_and(|e| e == "wasm") => req.source.clone(),
@@ -234,11 +290,20 @@ pub fn check(
         );
     }
     let component_bytes = std::fs::read(&component_path)?;
-    let digest = Digest::of(&component_bytes);
     let component = crate::engine::compile(engine.engine(), &component_bytes)
         .with_context(|| format!("{label}: {} cannot be installed", component_path.display()))?;
-    let imports = check_imports(engine.engine(), &component, &manifest)?;
-    let pre = linker.instantiate_pre(&component).map_err(|e| {
+    Ok((component_bytes, component))
+}
+
+/// Refuses a component that needs an import keel does not provide, or
+/// does not export the world its manifest names.
+fn check_world(
+    linker: &wasmtime::component::Linker<RunState>,
+    component: &Component,
+    manifest: &Manifest,
+) -> anyhow::Result<()> {
+    let label = manifest.label();
+    let pre = linker.instantiate_pre(component).map_err(|e| {
         anyhow::anyhow!("{label}: the component needs an import keel does not provide: {e}")
     })?;
     let world_ok = match manifest.plugin.world {
@@ -252,38 +317,6 @@ pub fn check(
             "{label}: keel.toml says world `{}` but the component does not export it ({e}); fix plugin.world or rebuild against wit/",
             manifest.plugin.world.as_str()
         )
-    })?;
-    let mut grant = Grant::new(&manifest, &req.dirs, &req.config).map_err(anyhow::Error::msg)?;
-    grant.cap(req.concurrency, req.rate);
-    let readme = match &unpacked {
-        Some(_) => None,
-        None => std::fs::read_to_string(base.join(keel_registry::package::README)).ok(),
-    };
-    let package_digest = match &unpacked {
-        Some(u) => u.digest.clone(),
-        None => {
-            keel_registry::package::digest_of(&manifest_text, &component_bytes, readme.as_deref())
-        }
-    };
-    if let Some(pinned) = &req.digest
-        && *pinned != package_digest
-    {
-        bail!(
-            "{label}: {} has digest {package_digest}, not the pinned {pinned}; nothing was installed",
-            shown(&source)
-        );
-    }
-    Ok(Checked {
-        manifest,
-        manifest_text,
-        component_bytes,
-        digest,
-        grant,
-        imports,
-        component,
-        package_digest,
-        source,
-        signed,
     })
 }
 

@@ -2,53 +2,56 @@
 //! operations.
 //!
 //! # Layout
-//! How the modules map to the design's words:
+//! A capability is one module named after its WIT interface (a file, or a
+//! file and a folder of the same name): its host impl (`host.rs`, over a
+//! narrow view of the run), its logic, and the only SQL that writes its
+//! tables. The modules, lowest first; each uses only those above it:
 //!
-//! - [`manifest`]: a plugin's `keel.toml` — capabilities it asks for, limits.
-//! - [`grant`]: what the operator granted (never more than asked); checked on
-//!   every host call.
-//! - [`store`]: the canonical record store (SQLite). [`store::Store::write`]
-//!   is the one write path: record, version, event and audit entry in one
-//!   transaction. [`store::audit`] is the hash-chained audit log.
+//! - [`error`], [`limits`], [`terminal`]: call errors, size bounds, text
+//!   from outside made safe to print.
+//! - [`manifest`]: a plugin's `keel.toml` — capabilities, limits, triggers,
+//!   policy — parsed and validated.
+//! - [`grant`]: what the operator granted (never more than asked); checked
+//!   on every host call.
+//! - [`store`]: the canonical record store (SQLite): the connection, the
+//!   migrations, and [`store::Store::write`], the one write path (grant
+//!   checked, then change and audit entry in one transaction);
+//!   [`store::audit`] is the hash-chained audit log it appends to.
+//! - [`home`] (the operator's data folder, and the in-memory caches of
+//!   one home), [`secrets`], [`engine`] (wasmtime, the compiled cache),
+//!   [`quota`] (write quotas per run and per day).
+//! - [`run`]: one run's context ([`run::RunCtx`]), its cause, outcome and
+//!   report; the `types`, `config` and `log` interfaces.
+//! - [`records`]: records, versions, identities, links and events; the
+//!   `records` interface.
+//! - [`plugins`]: installed plugins, their versions and their runs.
+//! - [`llm`]: models through the host — providers per tier from
+//!   `HOME/models.toml`, retries, fallback, circuit breakers, cache,
+//!   metering, budgets, the local models; the `llm` interface.
+//! - [`memory`]: working memory and long-term memories with hybrid recall;
+//!   the `memory` interface.
+//! - [`jobs`]: the durable queue (leases, retries with backoff, dead
+//!   letters, rates) and [`jobs::webhooks`], authenticated POSTs turned
+//!   into events and jobs.
+//! - [`outbox`]: sends, and their delivery through the channel plugin that
+//!   serves their channel, once per send.
+//! - [`review`]: the review queue — sends waiting for approval, dead jobs,
+//!   unsure writes, reached quotas.
 //! - [`actions`]: the action registry — `create`, `update`, `link`,
-//!   `schedule`, `send` — each a grant check plus the write path.
-//! - [`invoke`]: actions plugins provide (`provider` world) and
-//!   `actions.invoke`, which runs the provider as a linked run.
-//! - [`engine`]: the wasmtime engine (pooling, fuel, epochs) and the
-//!   compiled-component cache.
-//! - [`runtime`]: runs — a fresh `Store` per invocation, WASI from the grant,
-//!   limits, the run record.
-//! - [`host`]: one module per WIT interface (`records`, `actions`, `log`,
-//!   `config`, `llm`, `memory`), implemented on the per-run
-//!   [`host::HostCtx`].
-//! - [`packages`]: `keel plugin pack|sign`, signing keys and the trusted
-//!   keys an install checks a package's signature against.
-//! - [`lockfile`]: `keel.lock` in the home, what is installed and granted.
-//! - [`plugins`]: install (checks imports against the manifest), list,
-//!   remove.
-//! - [`review`]: the review queue — sends waiting for approval, dead jobs.
-//! - [`tasks`]: claims on `core/task` records (the multi-agent handoff)
-//!   and the supervisor that reopens expired claims.
-//! - [`delivery`]: queued and approved sends handed to the channel plugin
-//!   that serves their channel, once per send.
-//! - [`models`]: models through the host (`llm`): providers per tier from
-//!   `HOME/models.toml`, retries, fallback, circuit breaker, cache,
-//!   metering and budgets; the local embedder.
-//! - [`memory`]: working memory and long-term memories with hybrid recall.
-//! - [`home`]: the operator's data folder.
-//! - [`quota`]: write quotas per run and per day.
+//!   `schedule`, `send`, task claims ([`actions::tasks`]) and actions
+//!   plugins provide ([`actions::invoke`]); the `actions` interface.
 //! - [`triggers`]: time and event triggers from manifests, turned into jobs.
-//! - [`webhooks`]: authenticated POSTs on `keel up --listen` turned into
-//!   events and jobs.
-//! - [`up`]: `keel up`, the worker that executes durable jobs
-//!   ([`store::jobs`]: leases, retries with backoff, dead letters).
-//! - [`scaffold`]: `keel new`, a plugin project per language, with the
-//!   Rust SDK the binary carries.
-//! - [`cli`]: the `keel` command, one module per command group; with
-//!   [`demo`], [`bench`] and [`scaffold`] it sits on top of the core, which
-//!   imports none of them. [`embedded`]: the first-party plugins the binary
-//!   carries for the demo and the bench. [`terminal`] makes text from
-//!   outside safe to print.
+//! - [`runtime`]: runs — a fresh `Store` per invocation from a
+//!   pre-instantiated component, WASI from the grant, limits, the linker
+//!   that gives each interface its view of the run.
+//! - [`install`]: install, update, rollback and remove (checks imports
+//!   against the manifest), with the consent shown, the lockfile and
+//!   signed packages.
+//! - [`up`]: `keel up`, the workers that execute durable jobs.
+//! - [`embedded`], [`demo`], [`bench`], [`scaffold`], [`cli`]: the `keel`
+//!   command, one module per command group, and what only it uses (the
+//!   plugins the binary carries, `keel new`'s templates and SDK); the core
+//!   imports none of them.
 
 pub mod actions;
 pub mod bench;

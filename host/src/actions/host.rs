@@ -101,6 +101,7 @@ fn version(v: u64) -> Result<i64, CallError> {
 }
 
 impl Host for ActionsView<'_> {
+    #[tracing::instrument(level = "debug", name = "actions.create", skip_all)]
     fn create(
         &mut self,
         kind: String,
@@ -119,6 +120,7 @@ impl Host for ActionsView<'_> {
         ))
     }
 
+    #[tracing::instrument(level = "debug", name = "actions.update", skip_all)]
     fn update(
         &mut self,
         id: String,
@@ -137,6 +139,7 @@ impl Host for ActionsView<'_> {
         reply(result)
     }
 
+    #[tracing::instrument(level = "debug", name = "actions.link", skip_all)]
     fn link(
         &mut self,
         from: String,
@@ -150,6 +153,7 @@ impl Host for ActionsView<'_> {
         ))
     }
 
+    #[tracing::instrument(level = "debug", name = "actions.schedule", skip_all)]
     fn schedule(
         &mut self,
         plugin: String,
@@ -172,6 +176,7 @@ impl Host for ActionsView<'_> {
         ))
     }
 
+    #[tracing::instrument(level = "debug", name = "actions.claim", skip_all)]
     fn claim(
         &mut self,
         task: String,
@@ -184,6 +189,7 @@ impl Host for ActionsView<'_> {
         ))
     }
 
+    #[tracing::instrument(level = "debug", name = "actions.complete", skip_all)]
     fn complete(
         &mut self,
         task: String,
@@ -204,6 +210,7 @@ impl Host for ActionsView<'_> {
         ))
     }
 
+    #[tracing::instrument(level = "debug", name = "actions.release", skip_all)]
     fn release(&mut self, task: String) -> wasmtime::Result<Result<types::Record, types::Error>> {
         reply(self.counted(
             "release",
@@ -212,6 +219,7 @@ impl Host for ActionsView<'_> {
         ))
     }
 
+    #[tracing::instrument(level = "debug", name = "actions.invoke", skip_all)]
     fn invoke(
         &mut self,
         action: String,
@@ -227,6 +235,7 @@ impl Host for ActionsView<'_> {
         ))
     }
 
+    #[tracing::instrument(level = "debug", name = "actions.send", skip_all)]
     fn send(
         &mut self,
         channel: String,

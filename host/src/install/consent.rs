@@ -3,7 +3,7 @@
 //! more).
 
 use crate::grant::Grant;
-use crate::manifest::{Capabilities, Manifest};
+use crate::manifest::{Capabilities, Manifest, Trigger};
 
 /// The model capabilities as items: each tier, `embed`, and the budget.
 fn llm_items(caps: &Capabilities) -> Vec<String> {
@@ -33,45 +33,6 @@ pub fn sections(manifest: &Manifest, grant: &Grant) -> Vec<(&'static str, Vec<St
         .iter()
         .map(|(name, d)| format!("{name} ({}) = {}", d.access.as_str(), d.path.display()))
         .collect();
-    let l = &manifest.limits;
-    let mut limits = vec![
-        format!("{} MiB", l.memory_mb),
-        format!("{} fuel", l.fuel),
-        format!("{} ms", l.timeout_ms),
-    ];
-    if let Some(c) = grant.concurrency {
-        limits.push(format!("{c} at once"));
-    }
-    if let Some(r) = grant.rate {
-        limits.push(format!("{r}"));
-    }
-    if let Some(a) = l.attempts {
-        limits.push(format!("{a} attempts"));
-    }
-    limits.push(format!("{} writes/run", l.writes_per_run()));
-    limits.push(format!("{} writes/day", l.writes_per_day()));
-    limits.push(format!("{} jobs/run", l.jobs_per_run()));
-    limits.extend(l.retry_on.iter().map(|r| format!("retries on {r}")));
-    let triggers: Vec<String> = manifest
-        .triggers
-        .iter()
-        .filter_map(|t| match (&t.every, &t.cron, &t.on) {
-            (Some(every), ..) => Some(format!("every {every}")),
-            (_, Some(cron), _) => Some(format!("cron {cron} {}", t.tz.as_deref().unwrap_or("UTC"))),
-            (_, _, Some(on)) if t.kinds.is_empty() => Some(format!("on {on}")),
-            (_, _, Some(on)) => Some(format!("on {on} of {}", t.kinds.join(", "))),
-            _ => None,
-        })
-        .collect();
-    let webhooks: Vec<String> = manifest
-        .triggers
-        .iter()
-        .filter_map(|t| {
-            let hook = t.webhook.as_ref()?;
-            let most = t.max_bytes.unwrap_or(crate::manifest::MAX_WEBHOOK_BYTES);
-            Some(format!("{hook} (up to {most} bytes)"))
-        })
-        .collect();
     // The gate holds sends and flags unsure writes: shown to any plugin
     // that can do either.
     let gated = caps
@@ -92,22 +53,12 @@ pub fn sections(manifest: &Manifest, grant: &Grant) -> Vec<(&'static str, Vec<St
         ("invoke", caps.invoke.clone()),
         ("config", caps.config.clone()),
         ("models", llm_items(caps)),
-        (
-            "memory",
-            match (caps.memory, caps.shared_memory) {
-                (true, false) => vec!["working and long-term".to_string()],
-                (true, true) => vec![
-                    "working and long-term".to_string(),
-                    "shared: every plugin's memories that name no source".to_string(),
-                ],
-                _ => Vec::new(),
-            },
-        ),
+        ("memory", memory_items(caps)),
         ("identities", caps.identities.clone()),
         ("dirs", dirs),
-        ("limits", limits),
-        ("triggers", triggers),
-        ("webhooks", webhooks),
+        ("limits", limit_items(manifest, grant)),
+        ("triggers", trigger_items(manifest)),
+        ("webhooks", webhook_items(manifest)),
         ("review", review),
         (
             "delivers",
@@ -123,6 +74,72 @@ pub fn sections(manifest: &Manifest, grant: &Grant) -> Vec<(&'static str, Vec<St
         ),
         ("denied", grant.denied.clone()),
     ]
+}
+
+/// The run limits, pacing and retries a plugin runs under.
+fn limit_items(manifest: &Manifest, grant: &Grant) -> Vec<String> {
+    let l = &manifest.limits;
+    let mut limits = vec![
+        format!("{} MiB", l.memory_mb),
+        format!("{} fuel", l.fuel),
+        format!("{} ms", l.timeout_ms),
+    ];
+    if let Some(c) = grant.concurrency {
+        limits.push(format!("{c} at once"));
+    }
+    if let Some(r) = grant.rate {
+        limits.push(format!("{r}"));
+    }
+    if let Some(a) = l.attempts {
+        limits.push(format!("{a} attempts"));
+    }
+    limits.push(format!("{} writes/run", l.writes_per_run()));
+    limits.push(format!("{} writes/day", l.writes_per_day()));
+    limits.push(format!("{} jobs/run", l.jobs_per_run()));
+    limits.extend(l.retry_on.iter().map(|r| format!("retries on {r}")));
+    limits
+}
+
+/// The time and event triggers.
+fn trigger_items(manifest: &Manifest) -> Vec<String> {
+    manifest
+        .triggers
+        .iter()
+        .filter_map(|t| match t.trigger()? {
+            Trigger::Every(every) => Some(format!("every {every}")),
+            Trigger::Cron { expr, tz } => Some(format!("cron {expr} {}", tz.unwrap_or("UTC"))),
+            Trigger::On { event, kinds: [] } => Some(format!("on {event}")),
+            Trigger::On { event, kinds } => Some(format!("on {event} of {}", kinds.join(", "))),
+            Trigger::Webhook { .. } => None,
+        })
+        .collect()
+}
+
+/// The webhooks, with the largest body each accepts.
+fn webhook_items(manifest: &Manifest) -> Vec<String> {
+    manifest
+        .triggers
+        .iter()
+        .filter_map(|t| match t.trigger()? {
+            Trigger::Webhook { name, max_bytes } => {
+                let most = max_bytes.unwrap_or(crate::manifest::MAX_WEBHOOK_BYTES);
+                Some(format!("{name} (up to {most} bytes)"))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Working and long-term memory, and whether it sees others' memories.
+fn memory_items(caps: &Capabilities) -> Vec<String> {
+    match (caps.memory, caps.shared_memory) {
+        (true, false) => vec!["working and long-term".to_string()],
+        (true, true) => vec![
+            "working and long-term".to_string(),
+            "shared: every plugin's memories that name no source".to_string(),
+        ],
+        _ => Vec::new(),
+    }
 }
 
 /// What each provider `grant` may invoke can reach with its own grant, one

@@ -28,6 +28,53 @@ fn tier_name(t: Tier) -> &'static str {
 }
 
 impl RunCtx {
+    /// Meters and audits an answered completion (and caches it when it
+    /// may be).
+    fn record_completion(
+        &mut self,
+        tier: &str,
+        a: &Answered,
+        model: &str,
+        (tokens_in, tokens_out): (u32, u32),
+        started: Instant,
+    ) -> Result<(), CallError> {
+        let detail = format!(
+            "tier {tier} -> {model}, {tokens_in}+{tokens_out} tokens{}{}",
+            if a.cost_micros > 0 {
+                format!(", ${:.6}", a.cost_micros as f64 / 1e6)
+            } else {
+                String::new()
+            },
+            if a.cached { ", from the cache" } else { "" }
+        );
+        let actor = self.actor.clone();
+        let metered = Metered {
+            run_id: actor.run_id.as_deref(),
+            plugin: &actor.plugin,
+            op: "complete",
+            tier,
+            provider: &a.provider,
+            model,
+            tokens_in,
+            tokens_out,
+            cost_micros: a.cost_micros,
+            cacheable: a.key.is_some(),
+            cached: a.cached,
+            attempts: a.attempts,
+            wall_ms: started.elapsed().as_millis() as u64,
+        };
+        let r: Result<(), CallError> = self.db.write(&actor, "llm.complete", None, Ok(()), |tx| {
+            let r = llm::record(tx, &metered)
+                .and_then(|()| match &a.key {
+                    Some(key) => llm::remember(tx, key, &a.provider, &a.answer, a.cached),
+                    None => Ok(()),
+                })
+                .map_err(CallError::from);
+            (r, Touched::detail(detail))
+        });
+        r
+    }
+
     /// Refuses a call the grant or budget does not allow: `Err((reason,
     /// detail))` for a denial, `Ok(Err(limit))` for a spent budget.
     fn llm_permit(&self, tier: &str) -> Result<Result<(), CallError>, (String, Touched)> {
@@ -222,6 +269,7 @@ impl RunCtx {
 }
 
 impl Host for RunCtx {
+    #[tracing::instrument(level = "debug", name = "llm.complete", skip_all)]
     fn complete(
         &mut self,
         request: CompletionRequest,
@@ -263,40 +311,7 @@ impl Host for RunCtx {
         } else {
             (a.answer.tokens_in, a.answer.tokens_out)
         };
-        let detail = format!(
-            "tier {tier} -> {model}, {tokens_in}+{tokens_out} tokens{}{}",
-            if a.cost_micros > 0 {
-                format!(", ${:.6}", a.cost_micros as f64 / 1e6)
-            } else {
-                String::new()
-            },
-            if a.cached { ", from the cache" } else { "" }
-        );
-        let actor = self.actor.clone();
-        let metered = Metered {
-            run_id: actor.run_id.as_deref(),
-            plugin: &actor.plugin,
-            op: "complete",
-            tier,
-            provider: &a.provider,
-            model: &model,
-            tokens_in,
-            tokens_out,
-            cost_micros: a.cost_micros,
-            cacheable: a.key.is_some(),
-            cached: a.cached,
-            attempts: a.attempts,
-            wall_ms: started.elapsed().as_millis() as u64,
-        };
-        let r: Result<(), CallError> = self.db.write(&actor, "llm.complete", None, Ok(()), |tx| {
-            let r = llm::record(tx, &metered)
-                .and_then(|()| match &a.key {
-                    Some(key) => llm::remember(tx, key, &a.provider, &a.answer, a.cached),
-                    None => Ok(()),
-                })
-                .map_err(CallError::from);
-            (r, Touched::detail(detail))
-        });
+        let r = self.record_completion(tier, &a, &model, (tokens_in, tokens_out), started);
         if let Err(e) = r {
             return Ok(Err(e.into()));
         }
@@ -310,6 +325,7 @@ impl Host for RunCtx {
         }))
     }
 
+    #[tracing::instrument(level = "debug", name = "llm.embed", skip_all)]
     fn embed(&mut self, texts: Vec<String>) -> wasmtime::Result<Result<Embeddings, types::Error>> {
         let started = Instant::now();
         let budget = match self.llm_permit("embed") {

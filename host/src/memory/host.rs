@@ -222,6 +222,7 @@ impl MemoryView<'_> {
 }
 
 impl Host for MemoryView<'_> {
+    #[tracing::instrument(level = "debug", name = "memory.set", skip_all)]
     fn set(
         &mut self,
         scope: Scope,
@@ -240,6 +241,7 @@ impl Host for MemoryView<'_> {
         Ok(r.map_err(types::Error::from))
     }
 
+    #[tracing::instrument(level = "debug", name = "memory.get", skip_all)]
     fn get(
         &mut self,
         scope: Scope,
@@ -255,6 +257,7 @@ impl Host for MemoryView<'_> {
         Ok(r.map_err(types::Error::from))
     }
 
+    #[tracing::instrument(level = "debug", name = "memory.remember", skip_all)]
     fn remember(
         &mut self,
         text: String,
@@ -320,6 +323,7 @@ impl Host for MemoryView<'_> {
         Ok(r.map(Memory::from).map_err(types::Error::from))
     }
 
+    #[tracing::instrument(level = "debug", name = "memory.recall", skip_all)]
     fn recall(
         &mut self,
         query: String,
@@ -328,6 +332,7 @@ impl Host for MemoryView<'_> {
         Ok(self.recall_filtered(query, k, Ok(memory::Filter::default())))
     }
 
+    #[tracing::instrument(level = "debug", name = "memory.recall_where", skip_all)]
     fn recall_where(
         &mut self,
         query: String,

@@ -23,6 +23,7 @@ fn readable(
 }
 
 impl Host for RunCtx {
+    #[tracing::instrument(level = "debug", name = "records.get", skip_all)]
     fn get(&mut self, id: String) -> wasmtime::Result<Result<types::Record, types::Error>> {
         let grant = &self.grant;
         let result = self.db.read(&self.actor, "records.get", |conn| {
@@ -45,6 +46,7 @@ impl Host for RunCtx {
         reply(result)
     }
 
+    #[tracing::instrument(level = "debug", name = "records.find", skip_all)]
     fn find(
         &mut self,
         identity: Identity,
@@ -82,6 +84,7 @@ impl Host for RunCtx {
             .map_err(types::Error::from))
     }
 
+    #[tracing::instrument(level = "debug", name = "records.query", skip_all)]
     fn query(
         &mut self,
         kind: String,
@@ -123,6 +126,7 @@ impl Host for RunCtx {
             .map_err(types::Error::from))
     }
 
+    #[tracing::instrument(level = "debug", name = "records.history", skip_all)]
     fn history(&mut self, id: String) -> wasmtime::Result<Result<Vec<Version>, types::Error>> {
         let grant = &self.grant;
         let result = self.db.read(&self.actor, "records.history", |conn| {
@@ -162,6 +166,7 @@ impl Host for RunCtx {
             .map_err(types::Error::from))
     }
 
+    #[tracing::instrument(level = "debug", name = "records.links", skip_all)]
     fn links(
         &mut self,
         id: String,

@@ -5,6 +5,7 @@ use crate::bindings::config::{CallingRun, Host};
 use crate::bindings::types;
 
 impl Host for RunCtx {
+    #[tracing::instrument(level = "debug", name = "config.get", skip_all)]
     fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<String>, types::Error>> {
         if !self.grant.capabilities.config.contains(&key) {
             return Ok(Err(types::Error::Denied(format!(
@@ -15,6 +16,7 @@ impl Host for RunCtx {
         Ok(Ok(self.grant.config.get(&key).cloned()))
     }
 
+    #[tracing::instrument(level = "debug", name = "config.caller", skip_all)]
     fn caller(&mut self) -> wasmtime::Result<Option<CallingRun>> {
         Ok(self.caller.as_ref().map(|(plugin, run)| CallingRun {
             plugin: plugin.clone(),
