@@ -13,8 +13,9 @@ use crate::error::CallError;
 use crate::grant::Grant;
 use crate::limits;
 use crate::manifest::{Policy, valid_kind};
+use crate::outbox::{self, NewSend, SendState};
 use crate::records::{self, Provenance, Record};
-use crate::store::{Actor, Store, Touched, new_id, now};
+use crate::store::{Actor, Store, Touched, now};
 
 /// One entry of the registry, as `keel actions list` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -127,7 +128,7 @@ pub struct Created {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SendReceipt {
     pub id: String,
-    pub state: String,
+    pub state: SendState,
 }
 
 fn deny(reason: String, touched: Touched) -> Result<(), (String, Touched)> {
@@ -163,10 +164,7 @@ pub(crate) fn flag_unsure(
 ) -> Result<(), CallError> {
     let gate = caller.policy.under(caller.grant.review_below);
     if gate.flags_write(prov.confidence) {
-        tx.prepare_cached(
-            "UPDATE versions SET review = 'pending' WHERE record_id = ?1 AND version = ?2",
-        )?
-        .execute(rusqlite::params![record.id, record.version])?;
+        records::flag_for_review(tx, &record.id, record.version)?;
     }
     Ok(())
 }
@@ -473,21 +471,8 @@ pub fn schedule(
                         "no installed plugin `{plugin}`"
                     )));
                 }
-                let id = new_id();
-                tx.execute(
-                    "INSERT INTO jobs (id, plugin, input, run_at, priority, state, created_at, updated_at, created_by_run, depth)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6, ?7,
-                             1 + COALESCE((SELECT j.depth FROM runs r JOIN jobs j ON j.id = r.job_id WHERE r.id = ?7), 0))",
-                    rusqlite::params![
-                        id,
-                        plugin,
-                        input,
-                        run_at,
-                        crate::jobs::Priority::Schedule as i64,
-                        now(),
-                        caller.actor.run_id
-                    ],
-                )?;
+                let run = caller.actor.run_id.as_deref();
+                let id = crate::jobs::enqueue::schedule(tx, plugin, input, &run_at, run)?;
                 let data =
                     serde_json::json!({"job": id, "plugin": plugin, "at": run_at}).to_string();
                 records::insert_event(tx, "job.scheduled", None, None, caller.actor, Some(&data))?;
@@ -529,35 +514,31 @@ pub fn send(
                 // The operator's gate, which the manifest can only tighten.
                 let gate = caller.policy.under(caller.grant.review_below);
                 let state = if gate.holds_send(prov.confidence) {
-                    "needs-review"
+                    SendState::NeedsReview
                 } else {
-                    "queued"
+                    SendState::Queued
                 };
-                let id = new_id();
-                tx.execute(
-                    "INSERT INTO outbox (id, channel, message, state, confidence, plugin, run_id, created_at, sources, note)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                    rusqlite::params![
-                        id,
+                let id = outbox::queue(
+                    tx,
+                    &NewSend {
                         channel,
                         message,
                         state,
-                        prov.confidence.map(f64::from),
-                        caller.actor.plugin,
-                        caller.actor.run_id,
-                        now(),
-                        serde_json::to_string(&prov.sources)?,
-                        prov.note
-                    ],
+                        confidence: prov.confidence,
+                        plugin: &caller.actor.plugin,
+                        run_id: caller.actor.run_id.as_deref(),
+                        sources: &prov.sources,
+                        note: prov.note.as_deref(),
+                    },
                 )?;
-                let event = if state == "queued" { "send.queued" } else { "send.needs-review" };
+                let event = match state {
+                    SendState::Queued => "send.queued",
+                    _ => "send.needs-review",
+                };
                 let data = serde_json::json!({"outbox": id, "channel": channel}).to_string();
                 records::insert_event(tx, event, None, None, caller.actor, Some(&data))?;
                 touched = Touched::detail(format!("outbox {id} via {channel}: {state}"));
-                Ok(SendReceipt {
-                    id,
-                    state: state.to_string(),
-                })
+                Ok(SendReceipt { id, state })
             })();
             (result, touched)
         },

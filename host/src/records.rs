@@ -399,6 +399,41 @@ pub fn update_body(
     Ok(record)
 }
 
+/// Puts version `version` of record `id` up for the operator's review
+/// (written with less confidence than the writer's review gate).
+pub fn flag_for_review(conn: &Connection, id: &str, version: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE versions SET review = 'pending' WHERE record_id = ?1 AND version = ?2",
+    )?
+    .execute(params![id, version])?;
+    Ok(())
+}
+
+/// Records the operator's decision on a version waiting for review;
+/// false if it was not waiting.
+pub fn decide_review(
+    conn: &Connection,
+    id: &str,
+    version: i64,
+    review: &str,
+) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "UPDATE versions SET review = ?3 WHERE record_id = ?1 AND version = ?2 AND review = 'pending'",
+        params![id, version, review],
+    )?;
+    Ok(n == 1)
+}
+
+/// Appends the `run.failed` event of run `run` (no record, no actor: the
+/// runtime writes it when the run ends).
+pub fn run_failed(conn: &Connection, run: &str, data: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO events (name, record_id, version, run_id, at, data) VALUES ('run.failed', NULL, NULL, ?1, ?2, ?3)",
+        params![run, now(), data],
+    )?;
+    Ok(())
+}
+
 /// Adds a link; returns false when it already existed.
 pub fn insert_link(
     conn: &Connection,

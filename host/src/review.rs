@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::error::CallError;
 use crate::records::insert_event;
 use crate::store::{Actor, Store, Touched, now};
+use crate::{jobs, outbox};
 
 /// One item waiting for a decision.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -334,44 +335,29 @@ fn apply(
     let at = now();
     let changed = match (item.kind.as_str(), decision) {
         ("send", Decision::Approve) => {
-            let n = conn.execute(
-                "UPDATE outbox SET state = 'approved', decided_at = ?2 WHERE id = ?1 AND state = 'needs-review'",
-                params![item.id, at],
-            )?;
+            let n = usize::from(outbox::approve(conn, &item.id, &at)?);
             let data = serde_json::json!({"outbox": item.id}).to_string();
             insert_event(conn, "send.approved", None, None, operator, Some(&data))?;
             n
         }
         ("send", Decision::Reject { reason }) => {
-            let n = conn.execute(
-                "UPDATE outbox SET state = 'rejected', decided_at = ?2, decision_note = ?3
-                 WHERE id = ?1 AND state = 'needs-review'",
-                params![item.id, at, reason],
-            )?;
+            let n = usize::from(outbox::reject(conn, &item.id, &at, reason.as_deref())?);
             let data = serde_json::json!({"outbox": item.id}).to_string();
             insert_event(conn, "send.rejected", None, None, operator, Some(&data))?;
             n
         }
         ("send", Decision::Edit { message }) => {
             crate::limits::check_body(message)?;
-            conn.execute(
-                "UPDATE outbox SET original_message = COALESCE(original_message, message), message = ?2
-                 WHERE id = ?1 AND state = 'needs-review'",
-                params![item.id, message],
-            )?
+            usize::from(outbox::edit(conn, &item.id, message)?)
         }
         // Approving a stopped job runs it as the start of a new chain: the
         // operator is now its cause.
-        ("dead-job" | "stopped-cascade", Decision::Approve) => conn.execute(
-            "UPDATE jobs SET state = 'queued', attempts = 0, run_at = ?2, updated_at = ?2, last_error = NULL,
-                 depth = CASE WHEN state = 'stopped' THEN 0 ELSE depth END
-             WHERE id = ?1 AND state IN ('dead', 'stopped')",
-            params![item.id, at],
-        )?,
-        ("dead-job" | "stopped-cascade", Decision::Reject { .. }) => conn.execute(
-            "UPDATE jobs SET reviewed_at = ?2 WHERE id = ?1 AND state IN ('dead', 'stopped')",
-            params![item.id, at],
-        )?,
+        ("dead-job" | "stopped-cascade", Decision::Approve) => {
+            usize::from(jobs::enqueue::retry_reviewed(conn, &item.id, &at)?)
+        }
+        ("dead-job" | "stopped-cascade", Decision::Reject { .. }) => {
+            usize::from(jobs::enqueue::dismiss_reviewed(conn, &item.id, &at)?)
+        }
         ("dead-job" | "stopped-cascade", Decision::Edit { .. }) => {
             return Err(CallError::Invalid(format!(
                 "{} is a {}; approve it to run it (again) or reject it to dismiss it",
@@ -382,12 +368,12 @@ fn apply(
         ("blocked-task", decision) => return decide_task(conn, operator, item, decision),
         // Seen: the plugin's quota runs leave the queue together.
         ("quota", Decision::Approve | Decision::Reject { .. }) => {
-            let n = conn.execute(
-                "UPDATE runs SET quota_reviewed_at = ?2
-                 WHERE plugin = ?1 AND quota IS NOT NULL AND quota_reviewed_at IS NULL",
-                params![item.plugin, at],
-            )?;
-            return if n > 0 { Ok(()) } else { Err(missing(&item.id)) };
+            let n = crate::plugins::dismiss_quota(conn, &item.plugin, &at)?;
+            return if n > 0 {
+                Ok(())
+            } else {
+                Err(missing(&item.id))
+            };
         }
         ("quota", Decision::Edit { .. }) => {
             return Err(CallError::Invalid(format!(
@@ -396,7 +382,11 @@ fn apply(
             )));
         }
         ("low-confidence", decision) => return decide_version(conn, operator, item, decision),
-        (other, _) => return Err(CallError::Internal(format!("unknown review item kind {other}"))),
+        (other, _) => {
+            return Err(CallError::Internal(format!(
+                "unknown review item kind {other}"
+            )));
+        }
     };
     if changed == 1 {
         Ok(())
@@ -472,11 +462,7 @@ fn decide_version(
             "rejected"
         }
     };
-    let n = conn.execute(
-        "UPDATE versions SET review = ?3 WHERE record_id = ?1 AND version = ?2 AND review = 'pending'",
-        params![record_id, version, review],
-    )?;
-    if n == 1 {
+    if crate::records::decide_review(conn, record_id, version, review)? {
         Ok(())
     } else {
         Err(missing(&item.id))
@@ -559,7 +545,7 @@ mod tests {
     }
 
     /// A send by `fx` with `confidence`; its outbox state.
-    fn send_state(s: &mut Store, fx: &Fixture, confidence: f32) -> String {
+    fn send_state(s: &mut Store, fx: &Fixture, confidence: f32) -> outbox::SendState {
         let opts = WriteOptions {
             confidence: Some(confidence),
             ..WriteOptions::default()

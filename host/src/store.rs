@@ -9,6 +9,9 @@
 pub use crate::plugins;
 pub use crate::{audit, jobs, records};
 
+mod names;
+pub(crate) use names::stored_names;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -469,5 +472,7 @@ struct Group {
     calls: u32,
 }
 
+#[cfg(test)]
+mod owners;
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,8 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use crate::jobs::{Priority, stamp};
+use crate::jobs::enqueue::Keyed;
+use crate::jobs::{self, Priority, stamp};
 use crate::manifest::{CronSchedule, kind_matches, parse_cron, parse_interval};
 use crate::plugins;
 use crate::store::Store;
@@ -44,42 +45,6 @@ pub struct Fired {
     pub self_skipped: usize,
     /// Sends handed to a channel plugin for delivery.
     pub delivery: usize,
-}
-
-/// A job a trigger fires.
-struct Firing<'a> {
-    plugin: &'a str,
-    cause: &'a str,
-    priority: Priority,
-    event_seq: Option<i64>,
-    /// Once per key, across passes and restarts.
-    fire_key: String,
-    /// Causation depth: 0 for time triggers, the causing job's + 1 for events.
-    depth: i64,
-    /// Why the job is `stopped` instead of `queued`, if it is.
-    stopped: Option<String>,
-}
-
-fn queue_job(tx: &rusqlite::Transaction<'_>, f: &Firing<'_>, now: &str) -> rusqlite::Result<bool> {
-    let n = tx
-        .prepare_cached(
-            "INSERT INTO jobs (id, plugin, input, run_at, priority, state, created_at, updated_at, cause, event_seq, fire_key, depth, last_error)
-             VALUES (?1, ?2, '{}', ?3, ?4, ?5, ?3, ?3, ?6, ?7, ?8, ?9, ?10)
-             ON CONFLICT (fire_key) DO NOTHING",
-        )?
-        .execute(params![
-            crate::store::new_id(),
-            f.plugin,
-            now,
-            f.priority as i64,
-            if f.stopped.is_some() { "stopped" } else { "queued" },
-            f.cause,
-            f.event_seq,
-            f.fire_key,
-            f.depth,
-            f.stopped
-        ])?;
-    Ok(n == 1)
 }
 
 /// Queues a job for every time trigger that is due and every event a
@@ -138,7 +103,7 @@ pub fn fire(
                 if *slot > now_s {
                     continue;
                 }
-                let firing = Firing {
+                let firing = Keyed {
                     plugin: &p.id,
                     cause: match timing {
                         Timing::Every(_) => "interval",
@@ -150,7 +115,7 @@ pub fn fire(
                     depth: 0,
                     stopped: None,
                 };
-                if queue_job(&tx, &firing, &now_s)? {
+                if jobs::enqueue::keyed(&tx, &firing, &now_s)? {
                     fired.interval += 1;
                 }
             }
@@ -214,7 +179,7 @@ pub fn fire(
                 if !kind_ok {
                     continue;
                 }
-                let mut firing = Firing {
+                let mut firing = Keyed {
                     plugin: &p.id,
                     cause: "event",
                     priority: Priority::Event,
@@ -235,10 +200,10 @@ pub fn fire(
                         p.id,
                         run.as_deref().unwrap_or("?")
                     ));
-                    queue_job(&tx, &firing, &now_s)?;
+                    jobs::enqueue::keyed(&tx, &firing, &now_s)?;
                     continue;
                 }
-                if queue_job(&tx, &firing, &now_s)? {
+                if jobs::enqueue::keyed(&tx, &firing, &now_s)? {
                     fired.event += 1;
                 }
             }

@@ -87,10 +87,9 @@ impl From<actions::SendReceipt> for SendReceipt {
     fn from(r: actions::SendReceipt) -> Self {
         SendReceipt {
             id: r.id,
-            state: if r.state == "queued" {
-                SendState::Queued
-            } else {
-                SendState::NeedsReview
+            state: match r.state {
+                crate::outbox::SendState::Queued => SendState::Queued,
+                _ => SendState::NeedsReview,
             },
         }
     }

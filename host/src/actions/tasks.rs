@@ -382,13 +382,7 @@ fn close_lost_runs(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<us
         let limit = started.with_timezone(&Utc)
             + chrono::Duration::milliseconds(timeout.saturating_add(LOST_GRACE_MS));
         if limit < now {
-            closed += conn
-                .prepare_cached(
-                    "UPDATE runs SET outcome = 'lost', ended_at = ?2,
-                         detail = 'the process running it stopped before it ended (killed or crashed)'
-                     WHERE id = ?1 AND outcome = 'running'",
-                )?
-                .execute(params![id, stamp(now)])?;
+            closed += usize::from(crate::plugins::close_lost_run(conn, &id, &stamp(now))?);
         }
     }
     Ok(closed)

@@ -57,10 +57,9 @@ use serde::Serialize;
 use crate::audit;
 use crate::error::CallError;
 use crate::home::Home;
-use crate::jobs::Priority;
 use crate::manifest::{MAX_WEBHOOK_BYTES, Manifest};
 use crate::records::insert_event;
-use crate::store::{Actor, Store, Touched, new_id, now};
+use crate::store::{Actor, Store, Touched, now};
 
 /// The `cause` of a webhook job.
 pub const CAUSE: &str = "webhook";
@@ -151,13 +150,12 @@ pub fn sync(conn: &Connection, manifest: &Manifest) -> Result<(), CallError> {
         })
         .collect();
     let names = serde_json::to_string(&declared.iter().map(|(h, _)| h).collect::<Vec<_>>())?;
-    for table in ["webhooks", "webhook_nonces", "webhook_refusals"] {
-        conn.execute(
-            &format!(
-                "DELETE FROM {table} WHERE plugin = ?1 AND hook NOT IN (SELECT value FROM json_each(?2))"
-            ),
-            params![plugin, names],
-        )?;
+    for drop in [
+        "DELETE FROM webhooks WHERE plugin = ?1 AND hook NOT IN (SELECT value FROM json_each(?2))",
+        "DELETE FROM webhook_nonces WHERE plugin = ?1 AND hook NOT IN (SELECT value FROM json_each(?2))",
+        "DELETE FROM webhook_refusals WHERE plugin = ?1 AND hook NOT IN (SELECT value FROM json_each(?2))",
+    ] {
+        conn.execute(drop, params![plugin, names])?;
     }
     for (hook, max_bytes) in declared {
         conn.execute(
@@ -171,8 +169,12 @@ pub fn sync(conn: &Connection, manifest: &Manifest) -> Result<(), CallError> {
 
 /// Drops a removed plugin's hooks.
 pub fn remove(conn: &Connection, plugin: &str) -> rusqlite::Result<()> {
-    for table in ["webhooks", "webhook_nonces", "webhook_refusals"] {
-        conn.execute(&format!("DELETE FROM {table} WHERE plugin = ?1"), [plugin])?;
+    for drop in [
+        "DELETE FROM webhooks WHERE plugin = ?1",
+        "DELETE FROM webhook_nonces WHERE plugin = ?1",
+        "DELETE FROM webhook_refusals WHERE plugin = ?1",
+    ] {
+        conn.execute(drop, [plugin])?;
     }
     Ok(())
 }
@@ -596,13 +598,7 @@ fn accept(db: &mut Store, target: &Target, signed: &Signed, body: &[u8], now_uni
         let data = serde_json::json!({"plugin": plugin, "hook": hook}).to_string();
         insert_event(tx, "webhook.received", None, None, &actor, Some(&data))?;
         let seq = tx.last_insert_rowid();
-        let job = new_id();
-        let at = now();
-        tx.execute(
-            "INSERT INTO jobs (id, plugin, input, run_at, priority, state, created_at, updated_at, cause, event_seq)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?4, ?4, ?6, ?7)",
-            params![job, plugin, input, at, Priority::Event as i64, CAUSE, seq],
-        )?;
+        let job = crate::jobs::enqueue::webhook(tx, plugin, &input, seq)?;
         let touched = Touched::detail(format!("{detail}: job {job}"));
         audit::append(tx, &actor, "webhook.receive", &touched, "allowed")?;
         Ok(Recorded::Job(job))
