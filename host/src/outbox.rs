@@ -14,11 +14,14 @@ use crate::error::CallError;
 use crate::jobs::{self, Priority};
 use crate::limits;
 use crate::plugins::PluginRow;
-use crate::records::insert_event;
+use crate::records::{Event, insert_event};
 use crate::store::{Actor, Store, Touched, now};
 
 /// The `cause` of a delivery job.
 pub const CAUSE: &str = "delivery";
+
+/// The audited action of a channel plugin recording that a send is out.
+pub const DELIVER: &str = "deliver";
 
 /// Most sends queued for delivery in one trigger pass.
 const BATCH: u32 = 500;
@@ -240,7 +243,7 @@ pub fn record(
             Touched::detail(&detail),
         ))
     };
-    store.write(actor, "deliver", None, permit, |tx| {
+    store.write(actor, DELIVER, None, permit, |tx| {
         let result = (|| {
             limits::check_len("receipt id", receipt, limits::MAX_NAME_BYTES)?;
             let n = tx.execute(
@@ -261,7 +264,7 @@ pub fn record(
                 "duplicate": duplicate,
             })
             .to_string();
-            insert_event(tx, "send.delivered", None, None, actor, Some(&data))?;
+            insert_event(tx, Event::SendDelivered, None, None, actor, Some(&data))?;
             Ok(())
         })();
         let again = if duplicate { " (delivered before)" } else { "" };

@@ -11,6 +11,7 @@ use std::ops::ControlFlow;
 
 use serde::Serialize;
 
+use crate::actions::CoreAction;
 use crate::actions::WriteOptions;
 use crate::error::CallError;
 use crate::limits;
@@ -134,7 +135,7 @@ pub fn call(
     let (result, detail) = outcome(action, report);
     let key = opts.idempotency_key.as_deref();
     ctx.db
-        .write::<String, _>(&actor, "invoke", key, Ok(()), |_| {
+        .write::<String, _>(&actor, CoreAction::Invoke.as_str(), key, Ok(()), |_| {
             (result, Touched::detail(detail))
         })
 }
@@ -158,12 +159,12 @@ fn admit<'a>(
             None => Ok(()),
         });
     if let Err(e) = checks {
-        return ControlFlow::Break(Err(ctx.db.refuse(actor, "invoke", e)));
+        return ControlFlow::Break(Err(ctx.db.refuse(actor, CoreAction::Invoke.as_str(), e)));
     }
     if let Err(reason) = ctx.grant.check_invoke(action) {
         return ControlFlow::Break(ctx.db.write::<String, _>(
             actor,
-            "invoke",
+            CoreAction::Invoke.as_str(),
             None,
             Err((reason, Touched::detail(action))),
             |_| unreachable!("refused before the change"),
@@ -171,9 +172,13 @@ fn admit<'a>(
     }
     let refuse = |db: &mut Store, e: CallError| {
         let detail = Touched::detail(action);
-        ControlFlow::Break(
-            db.write::<String, _>(actor, "invoke", None, Ok(()), |_| (Err(e), detail)),
-        )
+        ControlFlow::Break(db.write::<String, _>(
+            actor,
+            CoreAction::Invoke.as_str(),
+            None,
+            Ok(()),
+            |_| (Err(e), detail),
+        ))
     };
     let provider = action.split_once('/').and_then(|(plugin, name)| {
         plugins::get(ctx.db.conn(), plugin)
@@ -207,7 +212,7 @@ fn admit<'a>(
         // A retry: the write path replays the first output and audits it.
         Ok(true) => ControlFlow::Break(ctx.db.write::<String, _>(
             actor,
-            "invoke",
+            CoreAction::Invoke.as_str(),
             Some(key),
             Ok(()),
             |_| {

@@ -7,7 +7,7 @@ use super::Provenance;
 use super::{Decision, Item, ReviewKind, missing};
 use crate::error::CallError;
 use crate::outbox;
-use crate::records::insert_event;
+use crate::records::{Event, insert_event};
 use crate::store::Actor;
 
 pub(super) fn send_summary(channel: &str, message: &str) -> String {
@@ -58,13 +58,13 @@ pub(super) fn decide(
         Decision::Approve => {
             let n = outbox::approve(conn, &item.id, at)?;
             let data = serde_json::json!({"outbox": item.id}).to_string();
-            insert_event(conn, "send.approved", None, None, operator, Some(&data))?;
+            insert_event(conn, Event::SendApproved, None, None, operator, Some(&data))?;
             n
         }
         Decision::Reject { reason } => {
             let n = outbox::reject(conn, &item.id, at, reason.as_deref())?;
             let data = serde_json::json!({"outbox": item.id}).to_string();
-            insert_event(conn, "send.rejected", None, None, operator, Some(&data))?;
+            insert_event(conn, Event::SendRejected, None, None, operator, Some(&data))?;
             n
         }
         Decision::Edit { message } => {

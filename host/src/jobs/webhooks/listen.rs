@@ -14,7 +14,7 @@ use super::http::{READ_TIMEOUT, REQUEST_DEADLINE, Reply, read_body, read_head, r
 use super::{MAX_CONNECTIONS, REPLAY_WINDOW_SECS, receiver, seal_plaintext};
 use crate::audit;
 use crate::home::Home;
-use crate::records::insert_event;
+use crate::records::{Event, insert_event};
 use crate::store::{Store, Touched};
 
 /// Signatures remembered per hook inside the replay window; past this the
@@ -112,7 +112,7 @@ fn record(
     }
     let actor = receiver();
     let data = serde_json::json!({"plugin": plugin, "hook": hook}).to_string();
-    insert_event(tx, "webhook.received", None, None, &actor, Some(&data))?;
+    insert_event(tx, Event::WebhookReceived, None, None, &actor, Some(&data))?;
     let seq = tx.last_insert_rowid();
     let job = crate::jobs::enqueue::webhook(tx, plugin, &request.input, seq)?;
     let touched = Touched::detail(format!("{}: job {job}", request.detail));
