@@ -3,7 +3,7 @@
 //! `triage` agent sorts the mails with the local chat model (offline: no
 //! server, no key), opens reply tasks and drafts replies that wait for
 //! review, and the audit trail says which plugin touched what. Uses the
-//! first-party plugins built into this binary.
+//! first-party plugins built into this binary ([`crate::embedded`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,44 +11,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 
+use crate::embedded::{self, FILES, TODO, TRIAGE};
 use crate::home::Home;
-use crate::plugins::InstallRequest;
 use crate::runtime::{RunReport, Runtime};
+use crate::store::Store;
 use crate::store::audit;
 use crate::store::records;
 use crate::terminal::say;
-
-/// A first-party plugin carried inside the binary.
-#[derive(Debug, Clone, Copy)]
-pub struct Embedded {
-    pub id: &'static str,
-    pub manifest: &'static str,
-    pub component: &'static [u8],
-}
-
-pub const FILES: Embedded = Embedded {
-    id: "files",
-    manifest: include_str!("../../plugins/files/keel.toml"),
-    component: include_bytes!(env!("KEEL_PLUGIN_FILES_WASM")),
-};
-
-pub const TODO: Embedded = Embedded {
-    id: "todo",
-    manifest: include_str!("../../plugins/todo/keel.toml"),
-    component: include_bytes!(env!("KEEL_PLUGIN_TODO_WASM")),
-};
-
-pub const TRIAGE: Embedded = Embedded {
-    id: "triage",
-    manifest: include_str!("../../plugins/triage/keel.toml"),
-    component: include_bytes!(env!("KEEL_PLUGIN_TRIAGE_WASM")),
-};
-
-pub const BENCH: Embedded = Embedded {
-    id: "bench",
-    manifest: include_str!("../../plugins/bench/keel.toml"),
-    component: include_bytes!(env!("KEEL_PLUGIN_BENCH_WASM")),
-};
 
 /// The sample folder: (relative path, contents).
 const NOTES: &[(&str, &str)] = &[
@@ -72,39 +41,6 @@ const NOTES: &[(&str, &str)] = &[
     ),
 ];
 
-/// Where `scripts/setup --local-models` keeps the local models' weights.
-pub fn default_models_dir() -> Option<PathBuf> {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(cache.join("keel").join("local-models"))
-}
-
-/// Installs an embedded plugin into `home` from files written to `staging`.
-pub fn install_embedded(
-    home: &Home,
-    runtime: &Runtime,
-    plugin: Embedded,
-    staging: &Path,
-    dirs: BTreeMap<String, PathBuf>,
-) -> anyhow::Result<()> {
-    let dir = staging.join(plugin.id);
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("keel.toml"), plugin.manifest)?;
-    let component = dir.join("plugin.wasm");
-    std::fs::write(&component, plugin.component)?;
-    let req = InstallRequest {
-        source: dir,
-        component: Some(component),
-        dirs,
-        ..InstallRequest::default()
-    };
-    let checked = crate::plugins::check(runtime.engine(), runtime.linker(), &req)?;
-    let mut db = home.store()?;
-    crate::plugins::install(home, runtime.engine(), &mut db, &checked)?;
-    Ok(())
-}
-
 #[derive(Debug, Serialize)]
 struct Summary {
     home: String,
@@ -120,6 +56,8 @@ struct Summary {
     awaiting_review: i64,
 }
 
+/// Runs the demo in `root` (a new temporary home unless `home_given`),
+/// with the local models' weights in `models` (default: the setup's cache).
 pub fn run(root: &Path, home_given: bool, models: Option<&Path>, json: bool) -> anyhow::Result<()> {
     let root = if home_given {
         root.to_path_buf()
@@ -136,26 +74,45 @@ pub fn run(root: &Path, home_given: bool, models: Option<&Path>, json: bool) -> 
             home.root().display()
         );
     }
+    let mut runtime = Runtime::new(&home)?;
+    let staging = home.root().join("demo-plugins");
+    let (db, mut runs) = ingest(&home, &mut runtime, &staging)?;
+    let (db, triage) = triage(&home, &mut runtime, &staging, db, models, &mut runs)?;
+    let summary = summarize(&home, &db, runs, triage)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_text(&summary);
+    }
+    Ok(())
+}
+
+/// Writes the sample notes, installs the connector and the todo agent, and
+/// runs them: a sync, tasks from TODOs, a sync that finds nothing new, an
+/// edited note and its new task.
+fn ingest(
+    home: &Home,
+    runtime: &mut Runtime,
+    staging: &Path,
+) -> anyhow::Result<(Store, Vec<RunReport>)> {
     let notes = home.root().join("demo-notes");
     for (rel, text) in NOTES {
         let path = notes.join(rel);
         std::fs::create_dir_all(path.parent().context("note has a folder")?)?;
         std::fs::write(&path, text)?;
     }
-    let mut runtime = Runtime::new(&home)?;
-    let staging = home.root().join("demo-plugins");
-    install_embedded(
-        &home,
-        &runtime,
+    embedded::install(
+        home,
+        runtime,
         FILES,
-        &staging,
+        staging,
         BTreeMap::from([("notes".to_string(), notes.clone())]),
     )?;
-    install_embedded(&home, &runtime, TODO, &staging, BTreeMap::new())?;
+    embedded::install(home, runtime, TODO, staging, BTreeMap::new())?;
 
     let mut db = home.store()?;
     let mut runs = Vec::new();
-    let mut step = |db, plugin: &str| -> anyhow::Result<crate::store::Store> {
+    let mut step = |db, plugin: &str| -> anyhow::Result<Store> {
         let (report, db) = runtime.run(db, plugin, None)?;
         if report.outcome != crate::run::Outcome::Ok {
             anyhow::bail!("demo run of {} failed: {}", report.plugin, report.detail);
@@ -174,9 +131,22 @@ pub fn run(root: &Path, home_given: bool, models: Option<&Path>, json: bool) -> 
     std::fs::write(&plan, text)?;
     db = step(db, "files")?;
     db = step(db, "todo")?;
+    Ok((db, runs))
+}
 
-    // The triage agent sorts the mails on the local model.
-    let weights = models.map(Path::to_path_buf).or_else(default_models_dir);
+/// The triage agent sorts the mails on the local model, when its weights
+/// are there; returns a line per mail, or why it was skipped.
+fn triage(
+    home: &Home,
+    runtime: &mut Runtime,
+    staging: &Path,
+    mut db: Store,
+    models: Option<&Path>,
+    runs: &mut Vec<RunReport>,
+) -> anyhow::Result<(Store, Vec<String>)> {
+    let weights = models
+        .map(Path::to_path_buf)
+        .or_else(embedded::default_models_dir);
     let ready = weights.as_ref().is_some_and(|w| {
         w.join("smollm2/ready").exists() && w.join("all-minilm-l6-v2/ready").exists()
     });
@@ -190,7 +160,7 @@ pub fn run(root: &Path, home_given: bool, models: Option<&Path>, json: bool) -> 
                     w.display().to_string()
                 ),
             )?;
-            install_embedded(&home, &runtime, TRIAGE, &staging, BTreeMap::new())?;
+            embedded::install(home, runtime, TRIAGE, staging, BTreeMap::new())?;
             let mails = records::query(db.conn(), Some("core/message"), None, 100)?;
             for mail in mails {
                 let input = serde_json::json!({ "message": mail.id }).to_string();
@@ -205,34 +175,44 @@ pub fn run(root: &Path, home_given: bool, models: Option<&Path>, json: bool) -> 
         }
         w => triage.push(format!(
             "skipped: the local models are not in {}; fetch them with `scripts/setup --local-models DIR` and pass `--models DIR`",
-            w.map_or("~/.cache/keel/local-models".into(), |w| w.display().to_string())
+            w.map_or("~/.cache/keel/local-models".into(), |w: PathBuf| w
+                .display()
+                .to_string())
         )),
     }
+    Ok((db, triage))
+}
+
+/// What the demo left in the home: records, tasks, the audit chain, the
+/// trail and the review queue.
+fn summarize(
+    home: &Home,
+    db: &Store,
+    runs: Vec<RunReport>,
+    triage: Vec<String>,
+) -> anyhow::Result<Summary> {
     let awaiting_review: i64 = db.conn().query_row(
         "SELECT COUNT(*) FROM outbox WHERE state = 'needs-review'",
         [],
         |r| r.get(0),
     )?;
-
     let by_kind: BTreeMap<String, i64> = records::count_by_kind(db.conn())?.into_iter().collect();
     let tasks_created = by_kind.get("core/task").copied().unwrap_or(0);
     let verification = audit::verify(db.conn())?;
-    let trail = trail(&db)?;
-    let summary = Summary {
+    Ok(Summary {
         home: home.root().display().to_string(),
         runs,
         records_by_kind: by_kind,
         tasks_created,
         audit_entries: verification.entries,
         audit_intact: verification.broken.is_none(),
-        trail,
+        trail: trail(db)?,
         triage,
         awaiting_review,
-    };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-        return Ok(());
-    }
+    })
+}
+
+fn print_text(summary: &Summary) {
     say!("keel demo — home {}\n", summary.home);
     say!("runs:");
     for r in &summary.runs {
@@ -280,19 +260,18 @@ pub fn run(root: &Path, home_given: bool, models: Option<&Path>, json: bool) -> 
         "\nexplore it:\n  keel records list --home {h}\n  keel review --home {h}\n  keel usage --home {h}\n  keel audit --home {h} --plugin triage\n  keel audit verify --home {h}",
         h = summary.home
     );
-    Ok(())
 }
 
 /// For a few tasks: the task, the agent run that made it, and the note it
 /// came from with the connector that ingested it.
-fn trail(db: &crate::store::Store) -> anyhow::Result<Vec<String>> {
+fn trail(db: &Store) -> anyhow::Result<Vec<String>> {
     let mut lines = Vec::new();
     for task in records::query(db.conn(), Some("core/task"), None, 3)? {
         let history = records::history(db.conn(), &task.id)?;
         let first = history.first().context("a task has a first version")?;
         lines.push(format!(
             "task \"{}\" ({}) created by {} in run {}",
-            crate::cli::title_of(&task.body),
+            crate::terminal::title(&task.body),
             task.id,
             first.actor,
             first.run.as_deref().unwrap_or("-")
@@ -302,7 +281,7 @@ fn trail(db: &crate::store::Store) -> anyhow::Result<Vec<String>> {
                 lines.push(format!(
                     "  derived-from {} \"{}\" v{}, ingested by {}",
                     source.kind,
-                    crate::cli::title_of(&source.body),
+                    crate::terminal::title(&source.body),
                     source.version,
                     source.created_by
                 ));

@@ -8,7 +8,10 @@
 //! one-line notice. SQLite makes its `-wal` and `-shm` files with the
 //! database file's mode, so creating that file `0600` first covers them.
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 
@@ -21,6 +24,19 @@ const DB_FILE: &str = "keel.db";
 #[derive(Debug, Clone)]
 pub struct Home {
     root: PathBuf,
+    caches: Caches,
+}
+
+/// What the host keeps in memory for one home between runs (a
+/// capability's caches: memory vectors, model circuit breakers), one value
+/// per type, shared by every clone of the [`Home`] and never between homes.
+#[derive(Clone, Default)]
+struct Caches(Arc<Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>>);
+
+impl std::fmt::Debug for Caches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Caches")
+    }
 }
 
 impl Home {
@@ -45,6 +61,7 @@ impl Home {
         }
         let home = Home {
             root: root.canonicalize()?,
+            caches: Caches::default(),
         };
         // Made owner-only before SQLite opens it, so no moment exists where
         // the database (or its -wal/-shm, which copy its mode) is readable.
@@ -95,6 +112,7 @@ impl Home {
         }
         let home = Home {
             root: root.canonicalize()?,
+            caches: Caches::default(),
         };
         home.tighten(true)?;
         Ok(home)
@@ -102,6 +120,18 @@ impl Home {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// This home's in-memory value of type `T`, made on first use.
+    pub fn cache<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        let mut all = self.caches.0.lock().unwrap_or_else(|p| p.into_inner());
+        let value = all
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(T::default()))
+            .clone();
+        value
+            .downcast::<T>()
+            .unwrap_or_else(|_| unreachable!("each cache is stored under its own type"))
     }
 
     pub fn db_path(&self) -> PathBuf {

@@ -42,9 +42,13 @@
 //!   events and jobs.
 //! - [`up`]: `keel up`, the worker that executes durable jobs
 //!   ([`store::jobs`]: leases, retries with backoff, dead letters).
-//! - [`scaffold`]: `keel new`, a plugin project per language.
-//! - [`cli`], [`demo`], [`bench`]: the `keel` command; [`terminal`] makes
-//!   text from outside safe to print.
+//! - [`scaffold`]: `keel new`, a plugin project per language, with the
+//!   Rust SDK the binary carries.
+//! - [`cli`]: the `keel` command, one module per command group; with
+//!   [`demo`], [`bench`] and [`scaffold`] it sits on top of the core, which
+//!   imports none of them. [`embedded`]: the first-party plugins the binary
+//!   carries for the demo and the bench. [`terminal`] makes text from
+//!   outside safe to print.
 
 pub mod actions;
 pub mod audit;
@@ -52,6 +56,7 @@ pub mod bench;
 mod bindings;
 pub mod cli;
 pub mod demo;
+pub mod embedded;
 pub mod engine;
 pub mod error;
 pub mod grant;
@@ -83,9 +88,3 @@ pub use actions::invoke;
 pub use install::{consent, packages};
 pub use jobs::webhooks;
 pub use llm as models;
-
-/// The source folder this keel was built from (it may have moved since):
-/// where `keel new` finds the Rust SDK and `keel bench` the plugins it times.
-pub fn source_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}

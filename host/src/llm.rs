@@ -13,7 +13,7 @@ mod local;
 mod openai;
 
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -92,26 +92,30 @@ struct Breaker {
     open_until: Option<Instant>,
 }
 
-static BREAKERS: LazyLock<Mutex<HashMap<String, Breaker>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+/// The circuit breaker of each provider of one home, by provider name
+/// (kept in the home: [`crate::home::Home::cache`]).
+#[derive(Debug, Default)]
+pub struct Breakers(Mutex<HashMap<String, Breaker>>);
 
-fn breaker_open(name: &str) -> bool {
-    let breakers = BREAKERS.lock().unwrap_or_else(|p| p.into_inner());
-    breakers
-        .get(name)
-        .and_then(|b| b.open_until)
-        .is_some_and(|until| Instant::now() < until)
-}
+impl Breakers {
+    fn open(&self, name: &str) -> bool {
+        let breakers = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        breakers
+            .get(name)
+            .and_then(|b| b.open_until)
+            .is_some_and(|until| Instant::now() < until)
+    }
 
-fn breaker_record(name: &str, ok: bool) {
-    let mut breakers = BREAKERS.lock().unwrap_or_else(|p| p.into_inner());
-    let b = breakers.entry(name.to_string()).or_default();
-    if ok {
-        *b = Breaker::default();
-    } else {
-        b.failures += 1;
-        if b.failures >= BREAKER_FAILURES {
-            b.open_until = Some(Instant::now() + BREAKER_OPEN);
+    fn record(&self, name: &str, ok: bool) {
+        let mut breakers = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let b = breakers.entry(name.to_string()).or_default();
+        if ok {
+            *b = Breaker::default();
+        } else {
+            b.failures += 1;
+            if b.failures >= BREAKER_FAILURES {
+                b.open_until = Some(Instant::now() + BREAKER_OPEN);
+            }
         }
     }
 }
@@ -127,6 +131,7 @@ fn time_left(deadline: Instant) -> Duration {
 /// answers in a way `accept` takes.
 fn serve<T>(
     config: &ModelsConfig,
+    breakers: &Breakers,
     tier: &str,
     deadline: Instant,
     call: impl Fn(&Provider, &str, Duration) -> Result<T, Failure>,
@@ -147,7 +152,7 @@ fn serve<T>(
         let Some(model) = provider.model_for(tier) else {
             continue;
         };
-        if breaker_open(name) {
+        if breakers.open(name) {
             failures.push(format!(
                 "{name}: skipped, it failed {BREAKER_FAILURES} times in a row"
             ));
@@ -166,7 +171,7 @@ fn serve<T>(
             let failure = match result {
                 Ok(value) => match accept(&value) {
                     Ok(()) => {
-                        breaker_record(name, true);
+                        breakers.record(name, true);
                         return Ok(Served {
                             value,
                             provider: name.clone(),
@@ -197,7 +202,7 @@ fn serve<T>(
                 }
             }
         }
-        breaker_record(name, false);
+        breakers.record(name, false);
         failures.push(format!("{name}: {last}"));
     }
     Err(unavailable(tier, &failures))
@@ -214,6 +219,7 @@ fn unavailable(tier: &str, failures: &[String]) -> CallError {
 /// valid one (matching `req.schema`, when there is one).
 pub fn complete(
     config: &ModelsConfig,
+    breakers: &Breakers,
     req: &ChatRequest,
     deadline: Instant,
 ) -> Result<Served<Answer>, CallError> {
@@ -226,6 +232,7 @@ pub fn complete(
     };
     let mut served = serve(
         config,
+        breakers,
         &req.tier,
         deadline,
         |p, model, timeout| match p.kind {
@@ -252,11 +259,13 @@ pub fn complete(
 /// Embeddings of `texts` from the embedding tier.
 pub fn embed(
     config: &ModelsConfig,
+    breakers: &Breakers,
     texts: &[String],
     deadline: Instant,
 ) -> Result<Served<Vectors>, CallError> {
     let mut served = serve(
         config,
+        breakers,
         "embed",
         deadline,
         |p, model, timeout| match p.kind {

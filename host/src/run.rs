@@ -229,6 +229,55 @@ pub enum Cause<'a> {
     },
 }
 
+impl Cause<'_> {
+    /// The trigger as the run records it (`runs.trigger_json`).
+    pub fn describe(&self, input: Option<&str>) -> String {
+        match *self {
+            Cause::Manual => serde_json::json!({"kind": "manual", "input": input}),
+            Cause::Job(job) => serde_json::json!({"kind": "schedule", "job": job, "input": input}),
+            Cause::Event { job, seq } => {
+                serde_json::json!({"kind": "event", "job": job, "event": seq})
+            }
+            Cause::Delivery { job, send, attempt } => {
+                serde_json::json!({"kind": "delivery", "job": job, "outbox": send, "attempt": attempt})
+            }
+            Cause::Invoke {
+                by_run,
+                by_plugin,
+                action,
+                ..
+            } => {
+                serde_json::json!({"kind": "invoke", "action": action, "by_run": by_run, "by_plugin": by_plugin})
+            }
+        }
+        .to_string()
+    }
+
+    /// The job the run executes, if a job caused it.
+    pub fn job(&self) -> Option<&str> {
+        match *self {
+            Cause::Manual | Cause::Invoke { .. } => None,
+            Cause::Job(job) | Cause::Event { job, .. } | Cause::Delivery { job, .. } => Some(job),
+        }
+    }
+
+    /// The run that invoked this one.
+    pub fn parent_run(&self) -> Option<&str> {
+        match *self {
+            Cause::Invoke { by_run, .. } => by_run,
+            _ => None,
+        }
+    }
+
+    /// How many `invoke` calls deep the run is.
+    pub fn depth(&self) -> u32 {
+        match *self {
+            Cause::Invoke { depth, .. } => depth,
+            _ => 0,
+        }
+    }
+}
+
 /// What a run did, as the operator sees it.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {

@@ -1,10 +1,13 @@
 //! `keel new`: a plugin project to start from, per language — a manifest,
 //! the WIT, the handler, a build script and a test that builds, installs
-//! and runs it in a fresh home. The templates are in `scaffold/`.
+//! and runs it in a fresh home. The templates are in `scaffold/`; a Rust
+//! project also gets the Rust SDK this keel carries ([`sdk`]).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+
+mod sdk;
 
 /// The languages `keel new` writes projects in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -74,14 +77,6 @@ const RUST: &[File] = &[
     ("build.sh", include_str!("scaffold/rust/build.sh"), true),
 ];
 
-/// Where `keel-sdk` sits beside the keel it was built from, if it still does.
-fn default_sdk() -> Option<PathBuf> {
-    let sdk = crate::source_dir().join("sdk");
-    sdk.join("agent/Cargo.toml")
-        .exists()
-        .then(|| sdk.canonicalize().unwrap_or(sdk))
-}
-
 /// The version componentize-py is pinned to in `scripts/guest-python.txt`.
 fn componentize_py_version() -> &'static str {
     GUEST_PYTHON
@@ -139,7 +134,9 @@ fn fill(template: &str, name: &str, sdk: &str) -> String {
 }
 
 /// Writes a new agent project `name` in `lang` as `parent/name` and
-/// returns its folder. Nothing is left behind when it fails.
+/// returns its folder. A Rust project depends on the SDK at `sdk` (keel's
+/// `sdk` folder) when given, else on the copy written into it. Nothing is
+/// left behind when it fails.
 pub fn new_agent(
     parent: &Path,
     name: &str,
@@ -158,29 +155,42 @@ pub fn new_agent(
             dest.display()
         );
     }
-    let sdk = match lang {
-        Lang::Rust => {
-            let sdk = match sdk {
-                Some(s) => s.to_path_buf(),
-                None => default_sdk().context(
-                    "keel's Rust SDK is not where this keel was built; pass --sdk PATH (the sdk folder of keel's source)",
-                )?,
-            };
-            if !sdk.join("agent/Cargo.toml").exists() {
-                bail!(
-                    "{} is not keel's sdk folder (it has no agent/Cargo.toml); pass --sdk PATH to it",
-                    sdk.display()
-                );
-            }
-            sdk.canonicalize()
-                .unwrap_or(sdk)
-                .display()
-                .to_string()
-                .replace('\\', "/")
-        }
-        _ => String::new(),
+    let sdk = match (lang, sdk) {
+        (Lang::Rust, Some(sdk)) => Some(given_sdk(sdk)?),
+        _ => None,
     };
-    let mut files: Vec<(String, Vec<u8>, bool)> = COMMON
+    write_staged(parent, name, &dest, &files(name, lang, sdk.as_deref())?)?;
+    Ok(dest)
+}
+
+/// The path a Rust project's Cargo.toml names for keel's `sdk` folder
+/// given with `--sdk`.
+fn given_sdk(sdk: &Path) -> anyhow::Result<String> {
+    if !sdk.join("agent/Cargo.toml").exists() {
+        bail!(
+            "{} is not keel's sdk folder (it has no agent/Cargo.toml); pass --sdk PATH to it",
+            sdk.display()
+        );
+    }
+    Ok(sdk
+        .canonicalize()
+        .unwrap_or_else(|_| sdk.to_path_buf())
+        .display()
+        .to_string()
+        .replace('\\', "/"))
+}
+
+/// `(path in the project, contents, executable)`.
+type Output = (String, Vec<u8>, bool);
+
+/// The project's files: the templates filled in, and what the language's
+/// toolchain needs beside them. `sdk` is the Rust SDK given with `--sdk`.
+fn files(name: &str, lang: Lang, sdk: Option<&str>) -> anyhow::Result<Vec<Output>> {
+    let sdk_path = match lang {
+        Lang::Rust => sdk.unwrap_or(sdk::DIR),
+        _ => "",
+    };
+    let mut files: Vec<Output> = COMMON
         .iter()
         .chain(match lang {
             Lang::Rust => RUST,
@@ -188,9 +198,21 @@ pub fn new_agent(
             Lang::Js => JS,
             Lang::C => C,
         })
-        .map(|(path, text, exec)| (path.to_string(), fill(text, name, &sdk).into(), *exec))
+        .map(|(path, text, exec)| (path.to_string(), fill(text, name, sdk_path).into(), *exec))
         .collect();
     match lang {
+        // The SDK this keel carries, unless another was given, and the WIT
+        // it binds.
+        Lang::Rust if sdk.is_none() => {
+            for (path, text) in sdk::FILES {
+                files.push((
+                    format!("{}/{path}", sdk::DIR),
+                    text.as_bytes().to_vec(),
+                    false,
+                ));
+            }
+            files.push((sdk::WIT.into(), HOST_WIT.into(), false));
+        }
         Lang::Rust => {}
         // C's bindings import only what the code calls: keel's own world.
         Lang::C => {
@@ -214,17 +236,24 @@ pub fn new_agent(
             false,
         ));
     }
-    files.push(("README.md".into(), readme(name, lang).into(), false));
+    files.push((
+        "README.md".into(),
+        readme(name, lang, sdk.is_none()).into(),
+        false,
+    ));
+    Ok(files)
+}
 
-    // Written in a staging folder beside the destination, then renamed, so
-    // a failure leaves nothing half-made.
+/// Writes `files` in a staging folder beside `dest`, then renames it to
+/// `dest`, so a failure leaves nothing half-made.
+fn write_staged(parent: &Path, name: &str, dest: &Path, files: &[Output]) -> anyhow::Result<()> {
     std::fs::create_dir_all(parent)
         .with_context(|| format!("cannot create {}", parent.display()))?;
     let stage = tempfile::Builder::new()
         .prefix(&format!(".{name}-"))
         .tempdir_in(parent)
         .with_context(|| format!("cannot write in {}", parent.display()))?;
-    for (path, text, exec) in &files {
+    for (path, text, exec) in files {
         let file = stage.path().join(path);
         if let Some(dir) = file.parent() {
             std::fs::create_dir_all(dir)?;
@@ -236,14 +265,15 @@ pub fn new_agent(
         }
     }
     let staged = stage.keep();
-    if let Err(e) = std::fs::rename(&staged, &dest) {
+    if let Err(e) = std::fs::rename(&staged, dest) {
         let _ = std::fs::remove_dir_all(&staged);
         return Err(e).with_context(|| format!("cannot create {}", dest.display()));
     }
-    Ok(dest)
+    Ok(())
 }
 
-fn readme(name: &str, lang: Lang) -> String {
+/// The project's README; `sdk_inside` when the Rust SDK was written into it.
+fn readme(name: &str, lang: Lang, sdk_inside: bool) -> String {
     let (handler, toolchain) = match lang {
         Lang::Rust => (
             "src/lib.rs",
@@ -263,6 +293,9 @@ fn readme(name: &str, lang: Lang) -> String {
         ),
     };
     let wit = match lang {
+        Lang::Rust if sdk_inside => {
+            "The Rust SDK (keel-agent) brings the WIT and imports only what the code uses. `keel new` wrote the SDK of the keel that made the project into `keel-sdk/`, with the WIT it binds in `wit/host.wit`; keep both with the project, or point `Cargo.toml` at another copy of keel's `sdk` folder."
+        }
         Lang::Rust => {
             "The Rust SDK (keel-agent) brings the WIT and imports only what the code uses."
         }
@@ -300,14 +333,13 @@ mod tests {
     #[test]
     fn every_placeholder_is_filled_in_every_language() {
         let dir = tempfile::tempdir().unwrap();
-        let sdk = crate::source_dir().join("sdk");
         for (lang, name) in [
             (Lang::Rust, "my-rust"),
             (Lang::Python, "my-py"),
             (Lang::Js, "my-js"),
             (Lang::C, "my-c"),
         ] {
-            let made = new_agent(dir.path(), name, lang, Some(&sdk)).unwrap();
+            let made = new_agent(dir.path(), name, lang, None).unwrap();
             for entry in walk(&made) {
                 if entry.extension().is_some_and(|x| x == "wasm") {
                     continue;
@@ -341,6 +373,31 @@ mod tests {
         ] {
             assert!(version.split('.').count() == 3, "{version:?}");
         }
+    }
+
+    #[test]
+    fn a_rust_project_carries_the_sdk_and_its_wit_unless_one_is_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = new_agent(dir.path(), "carried", Lang::Rust, None).unwrap();
+        for file in [
+            "keel-sdk/Cargo.toml",
+            "keel-sdk/agent/Cargo.toml",
+            "wit/host.wit",
+        ] {
+            assert!(made.join(file).exists(), "no {file}");
+        }
+        let cargo = std::fs::read_to_string(made.join("Cargo.toml")).unwrap();
+        assert!(cargo.contains(r#"path = "keel-sdk/agent""#), "{cargo}");
+
+        let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
+        let made = new_agent(dir.path(), "given", Lang::Rust, Some(&sdk)).unwrap();
+        assert!(!made.join("keel-sdk").exists());
+        let cargo = std::fs::read_to_string(made.join("Cargo.toml")).unwrap();
+        let sdk = sdk.canonicalize().unwrap();
+        assert!(
+            cargo.contains(&format!("{}/agent", sdk.display())),
+            "{cargo}"
+        );
     }
 
     #[test]

@@ -40,6 +40,21 @@ pub fn lines(text: &str) -> Cow<'_, str> {
     escape(text, |c| c == '\n' || c == '\t')
 }
 
+/// A record's short title for listings, from its JSON body's `title`,
+/// `subject`, `name` or `path` (at most 60 characters), made safe to print.
+pub fn title(body: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let t = ["title", "subject", "name", "path"]
+        .iter()
+        .find_map(|k| v.get(*k).and_then(|x| x.as_str()))
+        .unwrap_or("");
+    let mut t: String = t.chars().take(60).collect();
+    if t.is_empty() {
+        t = "-".into();
+    }
+    field(&t).into_owned()
+}
+
 /// `println!` for the operator's terminal: every control character but
 /// newlines and tabs is shown escaped. JSON goes out with `println!` as it
 /// is.

@@ -117,6 +117,9 @@ fn bench_reports_its_figures() {
         "300",
         "--models",
         models.to_str().unwrap(),
+        // keel's source folder, where the test artifacts built the writers.
+        "--languages",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/.."),
     ]);
     for field in [
         "instantiate_us_p50",

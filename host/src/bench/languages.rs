@@ -4,7 +4,7 @@
 //! `tests/plugins-c/c-writer`), each started through keel the way a run
 //! starts.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -33,16 +33,33 @@ const WRITERS: [(&str, &str); 4] = [
     ("c", "tests/plugins-c/c-writer"),
 ];
 
-/// keel's source folder as this keel was built from, when it is still there.
-pub fn default_root() -> Option<PathBuf> {
-    let root = crate::source_dir();
-    root.join(WRITERS[0].1).exists().then_some(root)
+/// The languages' figures from the writers built under keel's source folder
+/// `root`, or null ones and why: no folder given, or a writer not built.
+pub fn figures_or_why(
+    home: &Home,
+    runtime: &mut Runtime,
+    root: Option<&Path>,
+    samples: usize,
+) -> (Languages, Option<String>) {
+    let Some(root) = root else {
+        return (
+            Languages::default(),
+            Some(
+                "no --languages DIR given; in keel's source folder, `cargo test -p keel-test-artifacts` builds the writers, then pass that folder as --languages DIR"
+                    .to_string(),
+            ),
+        );
+    };
+    match measure(home, runtime, root, samples) {
+        Ok(figures) => (figures, None),
+        Err(why) => (Languages::default(), Some(why)),
+    }
 }
 
 /// Installs each language's writer into `home` and times `samples` run
 /// starts of each after a first one (which compiles it); why not, when a
 /// writer has not been built.
-pub fn measure(
+fn measure(
     home: &Home,
     runtime: &mut Runtime,
     root: &Path,
@@ -71,8 +88,8 @@ pub fn measure(
             .map_err(|e| format!("installing the {lang} writer: {e}"))?;
         let row = crate::runtime::installed(&db, &id).map_err(|e| e.to_string())?;
         let (times, _) =
-            super::time_starts(runtime, db, &row, samples).map_err(|e| e.to_string())?;
-        measured.push((super::round(super::p50_us(times)), size));
+            super::start::time_starts(runtime, db, &row, samples).map_err(|e| e.to_string())?;
+        measured.push((super::round(super::start::p50_us(times)), size));
     }
     let [rust, python, js, c] = [measured[0], measured[1], measured[2], measured[3]];
     let figures = Languages {

@@ -209,7 +209,7 @@ impl RunCtx {
         // The run's grouped writes are committed first: a model call can
         // take seconds and must not hold the store's write lock.
         self.db.flush()?;
-        let served = llm::complete(&config, &req, self.deadline)?;
+        let served = llm::complete(&config, &self.home.cache(), &req, self.deadline)?;
         Ok(Answered {
             key,
             provider: served.provider,
@@ -330,7 +330,7 @@ impl Host for RunCtx {
                 self.reserve_tokens(most).and_then(|held| {
                     let served = self.models().and_then(|config| {
                         self.db.flush().map_err(CallError::from)?;
-                        llm::embed(&config, &texts, self.deadline)
+                        llm::embed(&config, &self.home.cache(), &texts, self.deadline)
                     });
                     self.release_tokens(held);
                     served

@@ -108,7 +108,12 @@ impl MemoryView<'_> {
         let started = Instant::now();
         let served = self.models().and_then(|config| {
             self.db.flush()?;
-            llm::embed(&config, &[text.to_string()], self.deadline)
+            llm::embed(
+                &config,
+                &self.home.cache(),
+                &[text.to_string()],
+                self.deadline,
+            )
         });
         self.release_tokens(held);
         let served = served?;
@@ -160,16 +165,26 @@ impl MemoryView<'_> {
         let actor = self.actor.clone();
         let grant = self.grant.clone();
         let metered = metered(&actor, &e);
+        let vectors = self.home.cache::<memory::VectorCache>();
         let r = self.db.write(&actor, "memory.recall", None, Ok(()), |tx| {
             let viewer = memory::Viewer {
                 grant: &grant,
                 plugin: &actor.plugin,
             };
-            let r = memory::recall(tx, viewer, &query, e.vector.clone(), &e.model, k, &filter)
-                .and_then(|found| {
-                    llm::record(tx, &metered)?;
-                    Ok(found)
-                });
+            let r = memory::recall(
+                tx,
+                &vectors,
+                viewer,
+                &query,
+                e.vector.clone(),
+                &e.model,
+                k,
+                &filter,
+            )
+            .and_then(|found| {
+                llm::record(tx, &metered)?;
+                Ok(found)
+            });
             let detail = match &r {
                 Ok(found) => format!(
                     "{} of k {k}{}: {}",

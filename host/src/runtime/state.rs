@@ -1,0 +1,200 @@
+//! What one run's wasmtime `Store` holds: WASI from the grant, the memory
+//! limiter, and the `keel:host` interfaces' state, each reached through its
+//! capability's view.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{ResourceLimiter, Trap, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::Runtime;
+use crate::actions::ActionsView;
+use crate::actions::invoke::Providers;
+use crate::engine::KeelEngine;
+use crate::home::Home;
+use crate::manifest::DirAccess;
+use crate::memory::MemoryView;
+use crate::plugins::PluginRow;
+use crate::run::{Cause, RunCtx, RunReport};
+use crate::store::Store;
+
+/// Everything one run's `Store` holds.
+pub struct RunState {
+    /// When the run's wall-clock deadline passes.
+    pub(super) deadline: Instant,
+    pub(super) wasi: WasiCtx,
+    pub(super) table: ResourceTable,
+    pub(super) limiter: MemoryLimiter,
+    pub(super) host: HostState,
+}
+
+impl WasiView for RunState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Caps linear memory and remembers the peak and whether the cap was hit.
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryLimiter {
+    pub(super) cap: usize,
+    pub(super) peak: usize,
+    pub(super) hit: bool,
+}
+
+/// Most table elements one run may have.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.cap {
+            self.hit = true;
+            return Ok(false);
+        }
+        self.peak = self.peak.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// The linker every plugin is instantiated against: WASI (whose reach the
+/// per-run context decides) and the `keel:host` interfaces.
+pub fn linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<RunState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let wired = crate::run::add_to_linker(&mut linker, |s: &mut RunState| &mut s.host.run)
+        .and_then(|()| {
+            crate::records::add_to_linker(&mut linker, |s: &mut RunState| &mut s.host.run)
+        })
+        .and_then(|()| crate::llm::add_to_linker(&mut linker, |s: &mut RunState| &mut s.host.run))
+        .and_then(|()| {
+            crate::memory::add_to_linker(&mut linker, |s: &mut RunState| MemoryView {
+                run: &mut s.host.run,
+                working: &mut s.host.working,
+            })
+        })
+        .and_then(|()| {
+            crate::actions::add_to_linker(&mut linker, |s: &mut RunState| ActionsView {
+                run: &mut s.host.run,
+                providers: &s.host.nested,
+            })
+        });
+    wired.map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(linker)
+}
+
+/// Builds the `Store` for one run: WASI from the grant, the memory cap,
+/// fuel and the deadline.
+pub(super) fn new_store(
+    engine: &wasmtime::Engine,
+    row: &PluginRow,
+    host: HostState,
+) -> anyhow::Result<wasmtime::Store<RunState>> {
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    for (name, binding) in &row.grant.dirs {
+        let perms = match binding.access {
+            DirAccess::Read => FsPerms::ReadOnly,
+            DirAccess::ReadWrite => FsPerms::ReadWrite,
+        };
+        wasi.preopened_dir(&binding.path, format!("/{name}"), perms)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| {
+                format!(
+                    "cannot open directory `{name}` = {} for {}; rebind it with `keel plugin install --dir {name}=PATH`",
+                    binding.path.display(),
+                    row.label()
+                )
+            })?;
+    }
+    let limits = &row.manifest.limits;
+    let cap = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
+    let state = RunState {
+        deadline: host.run.deadline,
+        wasi: wasi.build(),
+        table: ResourceTable::new(),
+        limiter: MemoryLimiter {
+            cap,
+            peak: 0,
+            hit: false,
+        },
+        host,
+    };
+    let mut store = wasmtime::Store::new(engine, state);
+    store.limiter(|s| &mut s.limiter);
+    store
+        .set_fuel(limits.fuel)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Every epoch tick: commit the run's grouped writes (so the store's
+    // write lock is never held long while the guest computes) and end
+    // the run once its deadline has passed.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut ctx| {
+        let state = ctx.data_mut();
+        state
+            .host
+            .run
+            .db
+            .flush()
+            .map_err(|e| wasmtime::Error::msg(format!("cannot commit the run's writes: {e}")))?;
+        if Instant::now() >= state.deadline {
+            return Err(Trap::Interrupt.into());
+        }
+        Ok(UpdateDeadline::Continue(1))
+    });
+    Ok(store)
+}
+
+/// What the `keel:host` interfaces of one run hold: the run's context, its
+/// working memory of scope `run`, and what starts the providers it invokes.
+pub struct HostState {
+    pub(super) run: RunCtx,
+    pub(super) working: crate::memory::RunMemory,
+    pub(super) nested: Nested,
+}
+
+/// Starts a provider's run for an `invoke` from a run `depth` calls deep,
+/// on a runtime of its own over the same engine.
+pub(super) struct Nested {
+    pub(super) home: Home,
+    pub(super) engine: Arc<KeelEngine>,
+    pub(super) depth: u32,
+}
+
+impl Providers for Nested {
+    fn depth(&self) -> u32 {
+        self.depth
+    }
+
+    fn run(
+        &self,
+        db: Store,
+        plugin: &str,
+        cause: Cause<'_>,
+        input: &str,
+    ) -> anyhow::Result<(RunReport, Store)> {
+        Runtime::with_engine(&self.home, self.engine.clone())
+            .and_then(|mut runtime| runtime.invoke(db, plugin, cause, Some(input)))
+    }
+}
