@@ -152,13 +152,7 @@ fn admit<'a>(
     input: &str,
     opts: &WriteOptions,
 ) -> ControlFlow<Result<String, CallError>, (PluginRow, &'a str)> {
-    let checks = limits::check_len("action", action, limits::MAX_NAME_BYTES)
-        .and_then(|()| limits::check_json("input", input))
-        .and_then(|()| match &opts.idempotency_key {
-            Some(key) => limits::check_len("idempotency key", key, limits::MAX_NAME_BYTES),
-            None => Ok(()),
-        });
-    if let Err(e) = checks {
+    if let Err(e) = check_sizes(action, input, opts) {
         return ControlFlow::Break(Err(ctx.db.refuse(actor, CoreAction::Invoke.as_str(), e)));
     }
     if let Err(reason) = ctx.grant.check_invoke(action) {
@@ -224,6 +218,16 @@ fn admit<'a>(
                 )
             },
         )),
+    }
+}
+
+/// The bounds on what the caller passes, checked before anything else.
+fn check_sizes(action: &str, input: &str, opts: &WriteOptions) -> Result<(), CallError> {
+    limits::check_len("action", action, limits::MAX_NAME_BYTES)?;
+    limits::check_json("input", input)?;
+    match &opts.idempotency_key {
+        Some(key) => limits::check_len("idempotency key", key, limits::MAX_NAME_BYTES),
+        None => Ok(()),
     }
 }
 
