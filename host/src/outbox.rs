@@ -209,7 +209,9 @@ pub fn queue_pending(
         };
         let input = serde_json::json!({ "outbox": send }).to_string();
         let key = format!("deliver:{send}");
-        if let Some(job) = jobs::enqueue::delivery(tx, plugin, &input, now, priority, &key)? {
+        if let Some(job) =
+            jobs::enqueue::delivery(tx, (plugin, &input, CAUSE), now, priority, &key)?
+        {
             tx.prepare_cached("UPDATE outbox SET delivery_job = ?2 WHERE id = ?1")?
                 .execute(params![send, job])?;
             queued += 1;

@@ -78,12 +78,11 @@ pub fn keyed(conn: &Connection, job: &Keyed<'_>, now: &str) -> rusqlite::Result<
     Ok(n == 1)
 }
 
-/// A delivery job for `plugin` with `input`, once per `fire_key`; its id,
-/// or `None` when the key was queued before.
+/// A delivery job (`cause`) for `plugin` with `input`, once per
+/// `fire_key`; its id, or `None` when the key was queued before.
 pub fn delivery(
     conn: &Connection,
-    plugin: &str,
-    input: &str,
+    (plugin, input, cause): (&str, &str, &str),
     now: &str,
     priority: Priority,
     fire_key: &str,
@@ -101,7 +100,7 @@ pub fn delivery(
             input,
             now,
             priority as i64,
-            crate::outbox::CAUSE,
+            cause,
             fire_key
         ])?;
     Ok((n == 1).then_some(job))
