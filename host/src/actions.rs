@@ -13,8 +13,26 @@ use crate::error::CallError;
 use crate::grant::Grant;
 use crate::limits;
 use crate::manifest::{Policy, valid_kind};
-use crate::records::{self, Provenance, Record};
-use crate::store::{Actor, Store, Touched, new_id, now};
+use crate::outbox::{self, NewSend, SendState};
+use crate::records::{self, Event, Provenance, Record};
+use crate::store::{Actor, Store, Touched, now};
+
+crate::store::stored_names! {
+    /// The actions keel itself provides, as grants and the audit log name
+    /// them.
+    pub enum CoreAction ("a core action") {
+        Create = "create",
+        Update = "update",
+        Link = "link",
+        Schedule = "schedule",
+        Send = "send",
+        Claim = "claim",
+        Complete = "complete",
+        Release = "release",
+        /// Runs an action a provider plugin offers (`actions.invoke`).
+        Invoke = "invoke",
+    }
+}
 
 /// One entry of the registry, as `keel actions list` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -36,7 +54,7 @@ pub fn core_actions() -> Vec<ActionSpec> {
         "confidence": {"type": "number", "minimum": 0, "maximum": 1}, "note": {"type": "string"}}});
     vec![
         ActionSpec {
-            name: "create",
+            name: CoreAction::Create.as_str(),
             provider: "keel",
             description: "Create a record; an existing identity returns the existing record",
             needs: "actions: create; write: the kind",
@@ -46,7 +64,7 @@ pub fn core_actions() -> Vec<ActionSpec> {
                 "options": opts}}),
         },
         ActionSpec {
-            name: "update",
+            name: CoreAction::Update.as_str(),
             provider: "keel",
             description: "Replace a record's body if it is still at the expected version",
             needs: "actions: update; write: the record's kind",
@@ -55,7 +73,7 @@ pub fn core_actions() -> Vec<ActionSpec> {
                 "body": {"type": "object"}, "options": opts}}),
         },
         ActionSpec {
-            name: "link",
+            name: CoreAction::Link.as_str(),
             provider: "keel",
             description: "Add a typed link between two records",
             needs: "actions: link; write: the from kind; read or write: the to kind",
@@ -63,7 +81,7 @@ pub fn core_actions() -> Vec<ActionSpec> {
                 "from": {"type": "string"}, "to": {"type": "string"}, "rel": {"type": "string"}}}),
         },
         ActionSpec {
-            name: "schedule",
+            name: CoreAction::Schedule.as_str(),
             provider: "keel",
             description: "Store a durable job that runs a plugin with an input at a time",
             needs: "actions: schedule; schedule: the plugin",
@@ -72,7 +90,7 @@ pub fn core_actions() -> Vec<ActionSpec> {
                 "options": opts}}),
         },
         ActionSpec {
-            name: "send",
+            name: CoreAction::Send.as_str(),
             provider: "keel",
             description: "Queue a message for a channel; low confidence waits for review",
             needs: "actions: send; send: the channel",
@@ -80,7 +98,7 @@ pub fn core_actions() -> Vec<ActionSpec> {
                 "channel": {"type": "string"}, "message": {"type": "object"}, "options": opts}}),
         },
         ActionSpec {
-            name: "claim",
+            name: CoreAction::Claim.as_str(),
             provider: "keel",
             description: "Lease an open core/task exclusively for a while (release gives it back)",
             needs: "actions: claim; read: core/task",
@@ -88,7 +106,7 @@ pub fn core_actions() -> Vec<ActionSpec> {
                 "task": {"type": "string"}, "ttl-ms": {"type": "integer", "minimum": 1, "maximum": crate::actions::tasks::MAX_CLAIM_MS}}}),
         },
         ActionSpec {
-            name: "complete",
+            name: CoreAction::Complete.as_str(),
             provider: "keel",
             description: "End a claimed core/task as done, failed or blocked, with a result",
             needs: "actions: complete; a live claim on the task",
@@ -127,7 +145,7 @@ pub struct Created {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SendReceipt {
     pub id: String,
-    pub state: String,
+    pub state: SendState,
 }
 
 fn deny(reason: String, touched: Touched) -> Result<(), (String, Touched)> {
@@ -139,10 +157,10 @@ fn deny(reason: String, touched: Touched) -> Result<(), (String, Touched)> {
 fn precheck(
     store: &mut Store,
     caller: Caller<'_>,
-    action: &str,
+    action: CoreAction,
     checks: impl FnOnce() -> Result<(), CallError>,
 ) -> Result<(), CallError> {
-    checks().map_err(|e| store.refuse(caller.actor, action, e))
+    checks().map_err(|e| store.refuse(caller.actor, action.as_str(), e))
 }
 
 fn check_key(opts: &WriteOptions) -> Result<(), CallError> {
@@ -163,10 +181,7 @@ pub(crate) fn flag_unsure(
 ) -> Result<(), CallError> {
     let gate = caller.policy.under(caller.grant.review_below);
     if gate.flags_write(prov.confidence) {
-        tx.prepare_cached(
-            "UPDATE versions SET review = 'pending' WHERE record_id = ?1 AND version = ?2",
-        )?
-        .execute(rusqlite::params![record.id, record.version])?;
+        records::flag_for_review(tx, &record.id, record.version)?;
     }
     Ok(())
 }
@@ -261,13 +276,13 @@ pub fn create(
     identity: Option<(&str, &str)>,
     opts: &WriteOptions,
 ) -> Result<Created, CallError> {
-    precheck(store, caller, "create", || {
+    precheck(store, caller, CoreAction::Create, || {
         limits::check_len("kind", kind, limits::MAX_NAME_BYTES)?;
         check_key(opts)
     })?;
     let permit = caller
         .grant
-        .check_write("create", kind)
+        .check_write(CoreAction::Create.as_str(), kind)
         .and_then(|()| match identity {
             Some((source, _)) => caller
                 .grant
@@ -277,7 +292,7 @@ pub fn create(
         .or_else(|reason| deny(reason, Touched::detail(format!("kind {kind}"))));
     store.write(
         caller.actor,
-        "create",
+        CoreAction::Create.as_str(),
         opts.idempotency_key.as_deref(),
         permit,
         |tx| {
@@ -329,7 +344,7 @@ pub fn update(
     body: &str,
     opts: &WriteOptions,
 ) -> Result<Record, CallError> {
-    precheck(store, caller, "update", || {
+    precheck(store, caller, CoreAction::Update, || {
         limits::check_len("record id", id, limits::MAX_NAME_BYTES)?;
         check_key(opts)
     })?;
@@ -339,21 +354,25 @@ pub fn update(
     let permit = match &kind {
         Some(kind) => caller
             .grant
-            .check_write_record("update", id, kind)
+            .check_write_record(CoreAction::Update.as_str(), id, kind)
             .or_else(|reason| {
                 deny(
                     reason,
                     Touched::record(id, expected, format!("kind {kind}")),
                 )
             }),
-        None => caller.grant.allows_action("update").then_some(()).ok_or((
-            "action `update` is not granted".to_string(),
-            Touched::detail(id),
-        )),
+        None => caller
+            .grant
+            .allows_action(CoreAction::Update.as_str())
+            .then_some(())
+            .ok_or((
+                "action `update` is not granted".to_string(),
+                Touched::detail(id),
+            )),
     };
     store.write(
         caller.actor,
-        "update",
+        CoreAction::Update.as_str(),
         opts.idempotency_key.as_deref(),
         permit,
         |tx| {
@@ -388,7 +407,7 @@ pub fn link(
     to: &str,
     rel: &str,
 ) -> Result<(), CallError> {
-    precheck(store, caller, "link", || {
+    precheck(store, caller, CoreAction::Link, || {
         limits::check_len("record id", from, limits::MAX_NAME_BYTES)?;
         limits::check_len("record id", to, limits::MAX_NAME_BYTES)?;
         limits::check_len("relation", rel, limits::MAX_NAME_BYTES)
@@ -405,27 +424,33 @@ pub fn link(
         .map_err(|reason| (reason, Touched::detail(&detail)));
     let mut touched = Touched::detail(&detail);
     touched.record_id = Some(from.to_string());
-    store.write(caller.actor, "link", None, permit, |tx| {
-        let result = (|| {
-            if rel.is_empty()
-                || !rel
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c == '-' || c == '/')
-            {
-                return Err(CallError::Invalid(format!(
-                    "relation `{rel}` must be lowercase letters, `-` and `/`"
-                )));
-            }
-            for id in [from, to] {
-                if records::get(tx, id)?.is_none() {
-                    return Err(CallError::NotFound(format!("no record with id {id}")));
+    store.write(
+        caller.actor,
+        CoreAction::Link.as_str(),
+        None,
+        permit,
+        |tx| {
+            let result = (|| {
+                if rel.is_empty()
+                    || !rel
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c == '-' || c == '/')
+                {
+                    return Err(CallError::Invalid(format!(
+                        "relation `{rel}` must be lowercase letters, `-` and `/`"
+                    )));
                 }
-            }
-            records::insert_link(tx, caller.actor, from, to, rel)?;
-            Ok(())
-        })();
-        (result, touched)
-    })
+                for id in [from, to] {
+                    if records::get(tx, id)?.is_none() {
+                        return Err(CallError::NotFound(format!("no record with id {id}")));
+                    }
+                }
+                records::insert_link(tx, caller.actor, from, to, rel)?;
+                Ok(())
+            })();
+            (result, touched)
+        },
+    )
 }
 
 /// `schedule`: a durable job for the scheduler.
@@ -437,7 +462,7 @@ pub fn schedule(
     at: Option<&str>,
     opts: &WriteOptions,
 ) -> Result<String, CallError> {
-    precheck(store, caller, "schedule", || {
+    precheck(store, caller, CoreAction::Schedule, || {
         limits::check_len("plugin id", plugin, limits::MAX_NAME_BYTES)?;
         check_key(opts)
     })?;
@@ -448,7 +473,7 @@ pub fn schedule(
         .map_err(|reason| (reason, Touched::detail(&detail)));
     store.write(
         caller.actor,
-        "schedule",
+        CoreAction::Schedule.as_str(),
         opts.idempotency_key.as_deref(),
         permit,
         |tx| {
@@ -473,24 +498,18 @@ pub fn schedule(
                         "no installed plugin `{plugin}`"
                     )));
                 }
-                let id = new_id();
-                tx.execute(
-                    "INSERT INTO jobs (id, plugin, input, run_at, priority, state, created_at, updated_at, created_by_run, depth)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?6, ?7,
-                             1 + COALESCE((SELECT j.depth FROM runs r JOIN jobs j ON j.id = r.job_id WHERE r.id = ?7), 0))",
-                    rusqlite::params![
-                        id,
-                        plugin,
-                        input,
-                        run_at,
-                        crate::jobs::Priority::Schedule as i64,
-                        now(),
-                        caller.actor.run_id
-                    ],
-                )?;
+                let run = caller.actor.run_id.as_deref();
+                let id = crate::jobs::enqueue::schedule(tx, plugin, input, &run_at, run)?;
                 let data =
                     serde_json::json!({"job": id, "plugin": plugin, "at": run_at}).to_string();
-                records::insert_event(tx, "job.scheduled", None, None, caller.actor, Some(&data))?;
+                records::insert_event(
+                    tx,
+                    Event::JobScheduled,
+                    None,
+                    None,
+                    caller.actor,
+                    Some(&data),
+                )?;
                 touched = Touched::detail(format!("job {id} for {plugin} at {run_at}"));
                 Ok(id)
             })();
@@ -507,7 +526,7 @@ pub fn send(
     message: &str,
     opts: &WriteOptions,
 ) -> Result<SendReceipt, CallError> {
-    precheck(store, caller, "send", || {
+    precheck(store, caller, CoreAction::Send, || {
         limits::check_len("channel", channel, limits::MAX_NAME_BYTES)?;
         check_key(opts)
     })?;
@@ -518,7 +537,7 @@ pub fn send(
         .map_err(|reason| (reason, Touched::detail(&detail)));
     store.write(
         caller.actor,
-        "send",
+        CoreAction::Send.as_str(),
         opts.idempotency_key.as_deref(),
         permit,
         |tx| {
@@ -529,35 +548,31 @@ pub fn send(
                 // The operator's gate, which the manifest can only tighten.
                 let gate = caller.policy.under(caller.grant.review_below);
                 let state = if gate.holds_send(prov.confidence) {
-                    "needs-review"
+                    SendState::NeedsReview
                 } else {
-                    "queued"
+                    SendState::Queued
                 };
-                let id = new_id();
-                tx.execute(
-                    "INSERT INTO outbox (id, channel, message, state, confidence, plugin, run_id, created_at, sources, note)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                    rusqlite::params![
-                        id,
+                let id = outbox::queue(
+                    tx,
+                    &NewSend {
                         channel,
                         message,
                         state,
-                        prov.confidence.map(f64::from),
-                        caller.actor.plugin,
-                        caller.actor.run_id,
-                        now(),
-                        serde_json::to_string(&prov.sources)?,
-                        prov.note
-                    ],
+                        confidence: prov.confidence,
+                        plugin: &caller.actor.plugin,
+                        run_id: caller.actor.run_id.as_deref(),
+                        sources: &prov.sources,
+                        note: prov.note.as_deref(),
+                    },
                 )?;
-                let event = if state == "queued" { "send.queued" } else { "send.needs-review" };
+                let event = match state {
+                    SendState::Queued => Event::SendQueued,
+                    _ => Event::SendNeedsReview,
+                };
                 let data = serde_json::json!({"outbox": id, "channel": channel}).to_string();
                 records::insert_event(tx, event, None, None, caller.actor, Some(&data))?;
                 touched = Touched::detail(format!("outbox {id} via {channel}: {state}"));
-                Ok(SendReceipt {
-                    id,
-                    state: state.to_string(),
-                })
+                Ok(SendReceipt { id, state })
             })();
             (result, touched)
         },

@@ -521,10 +521,7 @@ pub fn set_review_gate(
     db.write(&Actor::operator(), "plugin.policy", None, Ok(()), |tx| {
         let r = (|| -> Result<(), crate::error::CallError> {
             let json = serde_json::to_string(&grant)?;
-            tx.execute(
-                "UPDATE plugins SET grant_json = ?2 WHERE id = ?1",
-                rusqlite::params![id, json],
-            )?;
+            crate::plugins::set_grant(tx, id, &json)?;
             Ok(())
         })();
         (r, Touched::detail(&detail))
@@ -582,10 +579,7 @@ pub fn rollback(home: &Home, db: &mut Store, id: &str) -> anyhow::Result<PluginR
                 // the version: going back does not loosen or tighten it.
                 row.grant.review_below = gate;
                 let json = serde_json::to_string(&row.grant)?;
-                tx.execute(
-                    "UPDATE plugins SET grant_json = ?2 WHERE id = ?1",
-                    rusqlite::params![id, json],
-                )?;
+                crate::plugins::set_grant(tx, id, &json)?;
                 Ok(row)
             });
         let detail = match &r {

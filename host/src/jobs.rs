@@ -5,6 +5,7 @@
 //! is dead-lettered. Time is always passed in (`now`), so callers and tests
 //! decide the clock.
 
+pub mod enqueue;
 pub mod webhooks;
 
 use std::time::Duration;
@@ -36,6 +37,22 @@ pub enum Priority {
     Schedule = 2,
 }
 
+crate::store::stored_names! {
+    /// Where a job is in its life.
+    pub enum JobState ("a job state") {
+        /// Waiting for its time and a worker.
+        Queued = "queued",
+        /// A worker holds it until its lease ends.
+        Leased = "leased",
+        Done = "done",
+        /// Failed for good; waits in the review queue.
+        Dead = "dead",
+        /// Not run: a loop or a cascade past the depth limit; waits for the
+        /// operator.
+        Stopped = "stopped",
+    }
+}
+
 /// One job, as `keel jobs list` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Job {
@@ -44,9 +61,7 @@ pub struct Job {
     pub input: String,
     pub run_at: String,
     pub priority: i64,
-    /// `queued`, `leased`, `done`, `dead`, or `stopped` (a loop or a cascade
-    /// past the depth limit; waits for the operator).
-    pub state: String,
+    pub state: JobState,
     pub attempts: i64,
     pub max_attempts: i64,
     pub lease_owner: Option<String>,
@@ -308,7 +323,7 @@ pub fn fail(
     now: DateTime<Utc>,
     jitter: f64,
     max_attempts: Option<i64>,
-) -> rusqlite::Result<Option<String>> {
+) -> rusqlite::Result<Option<JobState>> {
     let job: Option<(i64, i64)> = conn
         .prepare_cached(
             "SELECT attempts, max_attempts FROM jobs WHERE id = ?1 AND state = 'leased' AND lease_owner = ?2",
@@ -320,7 +335,11 @@ pub fn fail(
     };
     let max_attempts = max_attempts.unwrap_or(own_max);
     let dead = failure == Failure::Permanent || attempts >= max_attempts;
-    let state = if dead { "dead" } else { "queued" };
+    let state = if dead {
+        JobState::Dead
+    } else {
+        JobState::Queued
+    };
     let run_at = after(now, backoff(attempts, jitter));
     conn.prepare_cached(
         "UPDATE jobs SET state = ?2, lease_owner = NULL, lease_until = NULL, last_error = ?3,
@@ -328,7 +347,7 @@ pub fn fail(
          WHERE id = ?1",
     )?
     .execute(params![id, state, error, run_at, stamp(now)])?;
-    Ok(Some(state.to_string()))
+    Ok(Some(state))
 }
 
 /// Stops a leased job without running it (a cascade past the depth limit):
@@ -509,7 +528,7 @@ mod tests {
             enqueue(&s, id, at(0), Priority::Schedule, 5);
             lease(s.conn(), "w", at(0), LEASE).unwrap().unwrap();
             let state = fail(s.conn(), id, "w", failure, "no", at(1), 0.5, plugin_max).unwrap();
-            assert_eq!(state.as_deref(), Some("dead"), "{id}");
+            assert_eq!(state.map(JobState::as_str), Some("dead"), "{id}");
         }
     }
 

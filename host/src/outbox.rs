@@ -11,17 +11,43 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::CallError;
-use crate::jobs::Priority;
+use crate::jobs::{self, Priority};
 use crate::limits;
 use crate::plugins::PluginRow;
-use crate::records::insert_event;
+use crate::records::{Event, insert_event};
 use crate::store::{Actor, Store, Touched, now};
 
 /// The `cause` of a delivery job.
 pub const CAUSE: &str = "delivery";
 
+/// The audited action of a channel plugin recording that a send is out.
+pub const DELIVER: &str = "deliver";
+
 /// Most sends queued for delivery in one trigger pass.
 const BATCH: u32 = 500;
+
+crate::store::stored_names! {
+    /// Where a send is on its way out (WIT `send-state` names the first two).
+    pub enum SendState ("a send state") {
+        /// Waiting for its channel's delivery.
+        Queued = "queued",
+        /// Held for the operator: written with too little confidence.
+        NeedsReview = "needs-review",
+        /// Let through by the operator; waiting for delivery.
+        Approved = "approved",
+        /// Refused by the operator; never goes out.
+        Rejected = "rejected",
+        /// Out: the channel plugin recorded its receipt.
+        Delivered = "delivered",
+    }
+}
+
+impl SendState {
+    /// Whether a send in this state may go out now.
+    pub fn deliverable(self) -> bool {
+        matches!(self, SendState::Queued | SendState::Approved)
+    }
+}
 
 /// One send in the outbox, as a channel receives it.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,15 +56,84 @@ pub struct Send {
     pub channel: String,
     /// The message as approved (the operator's edit, if any).
     pub message: String,
-    /// `queued`, `needs-review`, `approved`, `rejected` or `delivered`.
-    pub state: String,
+    pub state: SendState,
 }
 
 impl Send {
     /// Whether the send may go out now.
     pub fn deliverable(&self) -> bool {
-        matches!(self.state.as_str(), "queued" | "approved")
+        self.state.deliverable()
     }
+}
+
+/// A send a plugin asks for, with its provenance.
+#[derive(Debug)]
+pub struct NewSend<'a> {
+    pub channel: &'a str,
+    pub message: &'a str,
+    pub state: SendState,
+    pub confidence: Option<f32>,
+    pub plugin: &'a str,
+    pub run_id: Option<&'a str>,
+    pub sources: &'a [String],
+    pub note: Option<&'a str>,
+}
+
+/// Puts `send` in the outbox, inside the write path's transaction; its id.
+pub fn queue(conn: &Connection, send: &NewSend<'_>) -> Result<String, CallError> {
+    let id = crate::store::new_id();
+    conn.execute(
+        "INSERT INTO outbox (id, channel, message, state, confidence, plugin, run_id, created_at, sources, note)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            id,
+            send.channel,
+            send.message,
+            send.state,
+            send.confidence.map(f64::from),
+            send.plugin,
+            send.run_id,
+            now(),
+            serde_json::to_string(send.sources)?,
+            send.note
+        ],
+    )?;
+    Ok(id)
+}
+
+/// The operator lets send `id` out; false if it was not waiting for review.
+pub fn approve(conn: &Connection, id: &str, at: &str) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "UPDATE outbox SET state = 'approved', decided_at = ?2 WHERE id = ?1 AND state = 'needs-review'",
+        params![id, at],
+    )?;
+    Ok(n == 1)
+}
+
+/// The operator refuses send `id`; false if it was not waiting for review.
+pub fn reject(
+    conn: &Connection,
+    id: &str,
+    at: &str,
+    reason: Option<&str>,
+) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "UPDATE outbox SET state = 'rejected', decided_at = ?2, decision_note = ?3
+         WHERE id = ?1 AND state = 'needs-review'",
+        params![id, at, reason],
+    )?;
+    Ok(n == 1)
+}
+
+/// The operator replaces the message of send `id`, keeping the plugin's
+/// draft; false if it was not waiting for review.
+pub fn edit(conn: &Connection, id: &str, message: &str) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "UPDATE outbox SET original_message = COALESCE(original_message, message), message = ?2
+         WHERE id = ?1 AND state = 'needs-review'",
+        params![id, message],
+    )?;
+    Ok(n == 1)
 }
 
 /// The idempotency key every delivery attempt of send `id` carries.
@@ -91,7 +186,7 @@ pub fn queue_pending(
     if servers.is_empty() {
         return Ok(0);
     }
-    let waiting: Vec<(String, String, String)> = tx
+    let waiting: Vec<(String, String, SendState)> = tx
         .prepare_cached(
             "SELECT id, channel, state FROM outbox
              WHERE delivery_job IS NULL AND state IN ('queued', 'approved')
@@ -104,7 +199,7 @@ pub fn queue_pending(
         // Only a send the operator approved goes out at the operator's
         // priority; one the plugin's confidence let through waits its turn
         // with other plugin work.
-        let priority = if state == "approved" {
+        let priority = if state == SendState::Approved {
             Priority::Operator
         } else {
             Priority::Event
@@ -112,24 +207,11 @@ pub fn queue_pending(
         let Some(plugin) = servers.get(channel.as_str()) else {
             continue;
         };
-        let job = crate::store::new_id();
         let input = serde_json::json!({ "outbox": send }).to_string();
-        let n = tx
-            .prepare_cached(
-                "INSERT INTO jobs (id, plugin, input, run_at, priority, state, created_at, updated_at, cause, fire_key)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?4, ?4, ?6, ?7)
-                 ON CONFLICT (fire_key) DO NOTHING",
-            )?
-            .execute(params![
-                job,
-                plugin,
-                input,
-                now,
-                priority as i64,
-                CAUSE,
-                format!("deliver:{send}")
-            ])?;
-        if n == 1 {
+        let key = format!("deliver:{send}");
+        if let Some(job) =
+            jobs::enqueue::delivery(tx, (plugin, &input, CAUSE), now, priority, &key)?
+        {
             tx.prepare_cached("UPDATE outbox SET delivery_job = ?2 WHERE id = ?1")?
                 .execute(params![send, job])?;
             queued += 1;
@@ -163,7 +245,7 @@ pub fn record(
             Touched::detail(&detail),
         ))
     };
-    store.write(actor, "deliver", None, permit, |tx| {
+    store.write(actor, DELIVER, None, permit, |tx| {
         let result = (|| {
             limits::check_len("receipt id", receipt, limits::MAX_NAME_BYTES)?;
             let n = tx.execute(
@@ -184,7 +266,7 @@ pub fn record(
                 "duplicate": duplicate,
             })
             .to_string();
-            insert_event(tx, "send.delivered", None, None, actor, Some(&data))?;
+            insert_event(tx, Event::SendDelivered, None, None, actor, Some(&data))?;
             Ok(())
         })();
         let again = if duplicate { " (delivered before)" } else { "" };

@@ -270,12 +270,42 @@ pub fn finish_run(
         )?;
     }
     if end.outcome != crate::run::Outcome::Ok {
-        tx.execute(
-            "INSERT INTO events (name, record_id, version, run_id, at, data) VALUES ('run.failed', NULL, NULL, ?1, ?2, ?3)",
-            params![id, now(), serde_json::json!({"plugin": plugin, "outcome": end.outcome.as_str()}).to_string()],
-        )?;
+        let data = serde_json::json!({"plugin": plugin, "outcome": end.outcome.as_str()});
+        crate::records::run_failed(&tx, id, &data.to_string())?;
     }
     tx.commit()
+}
+
+/// Closes run `id` as lost if it is still `running` (its process died);
+/// false if it had ended meanwhile.
+pub fn close_lost_run(conn: &Connection, id: &str, at: &str) -> rusqlite::Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE runs SET outcome = 'lost', ended_at = ?2,
+                 detail = 'the process running it stopped before it ended (killed or crashed)'
+             WHERE id = ?1 AND outcome = 'running'",
+        )?
+        .execute(params![id, at])?;
+    Ok(n == 1)
+}
+
+/// Marks the operator as having seen every run of `plugin` that reached a
+/// write quota; how many runs that was.
+pub fn dismiss_quota(conn: &Connection, plugin: &str, at: &str) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE runs SET quota_reviewed_at = ?2
+         WHERE plugin = ?1 AND quota IS NOT NULL AND quota_reviewed_at IS NULL",
+        params![plugin, at],
+    )
+}
+
+/// Replaces the grant (as JSON) of installed plugin `id`.
+pub fn set_grant(conn: &Connection, id: &str, grant_json: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE plugins SET grant_json = ?2 WHERE id = ?1",
+        params![id, grant_json],
+    )?;
+    Ok(())
 }
 
 const RUN_COLUMNS: &str =

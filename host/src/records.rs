@@ -10,6 +10,25 @@ use serde::{Deserialize, Serialize};
 use crate::error::CallError;
 use crate::store::{Actor, new_id, now};
 
+crate::store::stored_names! {
+    /// What happened, as the event stream names it (triggers subscribe by
+    /// these names).
+    pub enum Event ("an event name") {
+        RecordCreated = "record.created",
+        RecordUpdated = "record.updated",
+        LinkCreated = "link.created",
+        JobScheduled = "job.scheduled",
+        SendQueued = "send.queued",
+        SendNeedsReview = "send.needs-review",
+        SendApproved = "send.approved",
+        SendRejected = "send.rejected",
+        SendDelivered = "send.delivered",
+        RunFailed = "run.failed",
+        /// A webhook request was accepted (its job wakes the plugin).
+        WebhookReceived = "webhook.received",
+    }
+}
+
 /// A canonical record. `body` is JSON text.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Record {
@@ -288,7 +307,7 @@ fn insert_version(
 /// Appends an event inside the write path's transaction.
 pub fn insert_event(
     conn: &Connection,
-    name: &str,
+    name: Event,
     record_id: Option<&str>,
     version: Option<i64>,
     actor: &Actor,
@@ -343,7 +362,7 @@ pub fn insert_new(
     insert_version(conn, actor, &record, prov)?;
     insert_event(
         conn,
-        "record.created",
+        Event::RecordCreated,
         Some(&record.id),
         Some(1),
         actor,
@@ -390,13 +409,48 @@ pub fn update_body(
     insert_version(conn, actor, &record, prov)?;
     insert_event(
         conn,
-        "record.updated",
+        Event::RecordUpdated,
         Some(&record.id),
         Some(record.version),
         actor,
         None,
     )?;
     Ok(record)
+}
+
+/// Puts version `version` of record `id` up for the operator's review
+/// (written with less confidence than the writer's review gate).
+pub fn flag_for_review(conn: &Connection, id: &str, version: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE versions SET review = 'pending' WHERE record_id = ?1 AND version = ?2",
+    )?
+    .execute(params![id, version])?;
+    Ok(())
+}
+
+/// Records the operator's decision on a version waiting for review;
+/// false if it was not waiting.
+pub fn decide_review(
+    conn: &Connection,
+    id: &str,
+    version: i64,
+    review: &str,
+) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "UPDATE versions SET review = ?3 WHERE record_id = ?1 AND version = ?2 AND review = 'pending'",
+        params![id, version, review],
+    )?;
+    Ok(n == 1)
+}
+
+/// Appends the [`Event::RunFailed`] event of run `run` (no record, no actor: the
+/// runtime writes it when the run ends).
+pub fn run_failed(conn: &Connection, run: &str, data: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO events (name, record_id, version, run_id, at, data) VALUES ('run.failed', NULL, NULL, ?1, ?2, ?3)",
+        params![run, now(), data],
+    )?;
+    Ok(())
 }
 
 /// Adds a link; returns false when it already existed.
@@ -415,7 +469,27 @@ pub fn insert_link(
         .execute(params![from, to, rel, now(), actor.run_id])?;
     if added == 1 {
         let data = serde_json::json!({ "to": to, "rel": rel }).to_string();
-        insert_event(conn, "link.created", Some(from), None, actor, Some(&data))?;
+        insert_event(
+            conn,
+            Event::LinkCreated,
+            Some(from),
+            None,
+            actor,
+            Some(&data),
+        )?;
     }
     Ok(added == 1)
+}
+
+#[cfg(test)]
+mod event_tests {
+    use super::Event;
+
+    #[test]
+    fn every_event_a_trigger_may_subscribe_to_is_an_event_name() {
+        for name in crate::manifest::EVENTS {
+            let event: Event = name.parse().unwrap();
+            assert_eq!(event.as_str(), *name);
+        }
+    }
 }

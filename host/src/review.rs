@@ -5,20 +5,46 @@
 //! claims kept expiring. Every decision goes through the write path with
 //! the operator as actor, so it is audited like any other change.
 
+mod job;
+mod quota;
+mod send;
+mod task;
+mod version;
+
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::error::CallError;
-use crate::records::insert_event;
 use crate::store::{Actor, Store, Touched, now};
+use job::{JOB_COLUMNS, JOB_FROM, job_item};
+use quota::{QUOTA_QUERY, quota_item};
+use send::{SEND_COLUMNS, send_item};
+use task::{TASK_QUERY, task_item};
+use version::{VERSION_QUERY, version_item};
+
+crate::store::stored_names! {
+    /// What an item waiting for the operator is.
+    pub enum ReviewKind ("a review item kind") {
+        /// A send that needs approval.
+        Send = "send",
+        /// A record version written with low confidence.
+        LowConfidence = "low-confidence",
+        /// A job that was dead-lettered.
+        DeadJob = "dead-job",
+        /// A job `keel up` stopped (a loop, a cascade past the depth limit).
+        StoppedCascade = "stopped-cascade",
+        /// A task whose claims kept expiring.
+        BlockedTask = "blocked-task",
+        /// A plugin whose runs reached a write quota.
+        Quota = "quota",
+    }
+}
 
 /// One item waiting for a decision.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Item {
     pub id: String,
-    /// `send`, `low-confidence`, `dead-job`, `stopped-cascade`,
-    /// `blocked-task` or `quota`.
-    pub kind: String,
+    pub kind: ReviewKind,
     pub plugin: String,
     pub created_at: String,
     /// One line: the channel and subject, or the job's last error.
@@ -40,166 +66,6 @@ pub struct Provenance {
     pub sources: Vec<String>,
     pub confidence: Option<f64>,
     pub note: Option<String>,
-}
-
-fn send_summary(channel: &str, message: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(message).unwrap_or_default();
-    let subject = ["subject", "title", "text"]
-        .iter()
-        .find_map(|k| v.get(*k).and_then(|s| s.as_str()))
-        .unwrap_or("");
-    format!(
-        "via {channel}: {}",
-        subject.chars().take(80).collect::<String>()
-    )
-}
-
-fn send_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
-    let channel: String = r.get(1)?;
-    let message: String = r.get(2)?;
-    let sources: String = r.get(7)?;
-    Ok(Item {
-        id: r.get(0)?,
-        kind: "send".into(),
-        plugin: r.get(3)?,
-        created_at: r.get(4)?,
-        summary: send_summary(&channel, &message),
-        message: Some(message),
-        original_message: r.get(9)?,
-        provenance: Provenance {
-            run: r.get(5)?,
-            sources: serde_json::from_str(&sources).unwrap_or_default(),
-            confidence: r.get(6)?,
-            note: r.get(8)?,
-        },
-    })
-}
-
-const SEND_COLUMNS: &str =
-    "id, channel, message, plugin, created_at, run_id, confidence, sources, note, original_message";
-
-fn job_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
-    let attempts: i64 = r.get(4)?;
-    let error: Option<String> = r.get(3)?;
-    let state: String = r.get(6)?;
-    let (kind, summary) = if state == "stopped" {
-        ("stopped-cascade", error.unwrap_or_default())
-    } else {
-        (
-            "dead-job",
-            format!(
-                "dead after {attempts} attempt{}: {}",
-                if attempts == 1 { "" } else { "s" },
-                error.unwrap_or_default()
-            ),
-        )
-    };
-    Ok(Item {
-        id: r.get(0)?,
-        kind: kind.into(),
-        plugin: r.get(1)?,
-        created_at: r.get(2)?,
-        summary,
-        message: None,
-        original_message: None,
-        provenance: Provenance {
-            run: r.get(5)?,
-            ..Provenance::default()
-        },
-    })
-}
-
-const JOB_COLUMNS: &str = "j.id, j.plugin, j.updated_at, j.last_error, j.attempts,
-    COALESCE(j.created_by_run, e.run_id), j.state";
-const JOB_FROM: &str = "jobs j LEFT JOIN events e ON e.seq = j.event_seq";
-
-fn task_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
-    let title: Option<String> = r.get(3)?;
-    let why: Option<String> = r.get(4)?;
-    Ok(Item {
-        id: r.get(0)?,
-        kind: "blocked-task".into(),
-        plugin: r.get(1)?,
-        created_at: r.get(2)?,
-        summary: format!("{}: {}", title.unwrap_or_default(), why.unwrap_or_default()),
-        message: None,
-        original_message: None,
-        provenance: Provenance::default(),
-    })
-}
-
-/// A version's item id: `<record id>@<version>`.
-fn version_id(record: &str, version: i64) -> String {
-    format!("{record}@{version}")
-}
-
-fn version_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
-    let record: String = r.get(0)?;
-    let version: i64 = r.get(1)?;
-    let kind: String = r.get(2)?;
-    let actor: String = r.get(3)?;
-    let confidence: Option<f64> = r.get(6)?;
-    let sources: String = r.get(7)?;
-    Ok(Item {
-        id: version_id(&record, version),
-        kind: "low-confidence".into(),
-        plugin: actor.split('@').next().unwrap_or_default().to_string(),
-        created_at: r.get(4)?,
-        summary: format!(
-            "{kind} {record} v{version} by {actor}, confidence {:.2}",
-            confidence.unwrap_or(0.0)
-        ),
-        message: Some(r.get(9)?),
-        original_message: None,
-        provenance: Provenance {
-            run: r.get(5)?,
-            sources: serde_json::from_str(&sources).unwrap_or_default(),
-            confidence,
-            note: r.get(8)?,
-        },
-    })
-}
-
-const VERSION_QUERY: &str = "SELECT v.record_id, v.version, r.kind, v.actor, v.at, v.run_id,
-    v.confidence, v.sources, v.note, v.body
-    FROM versions v JOIN records r ON r.id = v.record_id WHERE v.review = 'pending'";
-
-/// Tasks the supervisor blocked because their claims kept expiring.
-const TASK_QUERY: &str = "SELECT id, created_by, updated_at, json_extract(body, '$.title'),
-    json_extract(body, '$.escalated') FROM records
-    WHERE kind = 'core/task' AND json_extract(body, '$.state') = 'blocked'
-      AND json_extract(body, '$.escalated') IS NOT NULL";
-
-/// Plugins whose runs reached a write quota: one item per plugin, its
-/// latest such run, until the operator dismisses it.
-const QUOTA_QUERY: &str = "SELECT id, plugin, max(ended_at), quota, count(*) FROM runs
-    WHERE quota IS NOT NULL AND quota_reviewed_at IS NULL";
-
-fn quota_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<Item> {
-    let run: String = r.get(0)?;
-    let quota: String = r.get(3)?;
-    let runs: i64 = r.get(4)?;
-    let (name, _) = quota.split_once(' ').unwrap_or((&quota, ""));
-    Ok(Item {
-        id: run.clone(),
-        kind: "quota".into(),
-        plugin: r.get(1)?,
-        created_at: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-        summary: format!(
-            "reached {quota} in run {run}{}: its further writes were refused; raise limits.{name} in its manifest if that was expected",
-            if runs > 1 {
-                format!(" (and {} runs before)", runs - 1)
-            } else {
-                String::new()
-            }
-        ),
-        message: None,
-        original_message: None,
-        provenance: Provenance {
-            run: Some(run),
-            ..Provenance::default()
-        },
-    })
 }
 
 /// Everything waiting for the operator, oldest first.
@@ -332,199 +198,13 @@ fn apply(
     decision: &Decision,
 ) -> Result<(), CallError> {
     let at = now();
-    let changed = match (item.kind.as_str(), decision) {
-        ("send", Decision::Approve) => {
-            let n = conn.execute(
-                "UPDATE outbox SET state = 'approved', decided_at = ?2 WHERE id = ?1 AND state = 'needs-review'",
-                params![item.id, at],
-            )?;
-            let data = serde_json::json!({"outbox": item.id}).to_string();
-            insert_event(conn, "send.approved", None, None, operator, Some(&data))?;
-            n
-        }
-        ("send", Decision::Reject { reason }) => {
-            let n = conn.execute(
-                "UPDATE outbox SET state = 'rejected', decided_at = ?2, decision_note = ?3
-                 WHERE id = ?1 AND state = 'needs-review'",
-                params![item.id, at, reason],
-            )?;
-            let data = serde_json::json!({"outbox": item.id}).to_string();
-            insert_event(conn, "send.rejected", None, None, operator, Some(&data))?;
-            n
-        }
-        ("send", Decision::Edit { message }) => {
-            crate::limits::check_body(message)?;
-            conn.execute(
-                "UPDATE outbox SET original_message = COALESCE(original_message, message), message = ?2
-                 WHERE id = ?1 AND state = 'needs-review'",
-                params![item.id, message],
-            )?
-        }
-        // Approving a stopped job runs it as the start of a new chain: the
-        // operator is now its cause.
-        ("dead-job" | "stopped-cascade", Decision::Approve) => conn.execute(
-            "UPDATE jobs SET state = 'queued', attempts = 0, run_at = ?2, updated_at = ?2, last_error = NULL,
-                 depth = CASE WHEN state = 'stopped' THEN 0 ELSE depth END
-             WHERE id = ?1 AND state IN ('dead', 'stopped')",
-            params![item.id, at],
-        )?,
-        ("dead-job" | "stopped-cascade", Decision::Reject { .. }) => conn.execute(
-            "UPDATE jobs SET reviewed_at = ?2 WHERE id = ?1 AND state IN ('dead', 'stopped')",
-            params![item.id, at],
-        )?,
-        ("dead-job" | "stopped-cascade", Decision::Edit { .. }) => {
-            return Err(CallError::Invalid(format!(
-                "{} is a {}; approve it to run it (again) or reject it to dismiss it",
-                item.id,
-                item.kind.replace('-', " ")
-            )));
-        }
-        ("blocked-task", decision) => return decide_task(conn, operator, item, decision),
-        // Seen: the plugin's quota runs leave the queue together.
-        ("quota", Decision::Approve | Decision::Reject { .. }) => {
-            let n = conn.execute(
-                "UPDATE runs SET quota_reviewed_at = ?2
-                 WHERE plugin = ?1 AND quota IS NOT NULL AND quota_reviewed_at IS NULL",
-                params![item.plugin, at],
-            )?;
-            return if n > 0 { Ok(()) } else { Err(missing(&item.id)) };
-        }
-        ("quota", Decision::Edit { .. }) => {
-            return Err(CallError::Invalid(format!(
-                "{} is a quota item; approve or reject it to dismiss it, and raise the plugin's limits in its manifest if needed",
-                item.id
-            )));
-        }
-        ("low-confidence", decision) => return decide_version(conn, operator, item, decision),
-        (other, _) => return Err(CallError::Internal(format!("unknown review item kind {other}"))),
-    };
-    if changed == 1 {
-        Ok(())
-    } else {
-        Err(missing(&item.id))
+    match item.kind {
+        ReviewKind::Send => send::decide(conn, operator, item, decision, &at),
+        ReviewKind::DeadJob | ReviewKind::StoppedCascade => job::decide(conn, item, decision, &at),
+        ReviewKind::LowConfidence => version::decide(conn, operator, item, decision),
+        ReviewKind::BlockedTask => task::decide(conn, operator, item, decision),
+        ReviewKind::Quota => quota::decide(conn, item, decision, &at),
     }
-}
-
-/// A low-confidence version: approve keeps it; edit writes the operator's
-/// body as the next version; reject restores the version before it (a
-/// first version has none to restore: it stays, marked rejected).
-fn decide_version(
-    conn: &Connection,
-    operator: &Actor,
-    item: &Item,
-    decision: &Decision,
-) -> Result<(), CallError> {
-    let (record_id, version) = item
-        .id
-        .rsplit_once('@')
-        .and_then(|(r, v)| v.parse::<i64>().ok().map(|v| (r, v)))
-        .ok_or_else(|| missing(&item.id))?;
-    let current = crate::records::get(conn, record_id)?.ok_or_else(|| missing(&item.id))?;
-    let moved_on = || {
-        CallError::Conflict(format!(
-            "{} is at version {} now; review what changed since, or approve this one to keep it in the history",
-            record_id, current.version
-        ))
-    };
-    let note = |text: String| crate::records::Provenance {
-        note: Some(text),
-        ..Default::default()
-    };
-    let review = match decision {
-        Decision::Approve => "approved",
-        Decision::Edit { message } => {
-            if current.version != version {
-                return Err(moved_on());
-            }
-            crate::limits::check_body(message)?;
-            if !matches!(
-                serde_json::from_str(message),
-                Ok(serde_json::Value::Object(_))
-            ) {
-                return Err(CallError::Invalid(
-                    "the edited body must be a JSON object".into(),
-                ));
-            }
-            let prov = note(format!("edited in review of v{version}"));
-            crate::records::update_body(conn, operator, &current, message, &prov)?;
-            "edited"
-        }
-        Decision::Reject { reason } => {
-            if version > 1 {
-                if current.version != version {
-                    return Err(moved_on());
-                }
-                let before: String = conn.query_row(
-                    "SELECT body FROM versions WHERE record_id = ?1 AND version = ?2",
-                    params![record_id, version - 1],
-                    |r| r.get(0),
-                )?;
-                let why = reason
-                    .as_ref()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default();
-                let prov = note(format!(
-                    "rejected v{version}, v{} restored{why}",
-                    version - 1
-                ));
-                crate::records::update_body(conn, operator, &current, &before, &prov)?;
-            }
-            "rejected"
-        }
-    };
-    let n = conn.execute(
-        "UPDATE versions SET review = ?3 WHERE record_id = ?1 AND version = ?2 AND review = 'pending'",
-        params![record_id, version, review],
-    )?;
-    if n == 1 {
-        Ok(())
-    } else {
-        Err(missing(&item.id))
-    }
-}
-
-/// A blocked task: approve reopens it (its claim count starts again),
-/// reject marks it failed.
-fn decide_task(
-    conn: &Connection,
-    operator: &Actor,
-    item: &Item,
-    decision: &Decision,
-) -> Result<(), CallError> {
-    let current = crate::records::get(conn, &item.id)?.ok_or_else(|| missing(&item.id))?;
-    let mut body: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(&current.body).map_err(|e| CallError::Internal(e.to_string()))?;
-    let (state, note) = match decision {
-        Decision::Approve => ("open", "reopened by the operator".to_string()),
-        Decision::Reject { reason } => (
-            "failed",
-            format!(
-                "failed by the operator{}",
-                reason
-                    .as_ref()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default()
-            ),
-        ),
-        Decision::Edit { .. } => {
-            return Err(CallError::Invalid(format!(
-                "{} is a blocked task; approve it to reopen it or reject it to fail it",
-                item.id
-            )));
-        }
-    };
-    body.remove("escalated");
-    body.insert("state".into(), serde_json::json!(state));
-    if state == "open" {
-        body.insert("claims".into(), serde_json::json!(0));
-    }
-    let prov = crate::records::Provenance {
-        note: Some(note),
-        ..Default::default()
-    };
-    let text = serde_json::Value::Object(body).to_string();
-    crate::records::update_body(conn, operator, &current, &text, &prov)?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -559,7 +239,7 @@ mod tests {
     }
 
     /// A send by `fx` with `confidence`; its outbox state.
-    fn send_state(s: &mut Store, fx: &Fixture, confidence: f32) -> String {
+    fn send_state(s: &mut Store, fx: &Fixture, confidence: f32) -> crate::outbox::SendState {
         let opts = WriteOptions {
             confidence: Some(confidence),
             ..WriteOptions::default()

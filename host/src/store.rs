@@ -7,6 +7,9 @@
 
 pub mod audit;
 
+mod names;
+pub(crate) use names::stored_names;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -467,5 +470,7 @@ struct Group {
     calls: u32,
 }
 
+#[cfg(test)]
+mod owners;
 #[cfg(test)]
 mod tests;

@@ -4,9 +4,10 @@
 //! down fires once on start (catch-up), not once per missed tick.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use crate::jobs::{Priority, stamp};
+use crate::jobs::enqueue::Keyed;
+use crate::jobs::{self, Priority, stamp};
 use crate::manifest::{CronSchedule, kind_matches, parse_cron, parse_interval};
 use crate::plugins;
 use crate::store::Store;
@@ -46,42 +47,6 @@ pub struct Fired {
     pub delivery: usize,
 }
 
-/// A job a trigger fires.
-struct Firing<'a> {
-    plugin: &'a str,
-    cause: &'a str,
-    priority: Priority,
-    event_seq: Option<i64>,
-    /// Once per key, across passes and restarts.
-    fire_key: String,
-    /// Causation depth: 0 for time triggers, the causing job's + 1 for events.
-    depth: i64,
-    /// Why the job is `stopped` instead of `queued`, if it is.
-    stopped: Option<String>,
-}
-
-fn queue_job(tx: &rusqlite::Transaction<'_>, f: &Firing<'_>, now: &str) -> rusqlite::Result<bool> {
-    let n = tx
-        .prepare_cached(
-            "INSERT INTO jobs (id, plugin, input, run_at, priority, state, created_at, updated_at, cause, event_seq, fire_key, depth, last_error)
-             VALUES (?1, ?2, '{}', ?3, ?4, ?5, ?3, ?3, ?6, ?7, ?8, ?9, ?10)
-             ON CONFLICT (fire_key) DO NOTHING",
-        )?
-        .execute(params![
-            crate::store::new_id(),
-            f.plugin,
-            now,
-            f.priority as i64,
-            if f.stopped.is_some() { "stopped" } else { "queued" },
-            f.cause,
-            f.event_seq,
-            f.fire_key,
-            f.depth,
-            f.stopped
-        ])?;
-    Ok(n == 1)
-}
-
 /// Queues a job for every time trigger that is due and every event a
 /// plugin subscribes to, in one transaction.
 pub fn fire_due(db: &mut Store, now: DateTime<Utc>) -> rusqlite::Result<Fired> {
@@ -100,160 +65,205 @@ pub fn fire(
         .conn_mut()
         .transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut fired = Fired::default();
-
     for p in installed {
-        for (i, t) in p.manifest.triggers.iter().enumerate() {
-            let timing = match (&t.every, &t.cron) {
-                (Some(every), _) => match parse_interval(every) {
-                    Some(d) => Timing::Every(d),
-                    None => continue,
-                },
-                (None, Some(cron)) => match parse_cron(cron, t.tz.as_deref()) {
-                    Ok(schedule) => Timing::Cron(Box::new(schedule)),
-                    Err(_) => continue,
-                },
-                (None, None) => continue,
-            };
-            let index = i64::try_from(i).unwrap_or(i64::MAX);
-            let next: Option<String> = tx
-                .prepare_cached(
-                    "SELECT next_fire FROM trigger_state WHERE plugin = ?1 AND trigger = ?2",
-                )?
-                .query_row(params![p.id, index], |r| r.get(0))
-                .optional()?;
-            let following = match &timing {
-                Timing::Every(every) => {
-                    Some(now + chrono::Duration::from_std(*every).unwrap_or(chrono::TimeDelta::MAX))
-                }
-                Timing::Cron(schedule) => schedule.next_after(now),
-            };
-            // An interval fires at start; a cron schedule waits for its
-            // first time.
-            let slot = match (&timing, next) {
-                (_, Some(slot)) => Some(slot),
-                (Timing::Every(_), None) => Some(now_s.clone()),
-                (Timing::Cron(_), None) => None,
-            };
-            if let Some(slot) = &slot {
-                if *slot > now_s {
-                    continue;
-                }
-                let firing = Firing {
-                    plugin: &p.id,
-                    cause: match timing {
-                        Timing::Every(_) => "interval",
-                        Timing::Cron(_) => "cron",
-                    },
-                    priority: Priority::Schedule,
-                    event_seq: None,
-                    fire_key: format!("{}#{index}@{slot}", p.id),
-                    depth: 0,
-                    stopped: None,
-                };
-                if queue_job(&tx, &firing, &now_s)? {
-                    fired.interval += 1;
-                }
-            }
-            let Some(following) = following else {
-                continue;
-            };
-            tx.prepare_cached(
-                "INSERT INTO trigger_state (plugin, trigger, next_fire) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (plugin, trigger) DO UPDATE SET next_fire = excluded.next_fire",
-            )?
-            .execute(params![p.id, index, stamp(following)])?;
-        }
+        fired.interval += fire_timed(&tx, p, now)?;
     }
+    fire_events(&tx, installed, &now_s, &mut fired)?;
+    fired.delivery = crate::outbox::queue_pending(&tx, installed, &now_s)?;
+    tx.commit()?;
+    Ok(fired)
+}
 
+/// When trigger `t` fires, if it is a time trigger that parses.
+fn timing_of(t: &crate::manifest::TriggerSpec) -> Option<Timing> {
+    match (&t.every, &t.cron) {
+        (Some(every), _) => parse_interval(every).map(Timing::Every),
+        (None, Some(cron)) => parse_cron(cron, t.tz.as_deref())
+            .ok()
+            .map(|schedule| Timing::Cron(Box::new(schedule))),
+        (None, None) => None,
+    }
+}
+
+/// Queues the due time triggers of plugin `p` and moves each to its next
+/// time; how many jobs were queued.
+fn fire_timed(
+    tx: &Connection,
+    p: &plugins::PluginRow,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<usize> {
+    let now_s = stamp(now);
+    let mut queued = 0;
+    for (i, t) in p.manifest.triggers.iter().enumerate() {
+        let Some(timing) = timing_of(t) else {
+            continue;
+        };
+        let index = i64::try_from(i).unwrap_or(i64::MAX);
+        let next: Option<String> = tx
+            .prepare_cached(
+                "SELECT next_fire FROM trigger_state WHERE plugin = ?1 AND trigger = ?2",
+            )?
+            .query_row(params![p.id, index], |r| r.get(0))
+            .optional()?;
+        let following = match &timing {
+            Timing::Every(every) => {
+                Some(now + chrono::Duration::from_std(*every).unwrap_or(chrono::TimeDelta::MAX))
+            }
+            Timing::Cron(schedule) => schedule.next_after(now),
+        };
+        // An interval fires at start; a cron schedule waits for its first
+        // time.
+        let slot = match (&timing, next) {
+            (_, Some(slot)) => Some(slot),
+            (Timing::Every(_), None) => Some(now_s.clone()),
+            (Timing::Cron(_), None) => None,
+        };
+        if let Some(slot) = &slot {
+            if *slot > now_s {
+                continue;
+            }
+            let firing = Keyed {
+                plugin: &p.id,
+                cause: match timing {
+                    Timing::Every(_) => "interval",
+                    Timing::Cron(_) => "cron",
+                },
+                priority: Priority::Schedule,
+                event_seq: None,
+                fire_key: format!("{}#{index}@{slot}", p.id),
+                depth: 0,
+                stopped: None,
+            };
+            if jobs::enqueue::keyed(tx, &firing, &now_s)? {
+                queued += 1;
+            }
+        }
+        let Some(following) = following else {
+            continue;
+        };
+        tx.prepare_cached(
+            "INSERT INTO trigger_state (plugin, trigger, next_fire) VALUES (?1, ?2, ?3)
+             ON CONFLICT (plugin, trigger) DO UPDATE SET next_fire = excluded.next_fire",
+        )?
+        .execute(params![p.id, index, stamp(following)])?;
+    }
+    Ok(queued)
+}
+
+/// The events after `cursor`, oldest first, at most [`EVENT_BATCH`].
+fn events_after(tx: &Connection, cursor: i64) -> rusqlite::Result<Vec<Happened>> {
+    tx.prepare_cached(
+        "SELECT e.seq, e.name, r.kind, runs.plugin, e.run_id, COALESCE(cj.depth, 0) FROM events e
+         LEFT JOIN records r ON r.id = e.record_id
+         LEFT JOIN runs ON runs.id = e.run_id
+         LEFT JOIN jobs cj ON cj.id = runs.job_id
+         WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2",
+    )?
+    .query_map(params![cursor, EVENT_BATCH], |r| {
+        Ok(Happened {
+            seq: r.get(0)?,
+            name: r.get(1)?,
+            kind: r.get(2)?,
+            caused_by: r.get(3)?,
+            run: r.get(4)?,
+            depth: r.get(5)?,
+        })
+    })?
+    .collect()
+}
+
+/// Wakes each plugin subscribed to an event written since the last pass,
+/// and moves the events cursor past them.
+fn fire_events(
+    tx: &Connection,
+    installed: &[plugins::PluginRow],
+    now_s: &str,
+    fired: &mut Fired,
+) -> rusqlite::Result<()> {
     let subscribers: Vec<_> = installed
         .iter()
         .flat_map(|p| p.manifest.triggers.iter().map(move |t| (p, t)))
         .filter(|(_, t)| t.on.is_some())
         .collect();
-    if !subscribers.is_empty() {
-        let cursor: i64 = tx
-            .query_row("SELECT value FROM cursors WHERE name = 'events'", [], |r| {
-                r.get(0)
-            })
-            .optional()?
-            .unwrap_or(0);
-        let events: Vec<Happened> = tx
-            .prepare_cached(
-                "SELECT e.seq, e.name, r.kind, runs.plugin, e.run_id, COALESCE(cj.depth, 0) FROM events e
-                 LEFT JOIN records r ON r.id = e.record_id
-                 LEFT JOIN runs ON runs.id = e.run_id
-                 LEFT JOIN jobs cj ON cj.id = runs.job_id
-                 WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2",
-            )?
-            .query_map(params![cursor, EVENT_BATCH], |r| {
-                Ok(Happened {
-                    seq: r.get(0)?,
-                    name: r.get(1)?,
-                    kind: r.get(2)?,
-                    caused_by: r.get(3)?,
-                    run: r.get(4)?,
-                    depth: r.get(5)?,
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        for Happened {
-            seq,
-            name,
-            kind,
-            caused_by,
-            run,
-            depth,
-        } in &events
-        {
-            for (p, t) in &subscribers {
-                if t.on.as_deref() != Some(name.as_str()) {
-                    continue;
-                }
-                let kind_ok = t.kinds.is_empty()
-                    || kind.as_deref().is_some_and(|k| kind_matches(&t.kinds, k));
-                if !kind_ok {
-                    continue;
-                }
-                let mut firing = Firing {
-                    plugin: &p.id,
-                    cause: "event",
-                    priority: Priority::Event,
-                    event_seq: Some(*seq),
-                    fire_key: format!("{}#event{seq}", p.id),
-                    depth: depth + 1,
-                    stopped: None,
-                };
-                if caused_by.as_deref() == Some(p.id.as_str()) {
-                    // A plugin woken by its own writes would wake itself
-                    // forever: it is not run, and the operator hears of it
-                    // once per run that did it.
-                    fired.self_skipped += 1;
-                    firing.fire_key =
-                        format!("{}#loop@{}", p.id, run.as_deref().unwrap_or_default());
-                    firing.stopped = Some(format!(
-                        "stopped: {} would wake itself on its own writes (event {seq} {name} from run {}); it subscribes to what it writes",
-                        p.id,
-                        run.as_deref().unwrap_or("?")
-                    ));
-                    queue_job(&tx, &firing, &now_s)?;
-                    continue;
-                }
-                if queue_job(&tx, &firing, &now_s)? {
-                    fired.event += 1;
-                }
+    if subscribers.is_empty() {
+        return Ok(());
+    }
+    let cursor: i64 = tx
+        .query_row("SELECT value FROM cursors WHERE name = 'events'", [], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .unwrap_or(0);
+    let events = events_after(tx, cursor)?;
+    for event in &events {
+        for (p, t) in &subscribers {
+            if t.on.as_deref() != Some(event.name.as_str()) {
+                continue;
+            }
+            let kind_ok = t.kinds.is_empty()
+                || event
+                    .kind
+                    .as_deref()
+                    .is_some_and(|k| kind_matches(&t.kinds, k));
+            if kind_ok {
+                wake(tx, p, event, now_s, fired)?;
             }
         }
-        if let Some(last) = events.last() {
-            tx.execute(
-                "INSERT INTO cursors (name, value) VALUES ('events', ?1)
-                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                [last.seq],
-            )?;
-        }
     }
-    fired.delivery = crate::outbox::queue_pending(&tx, installed, &now_s)?;
-    tx.commit()?;
-    Ok(fired)
+    if let Some(last) = events.last() {
+        tx.execute(
+            "INSERT INTO cursors (name, value) VALUES ('events', ?1)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            [last.seq],
+        )?;
+    }
+    Ok(())
+}
+
+/// Queues the job that wakes subscriber `p` on `event`, unless `p` caused
+/// the event itself.
+fn wake(
+    tx: &Connection,
+    p: &plugins::PluginRow,
+    event: &Happened,
+    now_s: &str,
+    fired: &mut Fired,
+) -> rusqlite::Result<()> {
+    let Happened {
+        seq,
+        name,
+        caused_by,
+        run,
+        depth,
+        ..
+    } = event;
+    let mut firing = Keyed {
+        plugin: &p.id,
+        cause: "event",
+        priority: Priority::Event,
+        event_seq: Some(*seq),
+        fire_key: format!("{}#event{seq}", p.id),
+        depth: depth + 1,
+        stopped: None,
+    };
+    if caused_by.as_deref() == Some(p.id.as_str()) {
+        // A plugin woken by its own writes would wake itself forever: it
+        // is not run, and the operator hears of it once per run that did
+        // it.
+        fired.self_skipped += 1;
+        firing.fire_key = format!("{}#loop@{}", p.id, run.as_deref().unwrap_or_default());
+        firing.stopped = Some(format!(
+            "stopped: {} would wake itself on its own writes (event {seq} {name} from run {}); it subscribes to what it writes",
+            p.id,
+            run.as_deref().unwrap_or("?")
+        ));
+        jobs::enqueue::keyed(tx, &firing, now_s)?;
+        return Ok(());
+    }
+    if jobs::enqueue::keyed(tx, &firing, now_s)? {
+        fired.event += 1;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

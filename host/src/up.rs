@@ -13,8 +13,9 @@ use serde::Serialize;
 
 use crate::engine::KeelEngine;
 use crate::home::Home;
-use crate::jobs::{self, Failure};
+use crate::jobs::{self, Failure, JobState};
 use crate::jobs::{DEFAULT_LEASE, LEASE_MARGIN};
+use crate::outbox::SendState;
 use crate::plugins;
 use crate::run::{Cause, Outcome, RunReport};
 use crate::runtime::Runtime;
@@ -222,7 +223,22 @@ impl Worker {
             None => self.home.store()?,
         };
         let installed = plugins::list(db.conn())?;
-        match crate::triggers::fire(&mut db, &installed, Utc::now()) {
+        self.housekeep(&mut db, &installed);
+        let Some(job) = self.lease(&mut db, &installed)? else {
+            self.db = Some(db);
+            return Ok(false);
+        };
+        let span =
+            tracing::info_span!("job", id = %job.id, plugin = %job.plugin, kind = %job.cause);
+        let _guard = span.enter();
+        self.execute(db, &job, tally)?;
+        Ok(true)
+    }
+
+    /// What a pass does before it leases: fires the triggers and, once per
+    /// [`SUPERVISE_EVERY`], runs the supervisor. Neither stops the pass.
+    fn housekeep(&mut self, db: &mut Store, installed: &[plugins::PluginRow]) {
+        match crate::triggers::fire(db, installed, Utc::now()) {
             Ok(fired) if fired != crate::triggers::Fired::default() => tracing::info!(
                 interval = fired.interval,
                 event = fired.event,
@@ -236,20 +252,29 @@ impl Worker {
         }
         if self
             .supervised
-            .is_none_or(|t| t.elapsed() >= SUPERVISE_EVERY)
+            .is_some_and(|t| t.elapsed() < SUPERVISE_EVERY)
         {
-            self.supervised = Some(std::time::Instant::now());
-            match crate::actions::tasks::supervise(&mut db, Utc::now()) {
-                Ok(s) if s != crate::actions::tasks::Supervised::default() => tracing::info!(
-                    reopened = s.reopened,
-                    escalated = s.escalated,
-                    lost_runs = s.lost_runs,
-                    "supervisor"
-                ),
-                Ok(_) => {}
-                Err(e) => tracing::warn!("supervisor pass failed: {e}"),
-            }
+            return;
         }
+        self.supervised = Some(std::time::Instant::now());
+        match crate::actions::tasks::supervise(db, Utc::now()) {
+            Ok(s) if s != crate::actions::tasks::Supervised::default() => tracing::info!(
+                reopened = s.reopened,
+                escalated = s.escalated,
+                lost_runs = s.lost_runs,
+                "supervisor"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("supervisor pass failed: {e}"),
+        }
+    }
+
+    /// Leases the next due job under the installed plugins' throttles.
+    fn lease(
+        &self,
+        db: &mut Store,
+        installed: &[plugins::PluginRow],
+    ) -> anyhow::Result<Option<jobs::Job>> {
         let throttles: Vec<jobs::Throttle> = installed
             .iter()
             .filter(|p| p.grant.concurrency.is_some() || p.grant.rate.is_some())
@@ -259,46 +284,29 @@ impl Worker {
                 rate: p.grant.rate,
             })
             .collect();
-        let leased = jobs::lease_throttled(
+        Ok(jobs::lease_throttled(
             db.conn_mut(),
             &self.name,
             Utc::now(),
             self.lease,
             &throttles,
-        )?;
-        let Some(job) = leased else {
-            self.db = Some(db);
-            return Ok(false);
-        };
-        let span = tracing::info_span!("job", id = %job.id, plugin = %job.plugin);
-        let _guard = span.enter();
+        )?)
+    }
+
+    /// Runs leased `job` and records how it went; gives the store back.
+    fn execute(&mut self, db: Store, job: &jobs::Job, tally: &mut Tally) -> anyhow::Result<()> {
         if job.depth > self.max_depth {
-            let steps = usize::try_from(self.max_depth).unwrap_or(0) + 1;
-            let chain = jobs::chain(db.conn(), &job.id, steps)?;
-            let why = format!(
-                "stopped: a cascade {} hops deep, past the limit of {} (woken by {}); approve to run it anyway",
-                job.depth,
-                self.max_depth,
-                chain.join(" <- ")
-            );
-            if jobs::stop(db.conn(), &job.id, &self.name, &why, Utc::now())? {
-                tracing::warn!("{why}");
-                tally.stopped += 1;
-            }
-            self.db = Some(db);
-            return Ok(true);
+            return self.stop_deep(db, job, tally);
         }
         let Some(row) = plugins::get(db.conn(), &job.plugin)? else {
             let why = format!("no plugin `{}` is installed", job.plugin);
-            self.dead_letter(db, &job.id, &why, tally)?;
-            return Ok(true);
+            return self.dead_letter(db, &job.id, &why, tally);
         };
         let needed = Duration::from_millis(row.manifest.limits.timeout_ms) + LEASE_MARGIN;
         if needed > self.lease {
             let until = Utc::now() + chrono::Duration::from_std(needed)?;
             jobs::extend(db.conn(), &job.id, &self.name, until)?;
         }
-        let is_agent = row.manifest.plugin.world == crate::manifest::World::Agent;
         let send = match job.cause.as_str() {
             crate::outbox::CAUSE => crate::outbox::send_of(&job.input),
             _ => None,
@@ -306,42 +314,25 @@ impl Worker {
         if let Some(send) = &send {
             // A send delivered by an earlier attempt (whose worker died
             // before finishing the job) is not handed over again.
-            let state = crate::outbox::load(db.conn(), send)?.map(|s| s.state);
-            match state.as_deref() {
-                Some("queued" | "approved") => {}
-                Some("delivered") => {
+            match crate::outbox::load(db.conn(), send)?.map(|s| s.state) {
+                Some(state) if state.deliverable() => {}
+                Some(SendState::Delivered) => {
                     jobs::complete(db.conn(), &job.id, &self.name, Utc::now())?;
                     tally.done += 1;
                     self.db = Some(db);
-                    return Ok(true);
+                    return Ok(());
                 }
                 other => {
                     let why = format!(
                         "send {send} is {}, not waiting for delivery",
-                        other.unwrap_or("gone")
+                        other.map_or("gone", SendState::as_str)
                     );
-                    self.dead_letter(db, &job.id, &why, tally)?;
-                    return Ok(true);
+                    return self.dead_letter(db, &job.id, &why, tally);
                 }
             }
         }
-        let attempt = u32::try_from(job.attempts).unwrap_or(u32::MAX);
-        let (cause, input) = match (job.cause.as_str(), job.event_seq, &send) {
-            ("event", Some(seq), _) => (Cause::Event { job: &job.id, seq }, None),
-            // An agent gets the webhook's body; a connector is woken to sync.
-            (crate::jobs::webhooks::CAUSE, Some(seq), _) if is_agent => {
-                (Cause::Event { job: &job.id, seq }, Some(job.input.as_str()))
-            }
-            (_, _, Some(send)) => (
-                Cause::Delivery {
-                    job: &job.id,
-                    send,
-                    attempt,
-                },
-                None,
-            ),
-            _ => (Cause::Job(&job.id), is_agent.then_some(job.input.as_str())),
-        };
+        let is_agent = row.manifest.plugin.world == crate::manifest::World::Agent;
+        let (cause, input) = cause_of(job, is_agent, send.as_deref());
         let (report, db) = match self.runtime.invoke(db, &job.plugin, cause, input) {
             Ok(ran) => ran,
             Err(e) => {
@@ -349,10 +340,40 @@ impl Worker {
                 // does not load): retrying will not help.
                 let why = format!("could not start: {e:#}");
                 let db = self.home.store()?;
-                self.dead_letter(db, &job.id, &why, tally)?;
-                return Ok(true);
+                return self.dead_letter(db, &job.id, &why, tally);
             }
         };
+        self.record(db, job, &row.manifest.limits, &report, tally)
+    }
+
+    /// Stops a job deeper in a cascade than [`Settings::max_depth`]: it
+    /// waits for the operator with the chain that led to it.
+    fn stop_deep(&mut self, db: Store, job: &jobs::Job, tally: &mut Tally) -> anyhow::Result<()> {
+        let steps = usize::try_from(self.max_depth).unwrap_or(0) + 1;
+        let chain = jobs::chain(db.conn(), &job.id, steps)?;
+        let why = format!(
+            "stopped: a cascade {} hops deep, past the limit of {} (woken by {}); approve to run it anyway",
+            job.depth,
+            self.max_depth,
+            chain.join(" <- ")
+        );
+        if jobs::stop(db.conn(), &job.id, &self.name, &why, Utc::now())? {
+            tracing::warn!("{why}");
+            tally.stopped += 1;
+        }
+        self.db = Some(db);
+        Ok(())
+    }
+
+    /// Records a finished run's job: done, retried later or dead.
+    fn record(
+        &mut self,
+        db: Store,
+        job: &jobs::Job,
+        limits: &crate::manifest::Limits,
+        report: &RunReport,
+        tally: &mut Tally,
+    ) -> anyhow::Result<()> {
         if report.outcome == Outcome::Ok {
             if jobs::complete(db.conn(), &job.id, &self.name, Utc::now())? {
                 tracing::info!(run = %report.run, "done");
@@ -361,24 +382,23 @@ impl Worker {
                 tracing::warn!(run = %report.run, "finished after its lease passed to another worker");
             }
             self.db = Some(db);
-            return Ok(true);
+            return Ok(());
         }
         // The low bits of a v7 id are random: enough to spread retries.
         let random = u16::try_from(uuid::Uuid::now_v7().as_u128() & 0xffff).unwrap_or(0);
         let jitter = f64::from(random) / f64::from(u16::MAX);
-        let limits = &row.manifest.limits;
         let state = jobs::fail(
             db.conn(),
             &job.id,
             &self.name,
-            failure_of(&report, &limits.retry_on),
+            failure_of(report, &limits.retry_on),
             &report.detail,
             Utc::now(),
             jitter,
             limits.attempts.map(i64::from),
         )?;
-        match state.as_deref() {
-            Some("dead") => {
+        match state {
+            Some(JobState::Dead) => {
                 tracing::warn!(run = %report.run, "dead-lettered: {}", report.detail);
                 tally.dead += 1;
             }
@@ -391,7 +411,34 @@ impl Worker {
             }
         }
         self.db = Some(db);
-        Ok(true)
+        Ok(())
+    }
+}
+
+/// Why the run of `job` happens and the input it gets: an event job is
+/// woken by its event; an agent gets a webhook's body (a connector is
+/// woken to sync); a delivery job hands its send over; other jobs give an
+/// agent their input.
+fn cause_of<'a>(
+    job: &'a jobs::Job,
+    is_agent: bool,
+    send: Option<&'a str>,
+) -> (Cause<'a>, Option<&'a str>) {
+    let attempt = u32::try_from(job.attempts).unwrap_or(u32::MAX);
+    match (job.cause.as_str(), job.event_seq, send) {
+        ("event", Some(seq), _) => (Cause::Event { job: &job.id, seq }, None),
+        (crate::jobs::webhooks::CAUSE, Some(seq), _) if is_agent => {
+            (Cause::Event { job: &job.id, seq }, Some(job.input.as_str()))
+        }
+        (_, _, Some(send)) => (
+            Cause::Delivery {
+                job: &job.id,
+                send,
+                attempt,
+            },
+            None,
+        ),
+        _ => (Cause::Job(&job.id), is_agent.then_some(job.input.as_str())),
     }
 }
 

@@ -1,6 +1,7 @@
 //! `keel:host/actions`: every change goes through [`crate::actions`], which
 //! checks the grant and uses the one write path.
 
+use crate::actions::CoreAction;
 use crate::actions::invoke::Providers;
 use crate::actions::{self, Caller, WriteOptions};
 use crate::bindings::actions::WriteOptions as WitWriteOptions;
@@ -87,10 +88,9 @@ impl From<actions::SendReceipt> for SendReceipt {
     fn from(r: actions::SendReceipt) -> Self {
         SendReceipt {
             id: r.id,
-            state: if r.state == "queued" {
-                SendState::Queued
-            } else {
-                SendState::NeedsReview
+            state: match r.state {
+                crate::outbox::SendState::Queued => SendState::Queued,
+                _ => SendState::NeedsReview,
             },
         }
     }
@@ -114,7 +114,7 @@ impl Host for ActionsView<'_> {
             .map(|i| (i.source.as_str(), i.external_id.as_str()));
         let opts = options(opts);
         reply(self.counted(
-            "create",
+            CoreAction::Create.as_str(),
             |db, caller| actions::create(db, caller, &kind, &body, identity, &opts),
             |c| !c.existed,
         ))
@@ -131,7 +131,7 @@ impl Host for ActionsView<'_> {
         let opts = options(opts);
         let result = version(expected_version).and_then(|v| {
             self.counted(
-                "update",
+                CoreAction::Update.as_str(),
                 |db, caller| actions::update(db, caller, &id, v, &body, &opts),
                 |_| true,
             )
@@ -147,7 +147,7 @@ impl Host for ActionsView<'_> {
         rel: String,
     ) -> wasmtime::Result<Result<(), types::Error>> {
         reply(self.counted(
-            "link",
+            CoreAction::Link.as_str(),
             |db, caller| actions::link(db, caller, &from, &to, &rel),
             |_| true,
         ))
@@ -164,13 +164,13 @@ impl Host for ActionsView<'_> {
         if let Err(e) = self.run.quota.take_job() {
             return reply::<String, String>(Err(self.run.db.refuse(
                 &self.run.actor,
-                "schedule",
+                CoreAction::Schedule.as_str(),
                 e,
             )));
         }
         let opts = options(opts);
         reply(self.counted(
-            "schedule",
+            CoreAction::Schedule.as_str(),
             |db, caller| actions::schedule(db, caller, &plugin, &input, at.as_deref(), &opts),
             |_| true,
         ))
@@ -183,7 +183,7 @@ impl Host for ActionsView<'_> {
         ttl_ms: u32,
     ) -> wasmtime::Result<Result<types::Record, types::Error>> {
         reply(self.counted(
-            "claim",
+            CoreAction::Claim.as_str(),
             |db, caller| crate::actions::tasks::claim(db, caller, &task, ttl_ms),
             |_| true,
         ))
@@ -204,7 +204,7 @@ impl Host for ActionsView<'_> {
         };
         let opts = options(opts);
         reply(self.counted(
-            "complete",
+            CoreAction::Complete.as_str(),
             |db, caller| crate::actions::tasks::complete(db, caller, &task, end, &result, &opts),
             |_| true,
         ))
@@ -213,7 +213,7 @@ impl Host for ActionsView<'_> {
     #[tracing::instrument(level = "debug", name = "actions.release", skip_all)]
     fn release(&mut self, task: String) -> wasmtime::Result<Result<types::Record, types::Error>> {
         reply(self.counted(
-            "release",
+            CoreAction::Release.as_str(),
             |db, caller| crate::actions::tasks::release(db, caller, &task),
             |_| true,
         ))
@@ -244,7 +244,7 @@ impl Host for ActionsView<'_> {
     ) -> wasmtime::Result<Result<SendReceipt, types::Error>> {
         let opts = options(opts);
         reply(self.counted(
-            "send",
+            CoreAction::Send.as_str(),
             |db, caller| actions::send(db, caller, &channel, &message, &opts),
             |_| true,
         ))

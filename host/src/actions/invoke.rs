@@ -7,15 +7,18 @@
 //! audited with the provider's run, and the provider's own calls are audited
 //! under its run.
 
+use std::ops::ControlFlow;
+
 use serde::Serialize;
 
+use crate::actions::CoreAction;
 use crate::actions::WriteOptions;
 use crate::error::CallError;
 use crate::limits;
 use crate::manifest::World;
 use crate::plugins::{self, PluginRow};
 use crate::run::{Cause, Outcome, RunCtx, RunReport};
-use crate::store::{Store, Touched};
+use crate::store::{Actor, Store, Touched};
 
 /// How deep `invoke` calls may nest (a provider invoking a provider...).
 pub const MAX_INVOKE_DEPTH: u32 = 4;
@@ -123,27 +126,53 @@ pub fn call(
     opts: &WriteOptions,
 ) -> Result<String, CallError> {
     let actor = ctx.actor.clone();
-    let checks = limits::check_len("action", action, limits::MAX_NAME_BYTES)
-        .and_then(|()| limits::check_json("input", input))
-        .and_then(|()| match &opts.idempotency_key {
-            Some(key) => limits::check_len("idempotency key", key, limits::MAX_NAME_BYTES),
-            None => Ok(()),
-        });
-    if let Err(e) = checks {
-        return Err(ctx.db.refuse(&actor, "invoke", e));
+    let (row, name) = match admit(ctx, providers, &actor, action, input, opts) {
+        ControlFlow::Continue(provider) => provider,
+        ControlFlow::Break(answer) => return answer,
+    };
+    let report = run_provider(ctx, providers, &actor, &row, name, input)?;
+    ctx.db.begin_group();
+    let (result, detail) = outcome(action, report);
+    let key = opts.idempotency_key.as_deref();
+    ctx.db
+        .write::<String, _>(&actor, CoreAction::Invoke.as_str(), key, Ok(()), |_| {
+            (result, Touched::detail(detail))
+        })
+}
+
+/// Everything checked before the provider runs: sizes, the grant, the
+/// provider and its input schema, the depth; a retried idempotency key is
+/// answered from the first call. Continues with the provider and the
+/// action's name within it, or breaks with the (audited) answer.
+fn admit<'a>(
+    ctx: &mut RunCtx,
+    providers: &dyn Providers,
+    actor: &Actor,
+    action: &'a str,
+    input: &str,
+    opts: &WriteOptions,
+) -> ControlFlow<Result<String, CallError>, (PluginRow, &'a str)> {
+    if let Err(e) = check_sizes(action, input, opts) {
+        return ControlFlow::Break(Err(ctx.db.refuse(actor, CoreAction::Invoke.as_str(), e)));
     }
     if let Err(reason) = ctx.grant.check_invoke(action) {
-        return ctx.db.write::<String, _>(
-            &actor,
-            "invoke",
+        return ControlFlow::Break(ctx.db.write::<String, _>(
+            actor,
+            CoreAction::Invoke.as_str(),
             None,
             Err((reason, Touched::detail(action))),
             |_| unreachable!("refused before the change"),
-        );
+        ));
     }
     let refuse = |db: &mut Store, e: CallError| {
         let detail = Touched::detail(action);
-        db.write::<String, _>(&actor, "invoke", None, Ok(()), |_| (Err(e), detail))
+        ControlFlow::Break(db.write::<String, _>(
+            actor,
+            CoreAction::Invoke.as_str(),
+            None,
+            Ok(()),
+            |_| (Err(e), detail),
+        ))
     };
     let provider = action.split_once('/').and_then(|(plugin, name)| {
         plugins::get(ctx.db.conn(), plugin)
@@ -168,25 +197,52 @@ pub fn call(
         ));
         return refuse(&mut ctx.db, e);
     }
-    let key = opts.idempotency_key.as_deref();
-    if let Some(key) = key
-        && ctx.db.key_used(&actor.plugin, key)?
-    {
+    let Some(key) = opts.idempotency_key.as_deref() else {
+        return ControlFlow::Continue((row, name));
+    };
+    match ctx.db.key_used(&actor.plugin, key) {
+        Ok(false) => ControlFlow::Continue((row, name)),
+        Err(e) => ControlFlow::Break(Err(e.into())),
         // A retry: the write path replays the first output and audits it.
-        return ctx
-            .db
-            .write::<String, _>(&actor, "invoke", Some(key), Ok(()), |_| {
+        Ok(true) => ControlFlow::Break(ctx.db.write::<String, _>(
+            actor,
+            CoreAction::Invoke.as_str(),
+            Some(key),
+            Ok(()),
+            |_| {
                 (
                     Err(CallError::Internal(
                         "an idempotent replay reached its change".into(),
                     )),
                     Touched::detail(action),
                 )
-            });
+            },
+        )),
     }
+}
 
-    // The provider runs on this run's connection: commit what this run
-    // wrote so far, lend the store to the nested run, and take it back.
+/// The bounds on what the caller passes, checked before anything else.
+fn check_sizes(action: &str, input: &str, opts: &WriteOptions) -> Result<(), CallError> {
+    limits::check_len("action", action, limits::MAX_NAME_BYTES)?;
+    limits::check_json("input", input)?;
+    match &opts.idempotency_key {
+        Some(key) => limits::check_len("idempotency key", key, limits::MAX_NAME_BYTES),
+        None => Ok(()),
+    }
+}
+
+/// Runs provider `row`'s action `name` as a nested run on this run's
+/// connection: commits what this run wrote so far, lends the store to the
+/// nested run, and takes it back (opening it again if the nested run could
+/// not give it back). The inner error is a provider that could not start.
+fn run_provider(
+    ctx: &mut RunCtx,
+    providers: &dyn Providers,
+    actor: &Actor,
+    row: &PluginRow,
+    name: &str,
+    input: &str,
+) -> Result<anyhow::Result<RunReport>, CallError> {
     ctx.db.flush()?;
     let path = ctx.db.path().to_path_buf();
     let stand_in = Store::detached().map_err(|e| CallError::Internal(e.to_string()))?;
@@ -209,20 +265,23 @@ pub fn call(
                 .unwrap_or(chrono::TimeDelta::MAX);
         crate::jobs::extend_for_run(db.conn(), run, until)?;
     }
-    let ran = providers.run(db, &row.id, cause, input);
-    let report = match ran {
+    match providers.run(db, &row.id, cause, input) {
         Ok((report, db)) => {
             ctx.db = db;
-            Ok(report)
+            Ok(Ok(report))
         }
         Err(e) => {
             // The nested run did not give the store back: open it again.
             ctx.db = Store::open(&path).map_err(|e| CallError::Unavailable(e.to_string()))?;
-            Err(e)
+            Ok(Err(e))
         }
-    };
-    ctx.db.begin_group();
-    let (result, detail) = match report {
+    }
+}
+
+/// What the caller of `action` receives from the provider's run, and the
+/// audit detail.
+fn outcome(action: &str, report: anyhow::Result<RunReport>) -> (Result<String, CallError>, String) {
+    match report {
         Err(e) => (
             Err(CallError::Unavailable(format!(
                 "{action} could not start: {e:#}"
@@ -249,11 +308,7 @@ pub fn call(
             };
             (result, detail)
         }
-    };
-    ctx.db
-        .write::<String, _>(&actor, "invoke", key, Ok(()), |_| {
-            (result, Touched::detail(detail))
-        })
+    }
 }
 
 /// The caller gets the provider's error as the same variant.

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 use serde_json::{Map, Value, json};
 
+use crate::actions::CoreAction;
 use crate::actions::{Caller, WriteOptions};
 use crate::error::CallError;
 use crate::jobs::stamp;
@@ -127,10 +128,10 @@ pub fn claim(
         }
     });
     if let Err(e) = checks {
-        return Err(store.refuse(caller.actor, "claim", e));
+        return Err(store.refuse(caller.actor, CoreAction::Claim.as_str(), e));
     }
     let grant = caller.grant;
-    let permit = if !grant.allows_action("claim") {
+    let permit = if !grant.allows_action(CoreAction::Claim.as_str()) {
         Err("action `claim` is not granted".to_string())
     } else if !grant.can_read(TASK) {
         Err(format!("reading {TASK} is not granted"))
@@ -139,7 +140,7 @@ pub fn claim(
     };
     let permit = permit.map_err(|reason| (reason, Touched::detail(format!("task {id}"))));
     let actor = caller.actor;
-    store.write(actor, "claim", None, permit, |tx| {
+    store.write(actor, CoreAction::Claim.as_str(), None, permit, |tx| {
         let mut touched = Touched::detail(format!("task {id}"));
         let result = (|| {
             let (current, mut body) = load(tx, id)?;
@@ -217,9 +218,9 @@ pub fn complete(
     if let Err(e) = limits::check_len("record id", id, limits::MAX_NAME_BYTES)
         .and_then(|()| limits::check_json("result", result))
     {
-        return Err(store.refuse(caller.actor, "complete", e));
+        return Err(store.refuse(caller.actor, CoreAction::Complete.as_str(), e));
     }
-    let permit = if caller.grant.allows_action("complete") {
+    let permit = if caller.grant.allows_action(CoreAction::Complete.as_str()) {
         Ok(())
     } else {
         Err((
@@ -230,7 +231,7 @@ pub fn complete(
     let actor = caller.actor;
     store.write(
         actor,
-        "complete",
+        CoreAction::Complete.as_str(),
         opts.idempotency_key.as_deref(),
         permit,
         |tx| {
@@ -261,9 +262,9 @@ pub fn complete(
 /// `release`: gives back a claim the caller holds.
 pub fn release(store: &mut Store, caller: Caller<'_>, id: &str) -> Result<Record, CallError> {
     if let Err(e) = limits::check_len("record id", id, limits::MAX_NAME_BYTES) {
-        return Err(store.refuse(caller.actor, "release", e));
+        return Err(store.refuse(caller.actor, CoreAction::Release.as_str(), e));
     }
-    let permit = if caller.grant.allows_action("claim") {
+    let permit = if caller.grant.allows_action(CoreAction::Claim.as_str()) {
         Ok(())
     } else {
         Err((
@@ -272,7 +273,7 @@ pub fn release(store: &mut Store, caller: Caller<'_>, id: &str) -> Result<Record
         ))
     };
     let actor = caller.actor;
-    store.write(actor, "release", None, permit, |tx| {
+    store.write(actor, CoreAction::Release.as_str(), None, permit, |tx| {
         let mut touched = Touched::detail(format!("task {id}"));
         let outcome = (|| {
             let (current, mut body) = load(tx, id)?;
@@ -382,13 +383,7 @@ fn close_lost_runs(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<us
         let limit = started.with_timezone(&Utc)
             + chrono::Duration::milliseconds(timeout.saturating_add(LOST_GRACE_MS));
         if limit < now {
-            closed += conn
-                .prepare_cached(
-                    "UPDATE runs SET outcome = 'lost', ended_at = ?2,
-                         detail = 'the process running it stopped before it ended (killed or crashed)'
-                     WHERE id = ?1 AND outcome = 'running'",
-                )?
-                .execute(params![id, stamp(now)])?;
+            closed += usize::from(crate::plugins::close_lost_run(conn, &id, &stamp(now))?);
         }
     }
     Ok(closed)
