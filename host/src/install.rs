@@ -123,6 +123,29 @@ pub fn signer(db: &Store, checked: &Checked) -> anyhow::Result<Option<Trusted>> 
     Ok(Some(trusted))
 }
 
+/// Refuses a channel plugin when another installed plugin already serves
+/// one of its channels.
+fn check_channel_free(db: &Store, checked: &Checked) -> anyhow::Result<()> {
+    let id = &checked.manifest.plugin.id;
+    let Some(spec) = &checked.manifest.channel else {
+        return Ok(());
+    };
+    for other in plugins::list(db.conn())? {
+        let Some(theirs) = other.manifest.channel.as_ref().filter(|_| other.id != *id) else {
+            continue;
+        };
+        if let Some(name) = spec.serves.iter().find(|n| theirs.serves.contains(n)) {
+            bail!(
+                "{}: channel `{name}` is already served by {}; remove that plugin first (`keel plugin remove {}`)",
+                checked.manifest.label(),
+                other.label(),
+                other.id
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Installs (or replaces) a checked plugin in `home`.
 pub fn install(
     home: &Home,
@@ -132,21 +155,7 @@ pub fn install(
 ) -> anyhow::Result<PluginRow> {
     let id = &checked.manifest.plugin.id;
     let signer = signer(db, checked)?.map(|t| t.shown());
-    if let Some(spec) = &checked.manifest.channel {
-        for other in plugins::list(db.conn())? {
-            let Some(theirs) = other.manifest.channel.as_ref().filter(|_| other.id != *id) else {
-                continue;
-            };
-            if let Some(name) = spec.serves.iter().find(|n| theirs.serves.contains(n)) {
-                bail!(
-                    "{}: channel `{name}` is already served by {}; remove that plugin first (`keel plugin remove {}`)",
-                    checked.manifest.label(),
-                    other.label(),
-                    other.id
-                );
-            }
-        }
-    }
+    check_channel_free(db, checked)?;
     let dest = home.plugin_dir(id);
     // Write into a fresh folder beside the destination, then swap it in, so
     // a failure never leaves a half-written plugin.

@@ -2,6 +2,8 @@
 //! rank, narrowed by a filter, shown only when the caller may read every
 //! source.
 
+use std::collections::HashMap;
+
 use rusqlite::{Connection, OptionalExtension};
 
 use super::remember::normalised;
@@ -150,30 +152,14 @@ pub fn recall(
     k: u32,
     filter: &Filter,
 ) -> Result<Vec<(Memory, f32)>, CallError> {
-    let grant = viewer.grant;
-    let mut fused: std::collections::HashMap<i64, f64> = std::collections::HashMap::new();
-    let (cond, cond_args) = filter.sql();
-    if let Some(q) = fts_query(query) {
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT f.rowid FROM memories_fts f JOIN memories m ON m.seq = f.rowid
-             WHERE memories_fts MATCH ? AND m.superseded_by IS NULL
-               AND (m.sources != '[]' OR m.plugin = ? OR ?){cond} ORDER BY f.rank LIMIT ?"
-        ))?;
-        let shared = grant.capabilities.shared_memory;
-        let mut args: Vec<&dyn rusqlite::ToSql> = vec![&q, &viewer.plugin, &shared];
-        args.extend(cond_args.iter().map(|a| a as &dyn rusqlite::ToSql));
-        let limit = CANDIDATES as i64;
-        args.push(&limit);
-        let seqs = stmt.query_map(args.as_slice(), |r| r.get::<_, i64>(0))?;
-        for (rank, seq) in seqs.enumerate() {
-            *fused.entry(seq?).or_default() += 1.0 / (RRF_K + rank as f64 + 1.0);
-        }
-    }
+    let mut fused: HashMap<i64, f64> = HashMap::new();
+    rank_text(conn, viewer, query, filter, &mut fused)?;
     let query_vector = normalised(query_vector);
     let mut scored = scan(conn, vectors, viewer, model, &query_vector)?;
     if !filter.is_empty() {
         // Narrowed before ranking, so a filter never leaves fewer than k
         // when more match.
+        let (cond, cond_args) = filter.sql();
         let allowed: std::collections::HashSet<i64> = conn
             .prepare_cached(&format!(
                 "SELECT m.seq FROM memories m WHERE m.superseded_by IS NULL{cond}"
@@ -200,38 +186,73 @@ pub fn recall(
         if out.len() >= k as usize {
             break;
         }
-        let kinds: Vec<String> = conn
-            .prepare_cached("SELECT kind FROM memory_sources WHERE seq = ?1")?
-            .query_map([seq], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        if !kinds.iter().all(|kind| grant.can_read(kind)) {
-            continue;
-        }
-        let memory = conn
-            .prepare_cached(
-                "SELECT id, text, metadata, sources, by_label, at, supersedes, plugin FROM memories
-                 WHERE seq = ?1 AND superseded_by IS NULL",
-            )?
-            .query_row([seq], |r| {
-                let by: String = r.get(7)?;
-                if kinds.is_empty() && !viewer.sees_unsourced(&by) {
-                    return Ok(None);
-                }
-                Ok(Some(Memory {
-                    id: r.get(0)?,
-                    text: r.get(1)?,
-                    metadata: r.get(2)?,
-                    sources: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
-                    by: r.get(4)?,
-                    at: r.get(5)?,
-                    supersedes: r.get(6)?,
-                }))
-            })
-            .optional()?
-            .flatten();
-        if let Some(memory) = memory {
+        if let Some(memory) = shown(conn, viewer, seq)? {
             out.push((memory, score as f32));
         }
     }
     Ok(out)
+}
+
+/// The full-text ranking's contribution to the fusion.
+fn rank_text(
+    conn: &Connection,
+    viewer: Viewer<'_>,
+    query: &str,
+    filter: &Filter,
+    fused: &mut HashMap<i64, f64>,
+) -> Result<(), CallError> {
+    let Some(q) = fts_query(query) else {
+        return Ok(());
+    };
+    let (cond, cond_args) = filter.sql();
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT f.rowid FROM memories_fts f JOIN memories m ON m.seq = f.rowid
+         WHERE memories_fts MATCH ? AND m.superseded_by IS NULL
+           AND (m.sources != '[]' OR m.plugin = ? OR ?){cond} ORDER BY f.rank LIMIT ?"
+    ))?;
+    let shared = viewer.grant.capabilities.shared_memory;
+    let mut args: Vec<&dyn rusqlite::ToSql> = vec![&q, &viewer.plugin, &shared];
+    args.extend(cond_args.iter().map(|a| a as &dyn rusqlite::ToSql));
+    let limit = CANDIDATES as i64;
+    args.push(&limit);
+    let seqs = stmt.query_map(args.as_slice(), |r| r.get::<_, i64>(0))?;
+    for (rank, seq) in seqs.enumerate() {
+        *fused.entry(seq?).or_default() += 1.0 / (RRF_K + rank as f64 + 1.0);
+    }
+    Ok(())
+}
+
+/// Memory `seq`, if it is current and `viewer` may see it: every source
+/// kind readable, and an unsourced memory only to whom it belongs.
+fn shown(conn: &Connection, viewer: Viewer<'_>, seq: i64) -> Result<Option<Memory>, CallError> {
+    let kinds: Vec<String> = conn
+        .prepare_cached("SELECT kind FROM memory_sources WHERE seq = ?1")?
+        .query_map([seq], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    if !kinds.iter().all(|kind| viewer.grant.can_read(kind)) {
+        return Ok(None);
+    }
+    let memory = conn
+        .prepare_cached(
+            "SELECT id, text, metadata, sources, by_label, at, supersedes, plugin FROM memories
+             WHERE seq = ?1 AND superseded_by IS NULL",
+        )?
+        .query_row([seq], |r| {
+            let by: String = r.get(7)?;
+            if kinds.is_empty() && !viewer.sees_unsourced(&by) {
+                return Ok(None);
+            }
+            Ok(Some(Memory {
+                id: r.get(0)?,
+                text: r.get(1)?,
+                metadata: r.get(2)?,
+                sources: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
+                by: r.get(4)?,
+                at: r.get(5)?,
+                supersedes: r.get(6)?,
+            }))
+        })
+        .optional()?
+        .flatten();
+    Ok(memory)
 }

@@ -33,50 +33,10 @@ pub fn insert(
     model: &str,
     vector: Vec<f32>,
 ) -> Result<Memory, CallError> {
-    check_sources(sources)?;
-    let mut kinds = Vec::new();
-    for id in sources {
-        crate::limits::check_len("source id", id, crate::limits::MAX_NAME_BYTES)?;
-        // One answer for a record that is missing and one the plugin may
-        // not read, so a source reveals neither its kind nor that it exists.
-        match crate::records::kind_of(conn, id)? {
-            Some(k) if grant.can_read(&k) => kinds.push((id.clone(), k)),
-            _ => {
-                return Err(CallError::Invalid(format!(
-                    "source record {id} does not exist or may not be read by {}",
-                    actor.label()
-                )));
-            }
-        }
-    }
+    let kinds = source_kinds(conn, actor, grant, sources)?;
     let id = new_id();
     if let Some(old) = supersedes {
-        let state: Option<(String, Option<String>)> = conn
-            .prepare_cached("SELECT plugin, superseded_by FROM memories WHERE id = ?1")?
-            .query_row([old], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        match state {
-            None => {
-                return Err(CallError::NotFound(format!("memory {old} does not exist")));
-            }
-            // Superseding hides the old memory from every recall: only its
-            // author may do that.
-            Some((by, _)) if by != actor.plugin => {
-                return Err(CallError::Denied(format!(
-                    "memory {old} was remembered by another plugin; {} may supersede only its own memories",
-                    actor.label()
-                )));
-            }
-            Some((_, Some(by))) => {
-                return Err(CallError::Conflict(format!(
-                    "memory {old} was already superseded by {by}; supersede that one"
-                )));
-            }
-            Some((_, None)) => {
-                conn.prepare_cached("UPDATE memories SET superseded_by = ?2 WHERE id = ?1")?
-                    .execute(params![old, id])?;
-            }
-        }
+        supersede(conn, actor, old, &id)?;
     }
     let at = now();
     let sources_json = serde_json::to_string(sources).unwrap_or_else(|_| "[]".into());
@@ -113,4 +73,54 @@ pub fn insert(
         at,
         supersedes: supersedes.map(String::from),
     })
+}
+
+/// Each source record with its kind; `invalid` for one that does not exist
+/// or may not be read (one answer for both, so a source reveals neither its
+/// kind nor that it exists).
+fn source_kinds(
+    conn: &Connection,
+    actor: &Actor,
+    grant: &Grant,
+    sources: &[String],
+) -> Result<Vec<(String, String)>, CallError> {
+    check_sources(sources)?;
+    let mut kinds = Vec::new();
+    for id in sources {
+        crate::limits::check_len("source id", id, crate::limits::MAX_NAME_BYTES)?;
+        match crate::records::kind_of(conn, id)? {
+            Some(k) if grant.can_read(&k) => kinds.push((id.clone(), k)),
+            _ => {
+                return Err(CallError::Invalid(format!(
+                    "source record {id} does not exist or may not be read by {}",
+                    actor.label()
+                )));
+            }
+        }
+    }
+    Ok(kinds)
+}
+
+/// Marks memory `old` superseded by `id`. Superseding hides the old memory
+/// from every recall: only its author may do that, once.
+fn supersede(conn: &Connection, actor: &Actor, old: &str, id: &str) -> Result<(), CallError> {
+    let state: Option<(String, Option<String>)> = conn
+        .prepare_cached("SELECT plugin, superseded_by FROM memories WHERE id = ?1")?
+        .query_row([old], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    match state {
+        None => Err(CallError::NotFound(format!("memory {old} does not exist"))),
+        Some((by, _)) if by != actor.plugin => Err(CallError::Denied(format!(
+            "memory {old} was remembered by another plugin; {} may supersede only its own memories",
+            actor.label()
+        ))),
+        Some((_, Some(by))) => Err(CallError::Conflict(format!(
+            "memory {old} was already superseded by {by}; supersede that one"
+        ))),
+        Some((_, None)) => {
+            conn.prepare_cached("UPDATE memories SET superseded_by = ?2 WHERE id = ?1")?
+                .execute(params![old, id])?;
+            Ok(())
+        }
+    }
 }
