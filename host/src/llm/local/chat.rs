@@ -131,19 +131,9 @@ fn converted(path: &Path) -> Result<PathBuf, String> {
     Ok(target)
 }
 
-fn load_from(path: &Path) -> Result<Chat, String> {
-    // A folder keel may not write to keeps the original (slower) blocks.
-    let path = converted(path).unwrap_or_else(|e| {
-        tracing::warn!(
-            "cannot keep the 8-bit copy of {} ({e}); using the original, more slowly",
-            path.display()
-        );
-        path.to_path_buf()
-    });
-    let mut file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
-    let content = gguf_file::Content::read(&mut file).map_err(|e| e.to_string())?;
-    let tokens = strings(&content, "tokenizer.ggml.tokens")?;
-    let merges = strings(&content, "tokenizer.ggml.merges")?
+/// The byte-level BPE tokenizer the GGUF file describes.
+fn tokenizer_of(content: &gguf_file::Content, tokens: &[String]) -> Result<Tokenizer, String> {
+    let merges = strings(content, "tokenizer.ggml.merges")?
         .into_iter()
         .map(|m| {
             m.split_once(' ')
@@ -151,13 +141,6 @@ fn load_from(path: &Path) -> Result<Chat, String> {
                 .ok_or_else(|| format!("the merge `{m}` is not two tokens"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let types: Vec<i64> = match content.metadata.get("tokenizer.ggml.token_type") {
-        Some(gguf_file::Value::Array(items)) => items
-            .iter()
-            .map(|v| v.to_i32().map(i64::from).unwrap_or(1))
-            .collect(),
-        _ => vec![1; tokens.len()],
-    };
     let vocab: Vocab = tokens
         .iter()
         .enumerate()
@@ -173,6 +156,29 @@ fn load_from(path: &Path) -> Result<Chat, String> {
         ByteLevel::new(false, true, true).into(),
     ])));
     tokenizer.with_decoder(Some(ByteLevel::default()));
+    Ok(tokenizer)
+}
+
+fn load_from(path: &Path) -> Result<Chat, String> {
+    // A folder keel may not write to keeps the original (slower) blocks.
+    let path = converted(path).unwrap_or_else(|e| {
+        tracing::warn!(
+            "cannot keep the 8-bit copy of {} ({e}); using the original, more slowly",
+            path.display()
+        );
+        path.to_path_buf()
+    });
+    let mut file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+    let content = gguf_file::Content::read(&mut file).map_err(|e| e.to_string())?;
+    let tokens = strings(&content, "tokenizer.ggml.tokens")?;
+    let tokenizer = tokenizer_of(&content, &tokens)?;
+    let types: Vec<i64> = match content.metadata.get("tokenizer.ggml.token_type") {
+        Some(gguf_file::Value::Array(items)) => items
+            .iter()
+            .map(|v| v.to_i32().map(i64::from).unwrap_or(1))
+            .collect(),
+        _ => vec![1; tokens.len()],
+    };
     let table = byte_table();
     let special: Vec<bool> = (0..tokens.len())
         .map(|i| types.get(i).is_some_and(|&t| t == 3))

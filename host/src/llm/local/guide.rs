@@ -227,54 +227,8 @@ fn value(schema: &Node, steer: &mut dyn Steer, out: &mut String) -> Result<(), S
         return Ok(());
     }
     match kind(schema)? {
-        "object" => {
-            emit(steer, out, "{")?;
-            if let Some(Node::Object(props)) = schema.get("properties") {
-                for (i, (key, sub)) in props.iter().enumerate() {
-                    let sep = if i == 0 { "" } else { ", " };
-                    let key = Node::String(key.clone()).to_json();
-                    emit(steer, out, &format!("{sep}{key}: "))?;
-                    value(sub, steer, out)?;
-                }
-            }
-            emit(steer, out, "}")
-        }
-        "array" => {
-            let items = schema
-                .get("items")
-                .ok_or("an array has no `items` schema")?;
-            let min = schema.get("minItems").and_then(Node::as_u64).unwrap_or(0);
-            let max = schema
-                .get("maxItems")
-                .and_then(Node::as_u64)
-                .unwrap_or(DEFAULT_MAX_ITEMS.max(min));
-            if min > max {
-                return Err("its minItems is above its maxItems".into());
-            }
-            if max == 0 {
-                return emit(steer, out, "[]");
-            }
-            emit(steer, out, "[")?;
-            let mut count = 0;
-            loop {
-                value(items, steer, out)?;
-                count += 1;
-                if count == max {
-                    break;
-                }
-                if count < min {
-                    emit(steer, out, ", ")?;
-                    continue;
-                }
-                let options = [", ".to_string(), "]".to_string()];
-                if steer.choose(&options)? == 1 {
-                    out.push(']');
-                    return Ok(());
-                }
-                out.push_str(", ");
-            }
-            emit(steer, out, "]")
-        }
+        "object" => object(schema, steer, out),
+        "array" => array(schema, steer, out),
         "string" => {
             let max = schema
                 .get("maxLength")
@@ -302,6 +256,59 @@ fn value(schema: &Node, steer: &mut dyn Steer, out: &mut String) -> Result<(), S
         }
         _ => emit(steer, out, "null"),
     }
+}
+
+/// An object: its properties in the schema's order.
+fn object(schema: &Node, steer: &mut dyn Steer, out: &mut String) -> Result<(), String> {
+    emit(steer, out, "{")?;
+    if let Some(Node::Object(props)) = schema.get("properties") {
+        for (i, (key, sub)) in props.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            let key = Node::String(key.clone()).to_json();
+            emit(steer, out, &format!("{sep}{key}: "))?;
+            value(sub, steer, out)?;
+        }
+    }
+    emit(steer, out, "}")
+}
+
+/// An array of `items`, between `minItems` and `maxItems` long; past the
+/// minimum the model chooses when it ends.
+fn array(schema: &Node, steer: &mut dyn Steer, out: &mut String) -> Result<(), String> {
+    let items = schema
+        .get("items")
+        .ok_or("an array has no `items` schema")?;
+    let min = schema.get("minItems").and_then(Node::as_u64).unwrap_or(0);
+    let max = schema
+        .get("maxItems")
+        .and_then(Node::as_u64)
+        .unwrap_or(DEFAULT_MAX_ITEMS.max(min));
+    if min > max {
+        return Err("its minItems is above its maxItems".into());
+    }
+    if max == 0 {
+        return emit(steer, out, "[]");
+    }
+    emit(steer, out, "[")?;
+    let mut count = 0;
+    loop {
+        value(items, steer, out)?;
+        count += 1;
+        if count == max {
+            break;
+        }
+        if count < min {
+            emit(steer, out, ", ")?;
+            continue;
+        }
+        let options = [", ".to_string(), "]".to_string()];
+        if steer.choose(&options)? == 1 {
+            out.push(']');
+            return Ok(());
+        }
+        out.push_str(", ");
+    }
+    emit(steer, out, "]")
 }
 
 #[cfg(test)]
