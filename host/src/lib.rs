@@ -20,6 +20,8 @@
 //! - [`home`] (the operator's data folder, and the in-memory caches of
 //!   one home), [`secrets`], [`engine`] (wasmtime, the compiled cache),
 //!   [`quota`] (write quotas per run and per day).
+//! - [`net`]: the network policy — endpoints as the operator binds them, and
+//!   the addresses a name may resolve to (`docs/network.md`).
 //! - [`run`]: one run's context ([`run::RunCtx`]), its cause, outcome and
 //!   report; the `types`, `config` and `log` interfaces.
 //! - [`records`]: records, versions, identities, links and events; the
@@ -69,6 +71,7 @@ pub mod limits;
 pub mod llm;
 pub mod manifest;
 pub mod memory;
+pub mod net;
 pub mod outbox;
 pub mod plugins;
 pub mod quota;
