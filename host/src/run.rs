@@ -122,82 +122,23 @@ pub(crate) fn reply<T, U: From<T>>(
     Ok(r.map(U::from).map_err(types::Error::from))
 }
 
-/// How a run ended, as the `runs` table and reports name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Outcome {
-    /// Still running (or its process died before recording its end).
-    Running,
-    Ok,
-    /// The plugin returned an error.
-    Error,
-    Trap,
-    /// It ran past its deadline.
-    Deadline,
-    /// It used all of its fuel.
-    Fuel,
-    /// It needed more than its memory limit.
-    Memory,
-    /// Its process died while it ran; the supervisor closed it.
-    Lost,
-}
-
-impl Outcome {
-    const ALL: [Outcome; 8] = [
-        Outcome::Running,
-        Outcome::Ok,
-        Outcome::Error,
-        Outcome::Trap,
-        Outcome::Deadline,
-        Outcome::Fuel,
-        Outcome::Memory,
-        Outcome::Lost,
-    ];
-
-    /// The name stored in `runs.outcome`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Running => "running",
-            Outcome::Ok => "ok",
-            Outcome::Error => "error",
-            Outcome::Trap => "trap",
-            Outcome::Deadline => "deadline",
-            Outcome::Fuel => "fuel",
-            Outcome::Memory => "memory",
-            Outcome::Lost => "lost",
-        }
-    }
-}
-
-impl std::fmt::Display for Outcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Outcome {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Outcome::ALL
-            .into_iter()
-            .find(|o| o.as_str() == s)
-            .ok_or_else(|| format!("`{s}` is not a run outcome"))
-    }
-}
-
-impl rusqlite::types::FromSql for Outcome {
-    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
-        value
-            .as_str()?
-            .parse()
-            .map_err(|e: String| rusqlite::types::FromSqlError::Other(e.into()))
-    }
-}
-
-impl rusqlite::ToSql for Outcome {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        Ok(self.as_str().into())
+crate::store::stored_names! {
+    /// How a run ended, as the `runs` table and reports name it.
+    pub enum Outcome ("a run outcome") {
+        /// Still running (or its process died before recording its end).
+        Running = "running",
+        Ok = "ok",
+        /// The plugin returned an error.
+        Error = "error",
+        Trap = "trap",
+        /// It ran past its deadline.
+        Deadline = "deadline",
+        /// It used all of its fuel.
+        Fuel = "fuel",
+        /// It needed more than its memory limit.
+        Memory = "memory",
+        /// Its process died while it ran; the supervisor closed it.
+        Lost = "lost",
     }
 }
 
@@ -311,4 +252,17 @@ pub struct SyncCounts {
     pub created: u32,
     pub updated: u32,
     pub unchanged: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Outcome;
+
+    #[test]
+    fn an_outcome_fills_its_column_in_text_output() {
+        assert_eq!(format!("{:<8}|", Outcome::Ok), "ok      |");
+        assert_eq!(format!("{:<3}|", Outcome::Deadline), "deadline|");
+        assert_eq!("lost".parse::<Outcome>(), Ok(Outcome::Lost));
+        assert!("done".parse::<Outcome>().is_err());
+    }
 }
