@@ -127,9 +127,7 @@ pub fn claim(
             )))
         }
     });
-    if let Err(e) = checks {
-        return Err(store.refuse(caller.actor, CoreAction::Claim.as_str(), e));
-    }
+    super::precheck(store, caller, CoreAction::Claim, || checks)?;
     let grant = caller.grant;
     let permit = if !grant.allows_action(CoreAction::Claim.as_str()) {
         Err("action `claim` is not granted".to_string())
@@ -215,11 +213,10 @@ pub fn complete(
     result: &str,
     opts: &WriteOptions,
 ) -> Result<Record, CallError> {
-    if let Err(e) = limits::check_len("record id", id, limits::MAX_NAME_BYTES)
-        .and_then(|()| limits::check_json("result", result))
-    {
-        return Err(store.refuse(caller.actor, CoreAction::Complete.as_str(), e));
-    }
+    super::precheck(store, caller, CoreAction::Complete, || {
+        limits::check_len("record id", id, limits::MAX_NAME_BYTES)?;
+        limits::check_json("result", result)
+    })?;
     let permit = if caller.grant.allows_action(CoreAction::Complete.as_str()) {
         Ok(())
     } else {
@@ -261,9 +258,9 @@ pub fn complete(
 
 /// `release`: gives back a claim the caller holds.
 pub fn release(store: &mut Store, caller: Caller<'_>, id: &str) -> Result<Record, CallError> {
-    if let Err(e) = limits::check_len("record id", id, limits::MAX_NAME_BYTES) {
-        return Err(store.refuse(caller.actor, CoreAction::Release.as_str(), e));
-    }
+    super::precheck(store, caller, CoreAction::Release, || {
+        limits::check_len("record id", id, limits::MAX_NAME_BYTES)
+    })?;
     let permit = if caller.grant.allows_action(CoreAction::Claim.as_str()) {
         Ok(())
     } else {
