@@ -86,7 +86,7 @@ pub fn ask(text: &str) -> Result<Asked, String> {
     match text {
         "http" => Ok(Asked::Http),
         "tcp" => Ok(Asked::Tcp),
-        _ if text.contains("://") && is_http(text) => http(text).map(Asked::Fixed),
+        _ if is_http(text) => http(text).map(Asked::Fixed),
         _ => tcp(text).map(Asked::Fixed).map_err(|e| {
             format!("{e}; ask for \"http\" or \"tcp\" (the operator binds it), or name an https:// URL or host:port")
         }),
@@ -104,9 +104,11 @@ pub fn bind(asked: &Asked, text: &str) -> Result<Endpoint, String> {
     }
 }
 
+/// Whether `text` starts with `http://` or `https://`.
 fn is_http(text: &str) -> bool {
-    let scheme = text.split("://").next().unwrap_or("");
-    scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")
+    text.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")
+    })
 }
 
 /// `http(s)://host[:port][/path]`, with no user, query or fragment.
