@@ -65,7 +65,10 @@ pub fn install(
     let req = InstallRequest {
         source: dir,
         component: Some(component),
-        dirs,
+        bindings: crate::grant::Bindings {
+            dirs,
+            ..Default::default()
+        },
         ..InstallRequest::default()
     };
     let checked = crate::install::check(runtime.engine(), runtime.linker(), &req)?;

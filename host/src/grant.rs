@@ -7,8 +7,21 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::{
-    Capabilities, DirAccess, Manifest, Rate, ReviewGate, kind_matches, parse_rate,
+    Asked, Capabilities, DirAccess, Endpoint, Manifest, Rate, ReviewGate, bind_endpoint,
+    kind_matches, parse_rate, valid_secret_name,
 };
+
+/// What the operator binds at install: folders (`--dir`), config values
+/// (`--config`), endpoints (`--endpoint`) and secrets (`--secret`).
+#[derive(Debug, Clone, Default)]
+pub struct Bindings {
+    pub dirs: BTreeMap<String, PathBuf>,
+    pub config: BTreeMap<String, String>,
+    /// Endpoint name → URL or `host:port`.
+    pub endpoints: BTreeMap<String, String>,
+    /// The plugin's secret name → the stored secret's name.
+    pub secrets: BTreeMap<String, String>,
+}
 
 /// One directory the operator bound to a logical name.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -19,8 +32,9 @@ pub struct DirBinding {
 }
 
 /// The capabilities in force for one installed plugin. Its `Debug` shows
-/// config keys but not their values (see below).
-#[derive(Clone, Serialize, Deserialize, PartialEq)]
+/// config keys but not their values (see below). The default grants
+/// nothing.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Grant {
     pub capabilities: Capabilities,
     pub dirs: BTreeMap<String, DirBinding>,
@@ -42,6 +56,13 @@ pub struct Grant {
     /// that every update takes it out again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub denied: Vec<String>,
+    /// Every endpoint it may reach, by name: the manifest's fixed ones and
+    /// the operator's bindings of its named ones.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub endpoints: BTreeMap<String, Endpoint>,
+    /// The plugin's secret name → the stored secret's name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
 }
 
 /// Written by hand: config values are where plugins' credentials live
@@ -58,20 +79,20 @@ impl std::fmt::Debug for Grant {
             .field("rate", &self.rate)
             .field("review_below", &self.review_below)
             .field("denied", &self.denied)
+            .field("endpoints", &self.endpoints)
+            .field("secrets", &self.secrets)
             .finish()
     }
 }
 
 impl Grant {
     /// Builds the grant for `manifest` from the operator's bindings. Every
-    /// directory the manifest needs must be bound, and nothing else may be.
-    pub fn new(
-        manifest: &Manifest,
-        dirs: &BTreeMap<String, PathBuf>,
-        config: &BTreeMap<String, String>,
-    ) -> Result<Grant, String> {
+    /// directory and named endpoint the manifest needs must be bound, and
+    /// nothing else may be.
+    pub fn new(manifest: &Manifest, bindings: &Bindings) -> Result<Grant, String> {
         let label = manifest.label();
         let caps = &manifest.capabilities;
+        let (dirs, config) = (&bindings.dirs, &bindings.config);
         let mut bound = BTreeMap::new();
         for (name, access) in &caps.dirs {
             let Some(path) = dirs.get(name) else {
@@ -124,7 +145,19 @@ impl Grant {
             rate,
             review_below: ReviewGate::All,
             denied: Vec::new(),
+            endpoints: bind_endpoints(manifest, &bindings.endpoints)?,
+            secrets: bind_secrets(manifest, &bindings.secrets)?,
         })
+    }
+
+    /// The endpoint `name` as granted.
+    pub fn endpoint(&self, name: &str) -> Option<&Endpoint> {
+        self.endpoints.get(name)
+    }
+
+    /// The stored secret bound to the plugin's secret `name`.
+    pub fn secret(&self, name: &str) -> Option<&str> {
+        self.secrets.get(name).map(String::as_str)
     }
 
     /// Applies the operator's caps: a plugin never runs more at once or
@@ -278,6 +311,76 @@ impl Grant {
     }
 }
 
+/// The manifest's fixed endpoints and the operator's binding of each named
+/// one; a named endpoint left unbound, or a binding for a name the manifest
+/// does not ask for, is refused with the flag to fix it.
+fn bind_endpoints(
+    manifest: &Manifest,
+    given: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, Endpoint>, String> {
+    let label = manifest.label();
+    let caps = &manifest.capabilities;
+    let mut out = BTreeMap::new();
+    for (name, asked) in caps.asked_endpoints() {
+        let endpoint = match (&asked, given.get(name)) {
+            (Asked::Fixed(e), None) => e.clone(),
+            (Asked::Fixed(e), Some(_)) => {
+                return Err(format!(
+                    "{label}'s endpoint `{name}` is fixed by its manifest ({e}); drop --endpoint {name}=..."
+                ));
+            }
+            (_, None) => {
+                let example = match asked {
+                    Asked::Tcp => "HOST:PORT",
+                    _ => "https://HOST/PATH",
+                };
+                return Err(format!(
+                    "{label} needs endpoint `{name}` ({}); bind it with `--endpoint {name}={example}`",
+                    caps.endpoints[name]
+                ));
+            }
+            (_, Some(text)) => {
+                bind_endpoint(&asked, text).map_err(|e| format!("--endpoint {name}: {e}"))?
+            }
+        };
+        out.insert(name.to_string(), endpoint);
+    }
+    if let Some(extra) = given.keys().find(|n| !caps.endpoints.contains_key(*n)) {
+        return Err(format!(
+            "{label} does not ask for an endpoint named `{extra}`; it asks for: {}",
+            list_or_none(caps.endpoints.keys())
+        ));
+    }
+    Ok(out)
+}
+
+/// Each secret the manifest names, bound to the stored secret the operator
+/// gave (`--secret NAME=STORED`), or to the stored secret of the same name.
+fn bind_secrets(
+    manifest: &Manifest,
+    given: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, String> {
+    let caps = &manifest.capabilities;
+    if let Some(extra) = given.keys().find(|n| !caps.secrets.contains(n)) {
+        return Err(format!(
+            "{} does not ask for a secret named `{extra}`; it asks for: {}",
+            manifest.label(),
+            list_or_none(caps.secrets.iter())
+        ));
+    }
+    let mut out = BTreeMap::new();
+    for name in &caps.secrets {
+        let stored = given.get(name).unwrap_or(name);
+        if !valid_secret_name(stored) {
+            return Err(format!(
+                "--secret {name}={stored}: a stored secret's name is letters, digits, `-` and `_`, starting with a letter"
+            ));
+        }
+        out.insert(name.clone(), stored.clone());
+    }
+    Ok(out)
+}
+
 fn list_or_none<'a>(items: impl Iterator<Item = &'a String>) -> String {
     let v: Vec<&str> = items.map(String::as_str).collect();
     if v.is_empty() {
@@ -302,12 +405,7 @@ mod tests {
                 identities: v(identities),
                 ..Capabilities::default()
             },
-            dirs: BTreeMap::new(),
-            config: BTreeMap::new(),
-            concurrency: None,
-            rate: None,
-            review_below: ReviewGate::default(),
-            denied: Vec::new(),
+            ..Grant::default()
         }
     }
 
@@ -364,9 +462,60 @@ mod tests {
         let text = "[plugin]\nid = \"p\"\nversion = \"0.1.0\"\nworld = \"agent\"\n[capabilities]\nconfig = [\"token\"]\n";
         let m = Manifest::parse(text, "keel.toml").unwrap();
         let config = BTreeMap::from([("token".to_string(), "hunter2-secret".to_string())]);
-        let g = Grant::new(&m, &BTreeMap::new(), &config).unwrap();
+        let bindings = Bindings {
+            config,
+            ..Bindings::default()
+        };
+        let g = Grant::new(&m, &bindings).unwrap();
         let shown = format!("{g:?}");
         assert!(!shown.contains("hunter2-secret"), "{shown}");
         assert!(shown.contains("\"token\""), "{shown}");
+    }
+
+    /// A named endpoint must be bound (the error names the flag), a fixed
+    /// one takes no binding, and no binding may name what was not asked.
+    #[test]
+    fn endpoints_are_bound_as_asked_and_nothing_else() {
+        let text = "[plugin]\nid = \"p\"\nversion = \"0.1.0\"\nworld = \"connector\"\n[capabilities]\nsecrets = [\"token\"]\n[capabilities.endpoints]\nfeed = \"http\"\nimap = \"tcp\"\napi = \"https://api.example.com\"\n";
+        let m = Manifest::parse(text, "keel.toml").unwrap();
+        let with = |pairs: &[(&str, &str)]| Bindings {
+            endpoints: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Bindings::default()
+        };
+        let e = Grant::new(&m, &with(&[("feed", "https://example.org/f")])).unwrap_err();
+        assert!(
+            e.contains("needs endpoint `imap` (tcp); bind it with `--endpoint imap=HOST:PORT`"),
+            "{e}"
+        );
+        let both = [
+            ("feed", "https://example.org/f"),
+            ("imap", "127.0.0.1:1143"),
+        ];
+        let g = Grant::new(&m, &with(&both)).unwrap();
+        assert_eq!(
+            g.endpoint("api").unwrap().to_string(),
+            "https://api.example.com:443/"
+        );
+        assert_eq!(g.endpoint("imap").unwrap().to_string(), "127.0.0.1:1143");
+        assert_eq!(g.secret("token"), Some("token"));
+        let e = Grant::new(&m, &with(&[both[0], both[1], ("api", "https://x.org")])).unwrap_err();
+        assert!(e.contains("fixed by its manifest"), "{e}");
+        let e = Grant::new(&m, &with(&[both[0], both[1], ("other", "https://x.org")])).unwrap_err();
+        assert!(
+            e.contains("does not ask for an endpoint named `other`"),
+            "{e}"
+        );
+        let e = Grant::new(&m, &with(&[both[0], ("imap", "https://x.org")])).unwrap_err();
+        assert!(e.contains("--endpoint imap:"), "{e}");
+        let mut bindings = with(&both);
+        bindings.secrets.insert("other".into(), "x".into());
+        let e = Grant::new(&m, &bindings).unwrap_err();
+        assert!(e.contains("does not ask for a secret named `other`"), "{e}");
+        // Stored as text and read back the same.
+        let json = serde_json::to_string(&g).unwrap();
+        assert_eq!(serde_json::from_str::<Grant>(&json).unwrap(), g);
     }
 }

@@ -10,7 +10,6 @@ pub mod packages;
 
 pub use check::{Checked, MAX_COMPONENT_BYTES, check, check_imports};
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -32,8 +31,8 @@ pub struct InstallRequest {
     pub manifest: Option<PathBuf>,
     /// The component, overriding the manifest's `component`.
     pub component: Option<PathBuf>,
-    pub dirs: BTreeMap<String, PathBuf>,
-    pub config: BTreeMap<String, String>,
+    /// Folders, config values, endpoints and secrets the operator binds.
+    pub bindings: crate::grant::Bindings,
     /// The operator's cap on runs at once.
     pub concurrency: Option<u32>,
     /// The operator's cap on runs started per unit of time.
@@ -359,8 +358,7 @@ mod tests {
         let text = "[plugin]\nid = \"p\"\nversion = \"0.1.0\"\nworld = \"agent\"\n";
         let mut manifest = crate::manifest::Manifest::parse(text, "keel.toml").unwrap();
         manifest.policy.review_below = 1.0;
-        let grant =
-            crate::grant::Grant::new(&manifest, &Default::default(), &Default::default()).unwrap();
+        let grant = crate::grant::Grant::new(&manifest, &Default::default()).unwrap();
         crate::plugins::upsert(db.conn(), &manifest, "sha256:00", &grant).unwrap();
         let key = keel_registry::keys::SecretKey::generate().unwrap().public();
         crate::install::packages::trust(

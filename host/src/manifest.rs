@@ -3,11 +3,13 @@
 //! ([`triggers`]) and what it proposes for review ([`policy`]).
 
 mod capabilities;
+mod endpoints;
 mod limits;
 mod policy;
 mod triggers;
 
 pub use capabilities::*;
+pub use endpoints::{Asked, Endpoint, Host, Scheme, bind as bind_endpoint};
 pub use limits::*;
 pub use policy::*;
 pub use triggers::*;
@@ -148,6 +150,7 @@ impl Manifest {
         validate_channel(p.world, self.channel.as_ref())?;
         validate_provides(p.world, &self.provides, caps)?;
         caps.validate_invoke()?;
+        caps.validate_network()?;
         if !(0.0..=1.0).contains(&self.policy.review_below) {
             return Err("policy.review_below must be between 0.0 and 1.0".into());
         }

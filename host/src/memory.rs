@@ -84,7 +84,6 @@ pub fn check_memory(text: &str, metadata: &str) -> Result<(), CallError> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::vectors::dot;
     use super::{Filter, VectorCache, insert, recall};
@@ -98,12 +97,7 @@ mod tests {
                 read: vec!["core/*".into()],
                 ..Default::default()
             },
-            dirs: BTreeMap::new(),
-            config: BTreeMap::new(),
-            concurrency: None,
-            rate: None,
-            review_below: Default::default(),
-            denied: Vec::new(),
+            ..Grant::default()
         }
     }
 

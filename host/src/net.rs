@@ -4,7 +4,5 @@
 //! against; the HTTP sender and the socket check use it.
 
 mod address;
-mod endpoint;
 
 pub use address::{allowed, is_public};
-pub use endpoint::{Asked, Endpoint, Host, Scheme, ask, bind};

@@ -290,7 +290,7 @@ mod tests {
             "keel.toml",
         )
         .unwrap();
-        let g = crate::grant::Grant::new(&m, &Default::default(), &Default::default()).unwrap();
+        let g = crate::grant::Grant::new(&m, &Default::default()).unwrap();
         plugins::upsert(s.conn(), &m, "sha256:00", &g).unwrap();
         plugins::get(s.conn(), "outbox-file").unwrap().unwrap()
     }

@@ -140,13 +140,7 @@ pub fn open(home: &Path, label: &str, blob: &[u8]) -> anyhow::Result<Vec<u8>> {
 }
 
 fn check_name(name: &str) -> anyhow::Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.starts_with(|c: char| c.is_ascii_alphabetic())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if !ok {
+    if !crate::manifest::valid_secret_name(name) {
         bail!(
             "secret name `{name}` must be letters, digits, `-` and `_`, starting with a letter (at most 64)"
         );

@@ -1,8 +1,6 @@
 //! Fixtures shared by the capability tests: a caller (actor, grant and
 //! policy) built from a small manifest, as an installed plugin would have.
 
-use std::collections::BTreeMap;
-
 use crate::actions::Caller;
 use crate::error::CallError;
 use crate::grant::Grant;
@@ -32,7 +30,7 @@ impl Fixture {
                 run_id: None,
                 trigger: None,
             },
-            grant: Grant::new(&manifest, &BTreeMap::new(), &BTreeMap::new())
+            grant: Grant::new(&manifest, &Default::default())
                 .expect("a grant for the test manifest"),
             policy: Policy::default(),
         }

@@ -268,7 +268,6 @@ fn wake(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
     use crate::grant::Grant;
@@ -281,7 +280,7 @@ mod tests {
             "[plugin]\nid = \"{id}\"\nversion = \"0.1.0\"\nworld = \"agent\"\n[capabilities]\nread = [\"core/document\"]\nwrite = [\"core/document\"]\nactions = [\"create\"]\n{extra}"
         );
         let m = Manifest::parse(&text, "keel.toml").unwrap();
-        let g = Grant::new(&m, &BTreeMap::new(), &BTreeMap::new()).unwrap();
+        let g = Grant::new(&m, &Default::default()).unwrap();
         plugins::upsert(db.conn(), &m, "sha256:00", &g).unwrap();
     }
 

@@ -1,7 +1,6 @@
 //! Recall: one hybrid recall (full-text and a scan of 384-dimension
 //! vectors, fused) among many memories, the query already embedded.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
@@ -57,12 +56,7 @@ pub(super) fn recall_latencies(root: &Path, n: u32, samples: u32) -> anyhow::Res
     let actor = Actor::operator();
     let grant = Grant {
         capabilities: crate::manifest::Capabilities::default(),
-        dirs: BTreeMap::new(),
-        config: BTreeMap::new(),
-        concurrency: None,
-        rate: None,
-        review_below: Default::default(),
-        denied: Vec::new(),
+        ..Grant::default()
     };
     fill(&mut db, &mut random, &actor, &grant, n)?;
     let viewer = Viewer {

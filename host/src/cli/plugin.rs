@@ -29,18 +29,7 @@ pub(super) enum PluginCmd {
     },
     /// Install a plugin's newer version from where it was installed from;
     /// asks again when it asks for more. The replaced version is kept.
-    Update {
-        id: String,
-        /// Grant what the new version asks for without asking.
-        #[arg(long, short)]
-        yes: bool,
-        /// The new package may be unsigned (audited).
-        #[arg(long)]
-        allow_unsigned: bool,
-        /// Accept a lower version than the installed one.
-        #[arg(long)]
-        allow_downgrade: bool,
-    },
+    Update(install::UpdateArgs),
     /// Go back to the version the last install, update or rollback
     /// replaced.
     Rollback { id: String },
@@ -133,12 +122,7 @@ pub(super) fn run(root: &Path, cmd: PluginCmd) -> anyhow::Result<()> {
         PluginCmd::Install(args) => install::install(&home, args)?,
         PluginCmd::List { json } => list(&home, json)?,
         PluginCmd::Inspect { id, json } => inspect(&home, &id, json)?,
-        PluginCmd::Update {
-            id,
-            yes,
-            allow_unsigned,
-            allow_downgrade,
-        } => install::update(&home, &id, yes, allow_unsigned, allow_downgrade)?,
+        PluginCmd::Update(args) => install::update(&home, args)?,
         PluginCmd::Policy {
             id,
             review_below,
@@ -236,6 +220,12 @@ fn inspect(home: &Home, id: &str, json: bool) -> anyhow::Result<()> {
                 dir.access.as_str(),
                 dir.path.display()
             );
+        }
+        for (name, e) in &row.grant.endpoints {
+            say!("  endpoint {name} ({}) = {e}", e.kind());
+        }
+        for (name, stored) in &row.grant.secrets {
+            say!("  secret {name} = stored secret {stored}");
         }
         let l = &row.manifest.limits;
         say!(

@@ -62,7 +62,7 @@ pub fn check(
     let (component_bytes, component) = load_component(engine, req, &manifest, base)?;
     let imports = check_imports(engine.engine(), &component, &manifest)?;
     check_world(linker, &component, &manifest)?;
-    let mut grant = Grant::new(&manifest, &req.dirs, &req.config).map_err(anyhow::Error::msg)?;
+    let mut grant = Grant::new(&manifest, &req.bindings).map_err(anyhow::Error::msg)?;
     grant.cap(req.concurrency, req.rate);
     let package_digest = match &opened.unpacked {
         Some(u) => u.digest.clone(),

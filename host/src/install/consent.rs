@@ -24,8 +24,7 @@ fn llm_items(caps: &Capabilities) -> Vec<String> {
 /// (`read`, `write`, …, `limits`, `triggers`, `webhooks`, `review`): the one
 /// list both the install summary and the update diff are made from, so
 /// whatever the summary shows an update cannot change unseen. A new kind
-/// of grant (network endpoints, when plugins get them) is one more section
-/// here.
+/// of grant is one more section here.
 pub fn sections(manifest: &Manifest, grant: &Grant) -> Vec<(&'static str, Vec<String>)> {
     let caps = &grant.capabilities;
     let dirs: Vec<String> = grant
@@ -56,6 +55,8 @@ pub fn sections(manifest: &Manifest, grant: &Grant) -> Vec<(&'static str, Vec<St
         ("memory", memory_items(caps)),
         ("identities", caps.identities.clone()),
         ("dirs", dirs),
+        ("endpoints", endpoint_items(grant)),
+        ("secrets", secret_items(grant)),
         ("limits", limit_items(manifest, grant)),
         ("triggers", trigger_items(manifest)),
         ("webhooks", webhook_items(manifest)),
@@ -74,6 +75,29 @@ pub fn sections(manifest: &Manifest, grant: &Grant) -> Vec<(&'static str, Vec<St
         ),
         ("denied", grant.denied.clone()),
     ]
+}
+
+/// Each endpoint as `name (kind) = address`: what the plugin may reach on
+/// the network, and nothing else.
+fn endpoint_items(grant: &Grant) -> Vec<String> {
+    grant
+        .endpoints
+        .iter()
+        .map(|(name, e)| format!("{name} ({}) = {e}", e.kind()))
+        .collect()
+}
+
+/// Each secret by name, and the stored secret it is bound to (never a
+/// value).
+fn secret_items(grant: &Grant) -> Vec<String> {
+    grant
+        .secrets
+        .iter()
+        .map(|(name, stored)| match name == stored {
+            true => name.clone(),
+            false => format!("{name} = stored secret {stored}"),
+        })
+        .collect()
 }
 
 /// The run limits, pacing and retries a plugin runs under.
@@ -170,6 +194,7 @@ pub fn invoke_reach(
                         part("actions", &c.actions),
                         part("send", &c.send),
                         part("dirs", &g.dirs.keys().cloned().collect::<Vec<_>>()),
+                        part("reach", &endpoint_items(&g)),
                     ]
                     .into_iter()
                     .flatten()
@@ -318,6 +343,11 @@ pub fn deny(grant: &mut Grant, cap: &str) -> Result<(), String> {
                 "--deny {cap}: a plugin cannot run without the folders it needs; do not install it, or bind a different folder with --dir"
             ));
         }
+        "endpoint" | "secret" => {
+            return Err(format!(
+                "--deny {cap}: a plugin cannot work without the endpoints and secrets it names; do not install it, or bind another with --{kind}"
+            ));
+        }
         _ => {
             return Err(format!(
                 "--deny {cap}: `{kind}` is not a capability; use read, write, action, send, schedule, invoke, config or llm"
@@ -355,7 +385,7 @@ mod tests {
             "[plugin]\nid = \"p\"\nversion = \"0.1.0\"\nworld = \"agent\"\n[capabilities]\nread = [\"core/task\"]\nwrite = [\"core/task\"]\nactions = [\"create\", \"send\"]\nsend = [\"email\"]\n{extra}"
         );
         let m = Manifest::parse(&text, "keel.toml").unwrap();
-        let g = Grant::new(&m, &Default::default(), &Default::default()).unwrap();
+        let g = Grant::new(&m, &Default::default()).unwrap();
         (m, g)
     }
 
@@ -388,6 +418,54 @@ mod tests {
         );
         // Nothing changed, nothing to ask.
         assert_eq!(diff((&old.0, &old.1), (&old.0, &old.1)), (vec![], vec![]));
+    }
+
+    /// Consent shows every endpoint with its address and every secret by
+    /// name; an update that moves an endpoint is a `+` line.
+    #[test]
+    fn consent_shows_endpoints_and_secrets_and_an_update_that_moves_one() {
+        let text = "[capabilities.endpoints]\nfeed = \"http\"\napi = \"https://api.example.com\"\n";
+        let caps = |feed: &str| {
+            let full = format!(
+                "[plugin]\nid = \"p\"\nversion = \"0.1.0\"\nworld = \"connector\"\n[capabilities]\nsecrets = [\"token\"]\n{text}"
+            );
+            let m = Manifest::parse(&full, "keel.toml").unwrap();
+            let bindings = crate::grant::Bindings {
+                endpoints: [("feed".to_string(), feed.to_string())].into(),
+                secrets: [("token".to_string(), "feed_token".to_string())].into(),
+                ..Default::default()
+            };
+            let g = Grant::new(&m, &bindings).unwrap();
+            (m, g)
+        };
+        let (m, g) = caps("https://example.org/feed.xml");
+        let lines = summary(&m, &g).join("\n");
+        assert!(
+            lines.contains(
+                "endpoints api (https) = https://api.example.com:443/, feed (https) = https://example.org:443/feed.xml"
+            ),
+            "{lines}"
+        );
+        assert!(
+            lines.contains("secrets   token = stored secret feed_token"),
+            "{lines}"
+        );
+        let moved = caps("http://10.0.0.5:8080/feed");
+        let (added, removed) = diff((&m, &g), (&moved.0, &moved.1));
+        assert_eq!(
+            added,
+            ["+ endpoints: feed (http) = http://10.0.0.5:8080/feed"]
+        );
+        assert_eq!(
+            removed,
+            ["- endpoints: feed (https) = https://example.org:443/feed.xml"]
+        );
+        let mut g = g;
+        assert!(
+            deny(&mut g, "endpoint:feed")
+                .unwrap_err()
+                .contains("cannot work without")
+        );
     }
 
     /// H3: what the operator denied is taken out of the next version too.

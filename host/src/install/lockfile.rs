@@ -51,6 +51,13 @@ struct Locked {
     /// Folder bindings: logical name → host path.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     dirs: BTreeMap<String, String>,
+    /// Endpoints: name → the address it may reach.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    endpoints: BTreeMap<String, String>,
+    /// Secrets: the plugin's name → the stored secret's name (never a
+    /// value).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    secrets: BTreeMap<String, String>,
 }
 
 /// Writes `keel.lock` from what the store says is installed.
@@ -64,6 +71,13 @@ pub fn write(home: &Home, db: &Store) -> anyhow::Result<()> {
                 .iter()
                 .map(|(name, d)| (name.clone(), d.path.display().to_string()))
                 .collect(),
+            endpoints: p
+                .grant
+                .endpoints
+                .iter()
+                .map(|(name, e)| (name.clone(), e.to_string()))
+                .collect(),
+            secrets: p.grant.secrets,
             id: p.id,
             version: p.version,
             world: p.world,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::endpoints::{Asked, ask};
 use super::{World, kind_matches, valid_id, valid_kind_pattern};
 
 /// The core actions a manifest may ask for.
@@ -55,6 +56,25 @@ pub struct Capabilities {
     /// `<id>:<name>`), e.g. `["email"]` for a source two plugins share.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub identities: Vec<String>,
+    /// Places on the network by name: `"http"` or `"tcp"` for one the
+    /// operator binds at install (`--endpoint NAME=...`), or a fixed
+    /// `https://…` URL or `host:port`. Nothing else is reachable.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub endpoints: BTreeMap<String, String>,
+    /// Secrets by the plugin's own name for them; the operator binds each
+    /// to a stored secret at install (`--secret NAME=STORED`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+}
+
+/// Secret names, the plugin's and the store's: letters, digits, `-` and
+/// `_`, starting with a letter, at most 64.
+pub fn valid_secret_name(name: &str) -> bool {
+    name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// `llm = { tiers = ["small"], embed = true, tokens_per_day = 50000 }`.
@@ -159,6 +179,36 @@ impl Capabilities {
                 return Err(format!(
                     "capabilities.dirs: directory name `{name}` must be a-z, 0-9 and `-`, starting with a letter"
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// What each endpoint name asks for (validated at parse, so none fails).
+    pub fn asked_endpoints(&self) -> impl Iterator<Item = (&str, Asked)> {
+        self.endpoints
+            .iter()
+            .filter_map(|(name, text)| Some((name.as_str(), ask(text).ok()?)))
+    }
+
+    /// `endpoints` and `secrets`.
+    pub(super) fn validate_network(&self) -> Result<(), String> {
+        for (name, text) in &self.endpoints {
+            if !valid_id(name) {
+                return Err(format!(
+                    "capabilities.endpoints: name `{name}` must be a-z, 0-9 and `-`, starting with a letter"
+                ));
+            }
+            ask(text).map_err(|e| format!("capabilities.endpoints.{name}: {e}"))?;
+        }
+        for (i, name) in self.secrets.iter().enumerate() {
+            if !valid_secret_name(name) {
+                return Err(format!(
+                    "capabilities.secrets: `{name}` must be letters, digits, `-` and `_`, starting with a letter (at most 64)"
+                ));
+            }
+            if self.secrets[..i].contains(name) {
+                return Err(format!("capabilities.secrets: `{name}` is listed twice"));
             }
         }
         Ok(())

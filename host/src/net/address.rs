@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::endpoint::Host;
+use crate::manifest::Host;
 
 /// Whether a connection to `addr`, resolved for an endpoint bound to
 /// `bound`, may be made: always to the literal address bound, otherwise only

@@ -32,6 +32,8 @@ pub(in crate::cli) struct InstallArgs {
     /// Set a config value the manifest declares: KEY=VALUE.
     #[arg(long = "config", value_name = "KEY=VALUE")]
     config: Vec<String>,
+    #[command(flatten)]
+    network: NetworkArgs,
     /// At most this many runs at once under `keel up` (lowers the
     /// manifest's limits.concurrency).
     #[arg(long)]
@@ -60,6 +62,51 @@ pub(in crate::cli) struct InstallArgs {
     review_below: Option<crate::manifest::ReviewGate>,
     #[arg(long)]
     json: bool,
+}
+
+/// `--endpoint` and `--secret`, on install and update.
+#[derive(Debug, Args)]
+pub(in crate::cli) struct NetworkArgs {
+    /// Bind an endpoint the manifest asks for: NAME=URL (http) or
+    /// NAME=HOST:PORT (tcp; imaps:// and smtps:// for TLS).
+    #[arg(long = "endpoint", value_name = "NAME=ADDRESS")]
+    endpoints: Vec<String>,
+    /// Bind a secret the manifest asks for to a stored one
+    /// (`keel secret set`): NAME=STORED; by default the same name.
+    #[arg(long = "secret", value_name = "NAME=STORED")]
+    secrets: Vec<String>,
+}
+
+impl NetworkArgs {
+    /// Adds the flags' bindings over `bindings` (an update's earlier ones).
+    fn apply(&self, bindings: &mut crate::grant::Bindings) -> anyhow::Result<()> {
+        bindings
+            .endpoints
+            .extend(pairs(&self.endpoints, "NAME=ADDRESS")?);
+        bindings
+            .secrets
+            .extend(pairs(&self.secrets, "NAME=STORED")?);
+        Ok(())
+    }
+}
+
+/// `keel plugin update`'s flags.
+#[derive(Debug, Args)]
+pub(in crate::cli) struct UpdateArgs {
+    id: String,
+    /// Grant what the new version asks for without asking.
+    #[arg(long, short)]
+    yes: bool,
+    /// The new package may be unsigned (audited).
+    #[arg(long)]
+    allow_unsigned: bool,
+    /// Accept a lower version than the installed one.
+    #[arg(long)]
+    allow_downgrade: bool,
+    /// Endpoints and secrets to bind anew (the earlier bindings stay
+    /// otherwise).
+    #[command(flatten)]
+    network: NetworkArgs,
 }
 
 pub(super) fn install(home: &Home, args: InstallArgs) -> anyhow::Result<()> {
@@ -136,6 +183,15 @@ fn request(args: &InstallArgs) -> anyhow::Result<(Option<Fetched>, InstallReques
         .map(crate::manifest::parse_rate)
         .transpose()
         .map_err(|e| anyhow::anyhow!("--{e}"))?;
+    let mut bindings = crate::grant::Bindings {
+        dirs: pairs(&args.dirs, "NAME=PATH")?
+            .into_iter()
+            .map(|(k, v)| (k, PathBuf::from(v)))
+            .collect(),
+        config: pairs(&args.config, "KEY=VALUE")?,
+        ..Default::default()
+    };
+    args.network.apply(&mut bindings)?;
     let source = args.path.to_string_lossy().into_owned();
     let fetched = crate::install::packages::fetch(&source)?;
     let req = InstallRequest {
@@ -145,11 +201,7 @@ fn request(args: &InstallArgs) -> anyhow::Result<(Option<Fetched>, InstallReques
         origin: fetched.as_ref().map(|f| f.origin.clone()),
         manifest: args.manifest.clone(),
         component: args.component.clone(),
-        dirs: pairs(&args.dirs, "NAME=PATH")?
-            .into_iter()
-            .map(|(k, v)| (k, PathBuf::from(v)))
-            .collect(),
-        config: pairs(&args.config, "KEY=VALUE")?,
+        bindings,
         concurrency: args.concurrency,
         rate,
         allow_unsigned: args.allow_unsigned,
@@ -188,16 +240,20 @@ fn show_asked(db: &Store, checked: &Checked, signer: Option<&Trusted>) {
 
 /// Installs plugin `id`'s newer version from where it was installed from;
 /// asks again when it asks for more.
-pub(super) fn update(
-    home: &Home,
-    id: &str,
-    yes: bool,
-    allow_unsigned: bool,
-    allow_downgrade: bool,
-) -> anyhow::Result<()> {
+pub(super) fn update(home: &Home, args: UpdateArgs) -> anyhow::Result<()> {
+    let UpdateArgs {
+        id,
+        yes,
+        allow_unsigned,
+        allow_downgrade,
+        network,
+    } = args;
+    let id = id.as_str();
     let runtime = Runtime::new(home)?;
     let mut db = home.store()?;
     let row = crate::plugins::installed(&db, id)?;
+    let mut bindings = kept_bindings(&row);
+    network.apply(&mut bindings)?;
     let from = recorded_source(&row)?;
     let fetched = crate::install::packages::fetch(&from)
         .with_context(|| format!("cannot update {} from {from}", row.label()))?;
@@ -206,13 +262,7 @@ pub(super) fn update(
             .as_ref()
             .map_or_else(|| PathBuf::from(&from), |f| f.path.clone()),
         origin: fetched.as_ref().map(|f| f.origin.clone()),
-        dirs: row
-            .grant
-            .dirs
-            .iter()
-            .map(|(n, d)| (n.clone(), d.path.clone()))
-            .collect(),
-        config: row.grant.config.clone(),
+        bindings,
         concurrency: row.grant.concurrency,
         rate: row.grant.rate,
         allow_unsigned,
@@ -245,6 +295,36 @@ pub(super) fn update(
     say!("updated {} -> {} {}", row.label(), new.label(), new.digest);
     show_hook_secrets(&crate::jobs::webhooks::issue(home, &mut db, &new.id)?);
     Ok(())
+}
+
+/// What the operator bound for the installed version, for the next: its
+/// folders, config, named endpoints (fixed ones come from the manifest)
+/// and secrets.
+fn kept_bindings(row: &PluginRow) -> crate::grant::Bindings {
+    let named: Vec<&str> = row
+        .manifest
+        .capabilities
+        .asked_endpoints()
+        .filter(|(_, asked)| !matches!(asked, crate::manifest::Asked::Fixed(_)))
+        .map(|(name, _)| name)
+        .collect();
+    crate::grant::Bindings {
+        dirs: row
+            .grant
+            .dirs
+            .iter()
+            .map(|(n, d)| (n.clone(), d.path.clone()))
+            .collect(),
+        config: row.grant.config.clone(),
+        endpoints: row
+            .grant
+            .endpoints
+            .iter()
+            .filter(|(name, _)| named.contains(&name.as_str()))
+            .map(|(name, e)| (name.clone(), e.to_string()))
+            .collect(),
+        secrets: row.grant.secrets.clone(),
+    }
 }
 
 /// Where `row` was installed from, when an update can go back there.

@@ -104,6 +104,52 @@ pub fn bind(asked: &Asked, text: &str) -> Result<Endpoint, String> {
     }
 }
 
+impl Endpoint {
+    /// Reads an endpoint as [`Display`](std::fmt::Display) writes it (and
+    /// as a grant stores it): an http(s) URL, or a TCP address.
+    pub fn parse(text: &str) -> Result<Endpoint, String> {
+        if is_http(text) { http(text) } else { tcp(text) }
+    }
+
+    /// `http`, `https`, `tcp` or `tls`: what consent shows beside the name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Endpoint::Http { scheme, .. } => scheme.as_str(),
+            Endpoint::Tcp { tls: true, .. } => "tls",
+            Endpoint::Tcp { tls: false, .. } => "tcp",
+        }
+    }
+
+    /// The host to resolve or the literal address.
+    pub fn host(&self) -> &Host {
+        match self {
+            Endpoint::Http { host, .. } | Endpoint::Tcp { host, .. } => host,
+        }
+    }
+
+    /// The port connected to.
+    pub fn port(&self) -> u16 {
+        match self {
+            Endpoint::Http { port, .. } | Endpoint::Tcp { port, .. } => *port,
+        }
+    }
+}
+
+/// Stored in a grant as its text, so `keel.lock` and `inspect` read as the
+/// operator wrote it.
+impl serde::Serialize for Endpoint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Endpoint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Endpoint, D::Error> {
+        let text = String::deserialize(d)?;
+        Endpoint::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Whether `text` starts with `http://` or `https://`.
 fn is_http(text: &str) -> bool {
     text.split_once("://").is_some_and(|(scheme, _)| {
@@ -326,6 +372,11 @@ mod tests {
             let e = bind(&asked, text).unwrap_err();
             assert!(e.contains(why), "{text}: {e}");
         }
+        for e in [&feed, &local, &tcp_local, &v6] {
+            assert_eq!(Endpoint::parse(&e.to_string()).as_ref(), Ok(e));
+        }
+        let tls = bind(&Asked::Tcp, "imaps://mail.example.com").unwrap();
+        assert_eq!(Endpoint::parse(&tls.to_string()), Ok(tls));
         let fixed = Asked::Fixed(feed);
         assert!(
             bind(&fixed, "https://other.org")
