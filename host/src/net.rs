@@ -4,5 +4,15 @@
 //! against; the HTTP sender and the socket check use it.
 
 mod address;
+mod connect;
+mod http;
+mod log;
+mod tls;
 
 pub use address::{allowed, is_public};
+pub use http::{Policy, Sender};
+pub use log::{Kind, NetLog};
+pub use tls::{CA_FILE, TlsCache};
+
+/// Most bytes of one response body, unless the manifest asks for less.
+pub const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;

@@ -208,6 +208,9 @@ pub struct RunRow {
     /// The write quota the run reached, if any (`writes_per_run 100`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quota: Option<String>,
+    /// Bytes its network requests and connections moved in and out.
+    pub bytes_in: i64,
+    pub bytes_out: i64,
 }
 
 /// Records the start of a run (before any host call refers to it).
@@ -240,6 +243,8 @@ pub struct RunEnd {
     pub cursor: Option<Option<String>>,
     /// The write quota the run reached, if any (it goes up for review).
     pub quota: Option<String>,
+    /// Bytes its network requests and connections moved: in, out.
+    pub bytes: (u64, u64),
 }
 
 pub fn finish_run(
@@ -251,7 +256,8 @@ pub fn finish_run(
     let tx = conn.transaction()?;
     tx.execute(
         "UPDATE runs SET ended_at = ?2, outcome = ?3, detail = ?4, fuel_consumed = ?5,
-             memory_peak = ?6, wall_us = ?7, quota = ?8 WHERE id = ?1",
+             memory_peak = ?6, wall_us = ?7, quota = ?8, bytes_in = ?9, bytes_out = ?10
+         WHERE id = ?1",
         params![
             id,
             now(),
@@ -261,6 +267,8 @@ pub fn finish_run(
             i64::try_from(end.memory_peak).unwrap_or(i64::MAX),
             i64::try_from(end.wall_us).unwrap_or(i64::MAX),
             end.quota,
+            i64::try_from(end.bytes.0).unwrap_or(i64::MAX),
+            i64::try_from(end.bytes.1).unwrap_or(i64::MAX),
         ],
     )?;
     if let Some(cursor) = &end.cursor {
@@ -310,7 +318,7 @@ pub fn set_grant(conn: &Connection, id: &str, grant_json: &str) -> rusqlite::Res
 
 const RUN_COLUMNS: &str =
     "id, plugin, plugin_version, export, started_at, ended_at, outcome, detail,
-    fuel_consumed, memory_peak, wall_us, quota";
+    fuel_consumed, memory_peak, wall_us, quota, bytes_in, bytes_out";
 
 fn row_to_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -326,6 +334,8 @@ fn row_to_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         memory_peak: r.get(9)?,
         wall_us: r.get(10)?,
         quota: r.get(11)?,
+        bytes_in: r.get(12)?,
+        bytes_out: r.get(13)?,
     })
 }
 

@@ -245,6 +245,10 @@ pub struct RunReport {
     pub fuel_consumed: u64,
     pub memory_peak: u64,
     pub wall_us: u64,
+    /// Bytes its network requests and connections moved in.
+    pub bytes_in: u64,
+    /// Bytes they moved out.
+    pub bytes_out: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -545,6 +545,8 @@ mod tests {
             fuel_consumed: 0,
             memory_peak: 0,
             wall_us: 0,
+            bytes_in: 0,
+            bytes_out: 0,
         }
     }
 

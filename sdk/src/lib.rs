@@ -46,6 +46,7 @@ pub mod bindings {
 }
 
 pub mod core;
+pub mod http;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -63,7 +64,7 @@ pub mod prelude {
         Created, Error, Identity, Outcome, Record, SyncResult, TaskEnd, Trigger, TriggerKind,
         WriteOptions,
     };
-    pub use crate::{actions, config, core, llm, log, memory, records};
+    pub use crate::{actions, config, core, http, llm, log, memory, records};
 }
 
 impl Record {
@@ -342,6 +343,13 @@ pub mod config {
     /// scheduled it.
     pub fn caller() -> Option<CallingRun> {
         crate::bindings::keel::host::config::caller()
+    }
+
+    /// The address of endpoint `name` as the operator bound it (a URL for
+    /// HTTP, `host:port` for TCP); none when the plugin has no such
+    /// endpoint. See [`crate::http::endpoint`] to build a URL on it.
+    pub fn endpoint(name: &str) -> Option<String> {
+        crate::bindings::keel::host::config::endpoint(name)
     }
 }
 

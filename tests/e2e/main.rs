@@ -13,6 +13,7 @@ mod languages;
 mod loops;
 mod memory;
 mod models;
+mod network;
 mod orchestration;
 mod packages;
 mod registry;

@@ -40,8 +40,12 @@ pub(super) fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             (None, Some(summary)) => summary.clone(),
             _ => report.detail.clone(),
         };
+        let net = match (report.bytes_in, report.bytes_out) {
+            (0, 0) => String::new(),
+            (bytes_in, bytes_out) => format!(", {bytes_in} bytes in, {bytes_out} out"),
+        };
         say!(
-            "run {} of {}: {} — {} (fuel {}, memory peak {} KiB, {:.1} ms)",
+            "run {} of {}: {} — {} (fuel {}, memory peak {} KiB, {:.1} ms{net})",
             report.run,
             report.plugin,
             report.outcome,

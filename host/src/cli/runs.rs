@@ -11,7 +11,8 @@ use crate::terminal::say;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum RunsCmd {
-    /// List runs, newest first, with fuel, memory peak, wall time, outcome.
+    /// List runs, newest first, with fuel, memory peak, wall time, bytes
+    /// in and out over the network, outcome.
     List {
         #[arg(long)]
         plugin: Option<String>,
@@ -35,7 +36,7 @@ pub(super) fn run(root: &Path, cmd: RunsCmd) -> anyhow::Result<()> {
     } else {
         for r in runs {
             say!(
-                "{}  {:<24} {:<8} {:<8} fuel {:>12}  mem {:>6} KiB  {:>9.1} ms  {}",
+                "{}  {:<24} {:<8} {:<8} fuel {:>12}  mem {:>6} KiB  {:>9.1} ms  net {:>9} in {:>9} out  {}",
                 r.id,
                 format!("{}@{}", r.plugin, r.plugin_version),
                 r.export,
@@ -43,6 +44,8 @@ pub(super) fn run(root: &Path, cmd: RunsCmd) -> anyhow::Result<()> {
                 r.fuel_consumed.unwrap_or(0),
                 r.memory_peak.unwrap_or(0) / 1024,
                 r.wall_us.unwrap_or(0) as f64 / 1000.0,
+                r.bytes_in,
+                r.bytes_out,
                 crate::terminal::field(&match &r.quota {
                     Some(q) => format!("reached {q}; {}", r.detail.unwrap_or_default()),
                     None => r.detail.unwrap_or_default(),

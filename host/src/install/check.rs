@@ -254,9 +254,12 @@ pub fn check_imports(
             // do), but every run's WASI context has TCP, UDP and name
             // lookup turned off: each socket call fails.
             i if i.starts_with("wasi:sockets/") => None,
-            i if i.starts_with("wasi:http/") => {
-                Some("keel grants no network access to plugins yet")
-            }
+            // HTTP only for a plugin with an HTTP endpoint: a component
+            // that imports it without one asks for a reach it was not given.
+            i if i.starts_with("wasi:http/") && !asks_http(caps) => Some(
+                "it declares no HTTP endpoint; add one under [capabilities.endpoints], e.g. api = \"http\" (the operator binds it) or api = \"https://api.example.com\"",
+            ),
+            i if i.starts_with("wasi:http/") => None,
             i if ["wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/"]
                 .iter()
                 .any(|p| i.starts_with(p)) =>
@@ -272,6 +275,15 @@ pub fn check_imports(
         }
     }
     Ok(names)
+}
+
+/// Whether the manifest asks for at least one HTTP(S) endpoint.
+fn asks_http(caps: &crate::manifest::Capabilities) -> bool {
+    caps.asked_endpoints().any(|(_, asked)| match asked {
+        crate::manifest::Asked::Http => true,
+        crate::manifest::Asked::Fixed(e) => matches!(e, crate::manifest::Endpoint::Http { .. }),
+        crate::manifest::Asked::Tcp => false,
+    })
 }
 
 /// Finds the manifest and component an install request names.

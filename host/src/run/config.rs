@@ -23,4 +23,9 @@ impl Host for RunCtx {
             run: run.clone(),
         }))
     }
+
+    #[tracing::instrument(level = "debug", name = "config.endpoint", skip_all)]
+    fn endpoint(&mut self, name: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.grant.endpoint(&name).map(|e| e.to_string()))
+    }
 }

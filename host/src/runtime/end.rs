@@ -29,7 +29,16 @@ pub(super) fn finish(
     spent: Spent,
 ) -> anyhow::Result<(RunReport, Store)> {
     let limits = &row.manifest.limits;
-    let limiter = state.limiter;
+    let RunState {
+        limiter,
+        host,
+        table,
+        net,
+        ..
+    } = state;
+    // Dropping the run's resources ends its open requests, so every
+    // attempt is audited below with the bytes it moved.
+    drop(table);
     let HostState {
         run:
             RunCtx {
@@ -40,7 +49,10 @@ pub(super) fn finish(
             },
         working: run_memory,
         ..
-    } = state.host;
+    } = host;
+    net.write(&mut db, &actor, true)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("cannot audit the run's network requests")?;
     let result = settle(&mut db, &actor, row, work, result, &called);
     // What the run took from the day's write quota and did not use
     // goes back for the plugin's other runs.
@@ -61,6 +73,7 @@ pub(super) fn finish(
         wall_us: spent.wall_us,
         cursor: if outcome == Outcome::Ok { cursor } else { None },
         quota: quota.reached().map(str::to_string),
+        bytes: net.totals(),
     };
     plugins::finish_run(db.conn_mut(), &run_id, &row.id, &end)
         .context("cannot record the run's end")?;
@@ -77,6 +90,8 @@ pub(super) fn finish(
         fuel_consumed: end.fuel_consumed,
         memory_peak: end.memory_peak,
         wall_us: spent.wall_us,
+        bytes_in: end.bytes.0,
+        bytes_out: end.bytes.1,
     };
     Ok((report, db))
 }

@@ -9,6 +9,7 @@ use anyhow::Context;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{ResourceLimiter, Trap, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::Runtime;
 use crate::actions::ActionsView;
@@ -29,6 +30,11 @@ pub struct RunState {
     pub(super) table: ResourceTable,
     pub(super) limiter: MemoryLimiter,
     pub(super) host: HostState,
+    pub(super) http: WasiHttpCtx,
+    /// The send hook every `wasi:http` request goes through.
+    pub(super) sender: crate::net::Sender,
+    /// The run's network attempts, until they are audited.
+    pub(super) net: crate::net::NetLog,
 }
 
 impl WasiView for RunState {
@@ -36,6 +42,16 @@ impl WasiView for RunState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for RunState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.sender,
         }
     }
 }
@@ -81,6 +97,10 @@ impl ResourceLimiter for MemoryLimiter {
 pub fn linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<RunState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Linked for every plugin; install refuses the import to one with no
+    // HTTP endpoint, and the sender refuses whatever is not an endpoint.
+    wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let wired = crate::run::add_to_linker(&mut linker, |s: &mut RunState| &mut s.host.run)
         .and_then(|()| {
             crate::records::add_to_linker(&mut linker, |s: &mut RunState| &mut s.host.run)
@@ -130,6 +150,10 @@ pub(super) fn new_store(
     }
     let limits = &row.manifest.limits;
     let cap = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
+    let net = crate::net::NetLog::default();
+    let policy = net_policy(row, &host, net.clone())?;
+    let mut http = WasiHttpCtx::new();
+    http.set_field_size_limit(HTTP_FIELDS_BYTES);
     let state = RunState {
         deadline: host.run.deadline,
         wasi: wasi.build(),
@@ -140,6 +164,9 @@ pub(super) fn new_store(
             hit: false,
         },
         host,
+        http,
+        sender: crate::net::Sender(Arc::new(policy)),
+        net,
     };
     let mut store = wasmtime::Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
@@ -152,10 +179,12 @@ pub(super) fn new_store(
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|mut ctx| {
         let state = ctx.data_mut();
+        let run = &mut state.host.run;
         state
-            .host
-            .run
-            .db
+            .net
+            .write(&mut run.db, &run.actor, false)
+            .map_err(|e| wasmtime::Error::msg(format!("cannot audit the run's requests: {e}")))?;
+        run.db
             .flush()
             .map_err(|e| wasmtime::Error::msg(format!("cannot commit the run's writes: {e}")))?;
         if Instant::now() >= state.deadline {
@@ -164,6 +193,47 @@ pub(super) fn new_store(
         Ok(UpdateDeadline::Continue(1))
     });
     Ok(store)
+}
+
+/// Most bytes of headers (in memory) one `wasi:http` fields resource holds.
+const HTTP_FIELDS_BYTES: usize = 64 * 1024;
+
+/// What the run's requests are checked against: the grant's endpoints, its
+/// secrets' values (read only when it has some), the home's TLS roots, the
+/// deadline.
+fn net_policy(
+    row: &PluginRow,
+    host: &HostState,
+    log: crate::net::NetLog,
+) -> anyhow::Result<crate::net::Policy> {
+    let run = &host.run;
+    let grant = &run.grant;
+    let secrets = grant
+        .secrets
+        .iter()
+        .map(|(name, stored)| {
+            let value = crate::secrets::reveal(run.home.root(), run.db.conn(), stored).ok();
+            (name.clone(), value)
+        })
+        .collect();
+    // Loading the roots is skipped for a plugin that cannot reach anything.
+    let tls = match grant.endpoints.is_empty() {
+        true => None,
+        false => Some(
+            run.home
+                .cache::<crate::net::TlsCache>()
+                .get(run.home.root())?,
+        ),
+    };
+    Ok(crate::net::Policy {
+        label: row.label(),
+        endpoints: grant.endpoints.clone(),
+        secrets,
+        tls,
+        deadline: run.deadline,
+        body_cap: crate::net::MAX_BODY_BYTES,
+        log,
+    })
 }
 
 /// What the `keel:host` interfaces of one run hold: the run's context, its

@@ -12,6 +12,7 @@ pub(super) const FILES: &[(&str, &str)] = &[
     ("Cargo.toml", include_str!("../../../sdk/Cargo.toml")),
     ("src/lib.rs", include_str!("../../../sdk/src/lib.rs")),
     ("src/core.rs", include_str!("../../../sdk/src/core.rs")),
+    ("src/http.rs", include_str!("../../../sdk/src/http.rs")),
     (
         "agent/Cargo.toml",
         include_str!("../../../sdk/agent/Cargo.toml"),
