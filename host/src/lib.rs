@@ -9,8 +9,9 @@
 //!
 //! - [`error`], [`limits`], [`terminal`]: call errors, size bounds, text
 //!   from outside made safe to print.
-//! - [`manifest`]: a plugin's `keel.toml` — capabilities, limits, triggers,
-//!   policy — parsed and validated.
+//! - [`manifest`]: a plugin's `keel.toml` — capabilities (with the
+//!   endpoints it asks for), limits, triggers, policy — parsed and
+//!   validated.
 //! - [`grant`]: what the operator granted (never more than asked); checked
 //!   on every host call.
 //! - [`store`]: the canonical record store (SQLite): the connection, the
@@ -20,8 +21,9 @@
 //! - [`home`] (the operator's data folder, and the in-memory caches of
 //!   one home), [`secrets`], [`engine`] (wasmtime, the compiled cache),
 //!   [`quota`] (write quotas per run and per day).
-//! - [`net`]: the network policy — endpoints as the operator binds them, and
-//!   the addresses a name may resolve to (`docs/network.md`).
+//! - [`net`]: the network under grants (`docs/network.md`) — the addresses
+//!   a name may resolve to, the `wasi:http` sender that checks, bounds and
+//!   audits every request, the TLS roots.
 //! - [`run`]: one run's context ([`run::RunCtx`]), its cause, outcome and
 //!   report; the `types`, `config` and `log` interfaces.
 //! - [`records`]: records, versions, identities, links and events; the

@@ -7,11 +7,13 @@ mod address;
 mod connect;
 mod http;
 mod log;
+mod sockets;
 mod tls;
 
 pub use address::{allowed, is_public};
 pub use http::{Policy, Sender};
 pub use log::{Kind, NetLog};
+pub use sockets::Reach;
 pub use tls::{CA_FILE, TlsCache};
 
 /// Most bytes of one response body, unless the manifest asks for less.

@@ -47,6 +47,7 @@ pub mod bindings {
 
 pub mod core;
 pub mod http;
+pub mod net;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -64,7 +65,7 @@ pub mod prelude {
         Created, Error, Identity, Outcome, Record, SyncResult, TaskEnd, Trigger, TriggerKind,
         WriteOptions,
     };
-    pub use crate::{actions, config, core, http, llm, log, memory, records};
+    pub use crate::{actions, config, core, http, llm, log, memory, net, records};
 }
 
 impl Record {

@@ -64,11 +64,112 @@ fn net_entries(keel: &Keel) -> Vec<String> {
         .collect()
 }
 
-fn installed(port: u16, bind: &str) -> Keel {
+/// A home with the fetch plugin, its `web` endpoint bound to `bind` and
+/// its `echo` endpoint to 127.0.0.1:`echo` (a port nothing listens on when
+/// the test does not use it).
+fn installed(echo: u16, bind: &str) -> Keel {
     let keel = Keel::new();
-    keel.install_test_plugin(&fetch_dir(), &["--endpoint", &format!("web={bind}")]);
-    let _ = port;
+    let web = format!("web={bind}");
+    let echo = format!("echo=127.0.0.1:{echo}");
+    keel.install_test_plugin(&fetch_dir(), &["--endpoint", &web, "--endpoint", &echo]);
     keel
+}
+
+/// A line echo server on 127.0.0.1.
+fn echo_server() -> Server {
+    let script = r#"
+import socketserver
+class Echo(socketserver.StreamRequestHandler):
+    def handle(self):
+        self.wfile.write(b"echo: " + self.rfile.readline())
+srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Echo)
+srv.daemon_threads = True
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 is needed for the echo server; run scripts/setup");
+    let port = first_line(&mut child)
+        .trim()
+        .parse()
+        .expect("the echo server did not start");
+    Server {
+        child,
+        port,
+        dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+#[test]
+fn tcp_reaches_a_bound_endpoint_and_no_other_address() {
+    let echo = echo_server();
+    let other = echo_server();
+    let keel = installed(echo.port, "http://127.0.0.1:9/");
+    let said = fetch(
+        &keel,
+        serde_json::json!({ "tcp": "echo", "send": "hello\n" }),
+    );
+    assert_eq!(said["ok"]["line"], "echo: hello", "{said}");
+    let to = format!("127.0.0.1:{}", other.port);
+    let refused = fetch(&keel, serde_json::json!({ "tcp_to": to }));
+    assert_eq!(refused["err"], "denied", "{refused}");
+    let entries = net_entries(&keel);
+    let allowed = format!("net.connect allowed connect 127.0.0.1:{}", echo.port);
+    assert!(
+        entries.iter().any(|e| e.starts_with(&allowed)),
+        "{entries:?}"
+    );
+    let denied = format!("net.connect denied connect 127.0.0.1:{}", other.port);
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.starts_with(&denied)
+                && e.contains("is not one of test-fetch@0.1.0's endpoints")),
+        "{entries:?}"
+    );
+    // Still serving.
+    let again = fetch(
+        &keel,
+        serde_json::json!({ "tcp": "echo", "send": "again\n" }),
+    );
+    assert_eq!(again["ok"]["line"], "echo: again", "{again}");
+}
+
+#[test]
+fn python_reaches_its_endpoint_with_urllib_and_nothing_else() {
+    let web = web_server(None, None);
+    let keel = Keel::new();
+    let bind = format!("web=http://127.0.0.1:{}/", web.port);
+    keel.install_test_plugin(keel_test_artifacts::PY_FETCH_DIR, &["--endpoint", &bind]);
+    let run = |input: Value| -> Value {
+        let ran = keel.run_json("test-py-fetch", Some(&input.to_string()));
+        assert_eq!(ran["outcome"], "ok", "{ran}");
+        serde_json::from_str(ran["summary"].as_str().unwrap()).unwrap()
+    };
+    let page = run(serde_json::json!({ "path": "/page" }));
+    assert_eq!(page["status"], 200, "{page}");
+    assert_eq!(page["text"], "hello from the page");
+    let other = run(serde_json::json!({ "url": format!("http://127.0.0.2:{}/page", web.port) }));
+    assert!(
+        other["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{other}"
+    );
+    let denied: Vec<Value> = keel
+        .audit(&["--plugin", "test-py-fetch"])
+        .into_iter()
+        .filter(|e| e["action"] == "net.connect" && e["outcome"] == "denied")
+        .collect();
+    assert!(
+        denied
+            .iter()
+            .any(|e| e["detail"].as_str().unwrap().contains("127.0.0.2")),
+        "{denied:?}"
+    );
 }
 
 #[test]
@@ -266,7 +367,8 @@ fn assert_no_secret(home: &Path, value: &str) {
 #[test]
 fn install_binds_endpoints_or_says_which_flag_is_missing() {
     let keel = Keel::new();
-    let ran = keel.fails(&["plugin", "install", &fetch_dir()]);
+    let echo = ["--endpoint", "echo=127.0.0.1:9"];
+    let ran = keel.fails(&["plugin", "install", &fetch_dir(), echo[0], echo[1]]);
     assert!(
         ran.stderr.contains(
             "needs endpoint `web` (http); bind it with `--endpoint web=https://HOST/PATH`"
@@ -278,6 +380,21 @@ fn install_binds_endpoints_or_says_which_flag_is_missing() {
         "plugin",
         "install",
         &fetch_dir(),
+        "--endpoint",
+        "web=https://x.org/",
+    ]);
+    assert!(
+        ran.stderr
+            .contains("needs endpoint `echo` (tcp); bind it with `--endpoint echo=HOST:PORT`"),
+        "{}",
+        ran.stderr
+    );
+    let ran = keel.fails(&[
+        "plugin",
+        "install",
+        &fetch_dir(),
+        echo[0],
+        echo[1],
         "--endpoint",
         "web=ftp://x.org/",
     ]);
@@ -292,6 +409,8 @@ fn install_binds_endpoints_or_says_which_flag_is_missing() {
         "plugin",
         "install",
         &fetch_dir(),
+        echo[0],
+        echo[1],
         "--endpoint",
         "web=https://example.org/feeds",
         "--secret",
@@ -311,4 +430,244 @@ fn install_binds_endpoints_or_says_which_flag_is_missing() {
         lock.contains("web = \"https://example.org:443/feeds\""),
         "{lock}"
     );
+}
+
+fn rss(items: &[(&str, &str, &str)]) -> String {
+    let items: String = items
+        .iter()
+        .map(|(guid, title, text)| {
+            format!("<item><guid>{guid}</guid><title>{title}</title><link>https://example.org/{guid}</link><description>&lt;p&gt;{text}&lt;/p&gt;</description></item>")
+        })
+        .collect();
+    format!(
+        "<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><title>News</title>{items}</channel></rss>"
+    )
+}
+
+fn sync_counts(run: &Value) -> (u64, u64, u64) {
+    let s = &run["sync"];
+    (
+        s["created"].as_u64().unwrap(),
+        s["updated"].as_u64().unwrap(),
+        s["unchanged"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn the_feed_connector_keeps_each_item_once_and_reports_bad_feeds() {
+    let files = tempfile::tempdir().unwrap();
+    let feed = files.path().join("feed.xml");
+    std::fs::write(
+        &feed,
+        rss(&[
+            ("a", "One", "first"),
+            ("b", "Two", "second"),
+            ("c", "Three", "third"),
+        ]),
+    )
+    .unwrap();
+    let web = web_server(None, Some(files.path()));
+    let url = format!("http://127.0.0.1:{}/file/feed.xml", web.port);
+    let keel = Keel::new();
+    let feed_dir = crate::harness::plugin_dir("feed").display().to_string();
+    keel.install_test_plugin(&feed_dir, &["--endpoint", &format!("feed={url}")]);
+    let first = keel.run_json("feed", None);
+    assert_eq!(sync_counts(&first), (3, 0, 0), "{first}");
+    assert!(first["bytes_in"].as_u64().unwrap() > 300, "{first}");
+    let docs = keel.records("core/document");
+    assert_eq!(docs.len(), 3);
+    let body = &docs.iter().find(|d| d["body"]["title"] == "One").unwrap()["body"];
+    assert_eq!(body["url"], "https://example.org/a");
+    assert_eq!(body["text"].as_str().unwrap().trim(), "first");
+    // Unchanged: the server answers 304 to the cursor's ETag.
+    let second = keel.run_json("feed", None);
+    assert_eq!(sync_counts(&second), (0, 0, 0), "{second}");
+    let entries: Vec<Value> = keel
+        .audit(&["--plugin", "feed"])
+        .into_iter()
+        .filter(|e| e["action"] == "net.request")
+        .collect();
+    assert!(
+        entries[1]["detail"].as_str().unwrap().contains("-> 304"),
+        "{entries:?}"
+    );
+    // One item changed, one new, one gone from the feed (kept as it was).
+    std::fs::write(
+        &feed,
+        rss(&[
+            ("a", "One", "first, edited"),
+            ("b", "Two", "second"),
+            ("d", "Four", "fourth"),
+        ]),
+    )
+    .unwrap();
+    let third = keel.run_json("feed", None);
+    assert_eq!(sync_counts(&third), (1, 1, 1), "{third}");
+    assert_eq!(keel.records("core/document").len(), 4);
+    // A malformed feed is `invalid` and writes nothing.
+    std::fs::write(&feed, "<html><body>moved</body></html>").unwrap();
+    let bad = keel.run_json("feed", None);
+    assert_eq!(bad["outcome"], "error", "{bad}");
+    assert_eq!(bad["error"], "invalid", "{bad}");
+    assert!(
+        bad["detail"]
+            .as_str()
+            .unwrap()
+            .contains("is not an RSS, Atom or JSON feed"),
+        "{bad}"
+    );
+    assert_eq!(keel.records("core/document").len(), 4);
+    // A server error is `unavailable`.
+    let failing = Keel::new();
+    let status = format!("http://127.0.0.1:{}/status/503", web.port);
+    failing.install_test_plugin(&feed_dir, &["--endpoint", &format!("feed={status}")]);
+    let down = failing.run_json("feed", None);
+    assert_eq!(down["error"], "unavailable", "{down}");
+    assert!(
+        down["detail"].as_str().unwrap().contains("answered 503"),
+        "{down}"
+    );
+    // And the feed is read again once it is whole.
+    std::fs::write(
+        &feed,
+        rss(&[("a", "One", "first, edited"), ("e", "Five", "fifth")]),
+    )
+    .unwrap();
+    let back = keel.run_json("feed", None);
+    assert_eq!(sync_counts(&back), (1, 0, 1), "{back}");
+}
+
+/// A test authority and certificates for 127.0.0.1 made by `openssl` in
+/// `dir`: `ca.pem`, a good `leaf.pem`/`leaf.key`, an `expired.pem` for the
+/// same key, and `stranger.pem`/`stranger.key` from an authority nobody
+/// trusts.
+fn certificates(dir: &Path) {
+    let openssl = ["/usr/bin/openssl", "/usr/local/bin/openssl"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect(
+            "`openssl` is not installed; run scripts/setup (it runs `apt-get install -y openssl`)",
+        );
+    let run = |args: &[&str]| {
+        let out = Command::new(openssl)
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let authority = |name: &str, key: &str, pem: &str| {
+        let mut args = vec!["req", "-x509"];
+        args.extend(ec);
+        args.extend(["-keyout", key, "-out", pem, "-days", "2", "-subj", name]);
+        run(&args);
+    };
+    authority("/CN=keel test authority", "ca.key", "ca.pem");
+    authority("/CN=stranger authority", "other.key", "other.pem");
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend([
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run(&csr);
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let sign = |ca: &str, key: &str, out: &str| {
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            ca,
+            "-CAkey",
+            key,
+            "-CAcreateserial",
+            "-out",
+            out,
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+        ]);
+    };
+    sign("ca.pem", "ca.key", "leaf.pem");
+    sign("other.pem", "other.key", "stranger.pem");
+    std::fs::write(dir.join("index.txt"), "").unwrap();
+    std::fs::write(dir.join("serial"), "01\n").unwrap();
+    std::fs::write(
+        dir.join("ca.cnf"),
+        "[ca]\ndefault_ca = test\n[test]\ndatabase = index.txt\nnew_certs_dir = .\ncertificate = ca.pem\nprivate_key = ca.key\nserial = serial\ndefault_md = sha256\npolicy = any\n[any]\ncommonName = supplied\n",
+    )
+    .unwrap();
+    run(&[
+        "ca",
+        "-batch",
+        "-config",
+        "ca.cnf",
+        "-in",
+        "leaf.csr",
+        "-out",
+        "expired.pem",
+        "-startdate",
+        "20200101000000Z",
+        "-enddate",
+        "20200102000000Z",
+        "-extfile",
+        "leaf.ext",
+    ]);
+}
+
+#[test]
+fn tls_is_verified_against_the_operators_authority() {
+    let certs = tempfile::tempdir().unwrap();
+    let c = certs.path();
+    certificates(c);
+    let good = web_server(Some((&c.join("leaf.pem"), &c.join("leaf.key"))), None);
+    let expired = web_server(Some((&c.join("expired.pem"), &c.join("leaf.key"))), None);
+    let stranger = web_server(Some((&c.join("stranger.pem"), &c.join("leaf.key"))), None);
+    let keel = installed(good.port, &format!("https://127.0.0.1:{}/", good.port));
+    // Without the operator's authority the server is not trusted.
+    let untrusted = fetch(&keel, serde_json::json!({ "url": "web:/page" }));
+    assert_eq!(untrusted["err"], "unavailable", "{untrusted}");
+    assert!(
+        untrusted["message"]
+            .as_str()
+            .unwrap()
+            .contains("TLS certificate"),
+        "{untrusted}"
+    );
+    std::fs::copy(c.join("ca.pem"), keel.home().join("ca.pem")).unwrap();
+    let trusted = fetch(&keel, serde_json::json!({ "url": "web:/page" }));
+    assert_eq!(trusted["ok"]["status"], 200, "{trusted}");
+    for (server, why) in [(&expired, "expired"), (&stranger, "UnknownIssuer")] {
+        let keel = installed(server.port, &format!("https://127.0.0.1:{}/", server.port));
+        std::fs::copy(c.join("ca.pem"), keel.home().join("ca.pem")).unwrap();
+        let refused = fetch(&keel, serde_json::json!({ "url": "web:/page" }));
+        assert_eq!(refused["err"], "unavailable", "{refused}");
+        let entries = net_entries(&keel);
+        assert!(
+            entries[0].contains("TLS failed") && entries[0].contains(why),
+            "{entries:?}"
+        );
+    }
 }

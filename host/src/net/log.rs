@@ -74,14 +74,19 @@ impl Attempt {
         if let Some(name) = &self.endpoint {
             detail.push_str(&format!(" (endpoint {name})"));
         }
-        if let Some(why) = &self.denied {
-            detail.push_str(&format!(": {why}"));
+        // A refusal's reason is added by the audit, as for every denial.
+        if self.denied.is_some() {
             return detail;
         }
         match (status, cut_off) {
             (Some(s), false) => detail.push_str(&format!(" -> {s}")),
             (Some(s), true) => detail.push_str(&format!(" -> {s}, cut off when the run ended")),
             (None, _) => detail.push_str(" -> no answer when the run ended"),
+        }
+        // A connection's bytes flow through WASI's own streams, which are
+        // not counted (yet); a request's are.
+        if self.kind == Kind::Connect {
+            return detail;
         }
         detail.push_str(&format!(
             ", {} bytes in, {} out",

@@ -129,10 +129,21 @@ pub(super) fn new_store(
     row: &PluginRow,
     host: HostState,
 ) -> anyhow::Result<wasmtime::Store<RunState>> {
+    let net = crate::net::NetLog::default();
     let mut wasi = WasiCtxBuilder::new();
-    wasi.allow_tcp(false)
+    // Sockets reach only the grant's endpoints (each connect checked and
+    // audited); a plugin without endpoints has no TCP and no name lookup.
+    // Name lookup is the system's: a plugin with endpoints can look up any
+    // name, though it can connect only to its endpoints' addresses.
+    let reach = std::sync::Arc::new(crate::net::Reach::new(
+        &row.label(),
+        &host.run.grant.endpoints,
+        net.clone(),
+    ));
+    wasi.allow_tcp(reach.any())
         .allow_udp(false)
-        .allow_ip_name_lookup(false);
+        .allow_ip_name_lookup(reach.any())
+        .socket_addr_check(reach.check());
     for (name, binding) in &row.grant.dirs {
         let perms = match binding.access {
             DirAccess::Read => FsPerms::ReadOnly,
@@ -150,7 +161,6 @@ pub(super) fn new_store(
     }
     let limits = &row.manifest.limits;
     let cap = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
-    let net = crate::net::NetLog::default();
     let policy = net_policy(row, &host, net.clone())?;
     let mut http = WasiHttpCtx::new();
     http.set_field_size_limit(HTTP_FIELDS_BYTES);

@@ -13,6 +13,7 @@ pub(super) const FILES: &[(&str, &str)] = &[
     ("src/lib.rs", include_str!("../../../sdk/src/lib.rs")),
     ("src/core.rs", include_str!("../../../sdk/src/core.rs")),
     ("src/http.rs", include_str!("../../../sdk/src/http.rs")),
+    ("src/net.rs", include_str!("../../../sdk/src/net.rs")),
     (
         "agent/Cargo.toml",
         include_str!("../../../sdk/agent/Cargo.toml"),

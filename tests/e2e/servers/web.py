@@ -2,7 +2,8 @@
 faults. Prints its port on the first line. `--tls CERT KEY` serves HTTPS.
 
   /page            a small page (ETag "v1"; 304 to If-None-Match "v1")
-  /file/NAME       the file NAME from --files DIR, with its content type
+  /file/NAME       the file NAME from --files DIR (ETag from its contents;
+                   304 to a matching If-None-Match)
   /auth            the sha256 of the Authorization header it was sent
   /redirect?to=U   302 to U
   /big             Content-Length of 2 GiB, then zeros for as long as read
@@ -53,7 +54,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return
             ctype = "application/json" if name.endswith(".json") else "application/xml"
             with open(full, "rb") as f:
-                self.send_body(200, f.read(), ctype)
+                data = f.read()
+            etag = '"%s"' % hashlib.sha256(data).hexdigest()[:16]
+            if self.headers.get("If-None-Match") == etag:
+                self.send_response(304)
+                self.send_header("ETag", etag)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_body(200, data, ctype, extra=[("ETag", etag)])
         elif path == "/auth":
             got = self.headers.get("Authorization", "")
             self.send_body(200, hashlib.sha256(got.encode()).hexdigest().encode())

@@ -3,6 +3,9 @@
 //! endpoint), with optional `"auth"` (an Authorization header value, which
 //! may hold `{{secret:NAME}}`), `"follow"` (follow one redirect),
 //! `"timeout_ms"` and `"keep"` (store the body as a `test/page` record).
+//! `{"tcp":NAME,"send":TEXT}` sends TEXT over a TCP connection to endpoint
+//! NAME and reports the first line back; `{"tcp_to":"HOST:PORT"}` tries a
+//! connection to an address of its own choosing.
 
 use std::time::Duration;
 
@@ -30,7 +33,28 @@ fn fetch(input: &Value, url: &str) -> Result<http::Response, Error> {
     request.send()
 }
 
+fn tcp(input: &Value) -> Result<Value, Error> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = match input["tcp_to"].as_str() {
+        Some(to) => std::net::TcpStream::connect(to)
+            .map_err(|e| Error::Denied(format!("connect {to}: {e}")))?,
+        None => net::connect(input["tcp"].as_str().unwrap_or_default())?,
+    };
+    let send = input["send"].as_str().unwrap_or("ping\n");
+    stream
+        .write_all(send.as_bytes())
+        .map_err(|e| Error::Unavailable(format!("write: {e}")))?;
+    let mut line = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut line)
+        .map_err(|e| Error::Unavailable(format!("read: {e}")))?;
+    Ok(json!({ "line": line.trim_end() }))
+}
+
 fn answer(input: &Value) -> Result<Value, Error> {
+    if input.get("tcp").is_some() || input.get("tcp_to").is_some() {
+        return tcp(input);
+    }
     let url = url_of(input)?;
     let mut response = fetch(input, &url)?;
     if input["follow"].as_bool() == Some(true)
