@@ -6,6 +6,7 @@
 //!   instantiation of the same component on the same engine;
 //! - [`writes`]: records created through the plugin against plain inserts
 //!   of the same bodies;
+//! - [`http`]: GETs through a plugin against the same GETs from the host;
 //! - [`jobs`]: no-op jobs through the durable queue;
 //! - [`triggers`]: event-to-run latency under idle workers;
 //! - [`recall`]: hybrid recall among many memories;
@@ -23,6 +24,7 @@ use crate::embedded::{self, BENCH};
 use crate::home::Home;
 use crate::runtime::Runtime;
 
+mod http;
 mod jobs;
 mod languages;
 mod models;
@@ -78,6 +80,15 @@ struct Figures {
     recall_ms_p50: f64,
     recall_ms_p99: f64,
     recall_memories: u32,
+    /// GETs per second through the bench plugin to a loopback server (each
+    /// matched to its endpoint, its address checked, audited).
+    http_requests_per_s: f64,
+    /// The same GETs from a client in the host (reqwest), one connection
+    /// each like keel's.
+    host_http_requests_per_s: f64,
+    /// http_requests_per_s / host_http_requests_per_s.
+    http_ratio: f64,
+    http_requests: u32,
     /// Run start (p50, µs) and component size (KiB) of the same agent in
     /// Rust, Python and JavaScript; null when they were not built.
     #[serde(flatten)]
@@ -98,6 +109,8 @@ pub struct Settings<'a> {
     pub jobs: u32,
     /// Memories to recall among.
     pub memories: u32,
+    /// HTTP requests to make each way.
+    pub requests: u32,
     /// Where the local models' weights are (default: the setup's cache).
     pub models: Option<&'a Path>,
     /// keel's source folder with the writer plugins built, if any.
@@ -115,21 +128,24 @@ pub fn run(settings: &Settings<'_>, json: bool) -> anyhow::Result<()> {
         memories,
         ..
     } = settings;
-    if starts == 0 || creates == 0 || jobs == 0 {
-        anyhow::bail!("--starts, --creates and --jobs must be at least 1");
+    if starts == 0 || creates == 0 || jobs == 0 || settings.requests == 0 {
+        anyhow::bail!("--starts, --creates, --jobs and --requests must be at least 1");
     }
     let dir = tempfile::Builder::new().prefix("keel-bench-").tempdir()?;
     let home = Home::init(dir.path())?;
     let mut runtime = Runtime::new(&home)?;
+    let loopback = http::Loopback::start()?;
     embedded::install(
         &home,
         &runtime,
         BENCH,
         &dir.path().join("staging"),
-        BTreeMap::new(),
+        bench_bindings(loopback.port),
     )?;
     let db = home.store()?;
     let (started, db) = start::measure(&home, &mut runtime, db, starts)?;
+    let (requests, db) = http::measure(&mut runtime, db, loopback.port, settings.requests)?;
+    drop(loopback);
     let written = writes::measure(&mut runtime, db, dir.path(), creates)?;
     let jobs_secs = jobs::queue_jobs(&home, jobs)?;
     let latencies = triggers::trigger_latencies(&dir.path().join("latency"), TRIGGER_SAMPLES)?;
@@ -163,6 +179,10 @@ pub fn run(settings: &Settings<'_>, json: bool) -> anyhow::Result<()> {
         recall_ms_p50: round(percentile(&recalls, 0.50)),
         recall_ms_p99: round(percentile(&recalls, 0.99)),
         recall_memories: memories,
+        http_requests_per_s: round(requests.keel),
+        host_http_requests_per_s: round(requests.host),
+        http_ratio: round(requests.keel / requests.host),
+        http_requests: settings.requests,
         languages,
         languages_skipped,
     };
@@ -172,6 +192,15 @@ pub fn run(settings: &Settings<'_>, json: bool) -> anyhow::Result<()> {
         print_text(&figures);
     }
     Ok(())
+}
+
+/// The bench plugin's bindings: its `web` endpoint on the loopback
+/// server's `port` (nothing listens on port 0; only the HTTP figure uses it).
+fn bench_bindings(port: u16) -> crate::grant::Bindings {
+    crate::grant::Bindings {
+        endpoints: BTreeMap::from([("web".to_string(), format!("http://127.0.0.1:{port}/"))]),
+        ..Default::default()
+    }
 }
 
 fn print_text(figures: &Figures) {
@@ -190,6 +219,10 @@ fn print_text(figures: &Figures) {
     println!(
         "trigger latency:   p50 {:.0} ms, p99 {:.0} ms from event committed to run started",
         figures.trigger_latency_ms_p50, figures.trigger_latency_ms_p99
+    );
+    println!(
+        "http:              keel {:.0}/s through a plugin, host client {:.0}/s — ratio {:.2}",
+        figures.http_requests_per_s, figures.host_http_requests_per_s, figures.http_ratio
     );
     println!(
         "recall:            p50 {:.1} ms, p99 {:.1} ms among {} memories",

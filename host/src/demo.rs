@@ -106,9 +106,12 @@ fn ingest(
         runtime,
         FILES,
         staging,
-        BTreeMap::from([("notes".to_string(), notes.clone())]),
+        crate::grant::Bindings {
+            dirs: BTreeMap::from([("notes".to_string(), notes.clone())]),
+            ..Default::default()
+        },
     )?;
-    embedded::install(home, runtime, TODO, staging, BTreeMap::new())?;
+    embedded::install(home, runtime, TODO, staging, Default::default())?;
 
     let mut db = home.store()?;
     let mut runs = Vec::new();
@@ -160,7 +163,7 @@ fn triage(
                     w.display().to_string()
                 ),
             )?;
-            embedded::install(home, runtime, TRIAGE, staging, BTreeMap::new())?;
+            embedded::install(home, runtime, TRIAGE, staging, Default::default())?;
             let mails = records::query(db.conn(), Some("core/message"), None, 100)?;
             for mail in mails {
                 let input = serde_json::json!({ "message": mail.id }).to_string();

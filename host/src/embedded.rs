@@ -2,7 +2,6 @@
 //! first-party plugins (built by `build.rs`), how to install one into a
 //! home, and where the local models' weights are looked for by default.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::home::Home;
@@ -55,7 +54,7 @@ pub fn install(
     runtime: &Runtime,
     plugin: Embedded,
     staging: &Path,
-    dirs: BTreeMap<String, PathBuf>,
+    bindings: crate::grant::Bindings,
 ) -> anyhow::Result<()> {
     let dir = staging.join(plugin.id);
     std::fs::create_dir_all(&dir)?;
@@ -65,10 +64,7 @@ pub fn install(
     let req = InstallRequest {
         source: dir,
         component: Some(component),
-        bindings: crate::grant::Bindings {
-            dirs,
-            ..Default::default()
-        },
+        bindings,
         ..InstallRequest::default()
     };
     let checked = crate::install::check(runtime.engine(), runtime.linker(), &req)?;

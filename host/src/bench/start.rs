@@ -21,6 +21,42 @@ pub(super) struct Starts {
 struct Bare {
     wasi: WasiCtx,
     table: ResourceTable,
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    hooks: NoNetwork,
+}
+
+/// `wasi:http` linked (the bench plugin imports it) but sending nothing.
+struct NoNetwork;
+
+impl wasmtime_wasi_http::WasiHttpHooks for NoNetwork {
+    fn send_request(
+        &mut self,
+        _request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for Bare {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
 }
 
 impl WasiView for Bare {
@@ -117,6 +153,8 @@ fn bare_starts(home: &Home, runtime: &Runtime, samples: usize) -> anyhow::Result
     )?;
     let mut linker: Linker<Bare> = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     stub_keel_imports(&mut linker, &engine, &component)?;
     let pre = linker
         .instantiate_pre(&component)
@@ -129,6 +167,8 @@ fn bare_starts(home: &Home, runtime: &Runtime, samples: usize) -> anyhow::Result
             Bare {
                 wasi: WasiCtxBuilder::new().build(),
                 table: ResourceTable::new(),
+                http: wasmtime_wasi_http::WasiHttpCtx::new(),
+                hooks: NoNetwork,
             },
         );
         store

@@ -2,7 +2,6 @@
 //! process's run to the start of the subscriber's run under idle `keel up`
 //! workers.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -27,6 +26,9 @@ read = ["bench/item"]
 write = ["bench/item"]
 actions = ["create"]
 
+[capabilities.endpoints]
+web = "http"
+
 [[triggers]]
 on = "record.created"
 kinds = ["bench/item"]
@@ -50,7 +52,8 @@ pub(super) fn trigger_latencies(root: &Path, samples: u32) -> anyhow::Result<Vec
             &producer,
             plugin,
             &root.join("staging"),
-            BTreeMap::new(),
+            // The same component: its HTTP import needs its endpoint.
+            super::bench_bindings(0),
         )?;
     }
     let stop = Arc::new(AtomicBool::new(false));

@@ -15,6 +15,10 @@ pub(super) struct BenchArgs {
     /// How many no-op jobs to push through the queue.
     #[arg(long, default_value_t = 500)]
     jobs: u32,
+    /// How many HTTP requests to make through the plugin and from the host
+    /// (http_requests_per_s).
+    #[arg(long, default_value_t = 500)]
+    requests: u32,
     /// How many memories to recall among (recall_ms_p50).
     #[arg(long, default_value_t = 100_000)]
     memories: u32,
@@ -38,6 +42,7 @@ pub(super) fn run(args: BenchArgs) -> anyhow::Result<()> {
         creates: args.creates,
         jobs: args.jobs,
         memories: args.memories,
+        requests: args.requests,
         models: args.models.as_deref(),
         languages: args.languages.as_deref(),
     };

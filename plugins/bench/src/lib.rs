@@ -1,5 +1,6 @@
 //! The agent `keel bench` measures: `{"op":"noop"}` returns at once,
-//! `{"op":"create","n":N}` creates N small `bench/item` records.
+//! `{"op":"create","n":N}` creates N small `bench/item` records,
+//! `{"op":"http","n":N}` makes N GETs on its `web` endpoint.
 
 use keel_agent::prelude::*;
 use serde::Deserialize;
@@ -27,8 +28,21 @@ impl Agent for Bench {
                 }
                 Ok(Outcome::new(format!("created {}", input.n)))
             }
+            "http" => {
+                let url = http::endpoint("web", "/bench")?;
+                for _ in 0..input.n {
+                    let response = http::get(&url).send()?;
+                    if response.status != 200 {
+                        return Err(Error::Unavailable(format!(
+                            "GET {url}: {}",
+                            response.status
+                        )));
+                    }
+                }
+                Ok(Outcome::new(format!("{} requests", input.n)))
+            }
             other => Err(Error::Invalid(format!(
-                "unknown op `{other}`; use noop or create"
+                "unknown op `{other}`; use noop, create or http"
             ))),
         }
     }
