@@ -115,6 +115,8 @@ fn bench_reports_its_figures() {
         "20",
         "--memories",
         "300",
+        "--requests",
+        "30",
         "--models",
         models.to_str().unwrap(),
         // keel's source folder, where the test artifacts built the writers.
@@ -131,6 +133,9 @@ fn bench_reports_its_figures() {
         "local_tokens_per_s",
         "local_prompt_tokens_per_s",
         "recall_ms_p50",
+        "http_requests_per_s",
+        "host_http_requests_per_s",
+        "http_ratio",
         "instantiate_us_p50_rust",
         "instantiate_us_p50_python",
         "instantiate_us_p50_js",
@@ -146,6 +151,7 @@ fn bench_reports_its_figures() {
     assert_eq!(v["creates"], 50);
     assert_eq!(v["jobs"], 20);
     assert_eq!(v["recall_memories"], 300);
+    assert_eq!(v["http_requests"], 30);
     // Every one of the sampled events woke its subscriber (the bench fails
     // otherwise); latencies are whole milliseconds, so 0 is possible.
     assert_eq!(v["trigger_samples"], 100);
