@@ -10,8 +10,20 @@
 //! copy of the home alone (a backup, a shared folder) cannot unseal
 //! anything. Webhook secrets are sealed under the same key ([`seal`],
 //! [`open`]).
-//! Setting and removing are audited as the operator, by name only. Plugins
-//! never see secrets: the host reads one when it calls the provider.
+//! Setting and removing are audited as the operator, by name only. A plugin
+//! reaches only the secrets bound to it: filled into an HTTP header by the
+//! host (`net`), or read through the `secrets` interface ([`host`]) for a
+//! protocol that sends a credential itself; each read is audited.
+
+mod host;
+
+/// Links the `secrets` interface, answered from the run's grant.
+pub fn add_to_linker<T: 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+    get: fn(&mut T) -> &mut crate::run::RunCtx,
+) -> wasmtime::Result<()> {
+    crate::bindings::secrets::add_to_linker::<T, crate::run::RunData>(linker, get)
+}
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

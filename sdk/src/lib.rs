@@ -65,7 +65,7 @@ pub mod prelude {
         Created, Error, Identity, Outcome, Record, SyncResult, TaskEnd, Trigger, TriggerKind,
         WriteOptions,
     };
-    pub use crate::{actions, config, core, http, llm, log, memory, net, records};
+    pub use crate::{actions, config, core, http, llm, log, memory, net, records, secrets};
 }
 
 impl Record {
@@ -351,6 +351,21 @@ pub mod config {
     /// endpoint. See [`crate::http::endpoint`] to build a URL on it.
     pub fn endpoint(name: &str) -> Option<String> {
         crate::bindings::keel::host::config::endpoint(name)
+    }
+}
+
+/// Secrets the operator bound to this plugin (`secrets = ["token"]` in
+/// keel.toml), for a protocol that must send a credential itself. Over
+/// HTTP, put `{{secret:token}}` in a header instead ([`http`]): the host
+/// fills it in and the plugin never holds the value.
+pub mod secrets {
+    use super::Error;
+
+    /// The value of secret `name` (`Denied` when the manifest does not
+    /// name it, `NotFound` when the operator has not set it). Never log or
+    /// store it.
+    pub fn get(name: &str) -> Result<String, Error> {
+        crate::bindings::keel::host::secrets::get(name)
     }
 }
 

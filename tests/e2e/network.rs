@@ -341,6 +341,29 @@ fn a_secret_goes_out_in_a_header_and_nowhere_else() {
             .contains("secret `other` is not granted"),
         "{other}"
     );
+    // A protocol that sends the credential itself reads it by name.
+    let read = fetch(&keel, serde_json::json!({ "secret": "token" }));
+    assert_eq!(read["ok"]["len"], value.len(), "{read}");
+    let refused = fetch(&keel, serde_json::json!({ "secret": "other" }));
+    assert_eq!(refused["err"], "denied", "{refused}");
+    let reads: Vec<String> = keel
+        .audit(&["--plugin", "test-fetch"])
+        .into_iter()
+        .filter(|e| e["action"] == "secret.read")
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["outcome"].as_str().unwrap(),
+                e["detail"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(reads.len(), 2, "{reads:?}");
+    assert_eq!(reads[0], "allowed token");
+    assert!(
+        reads[1].starts_with("denied test-fetch@0.1.0 is not granted secret `other`"),
+        "{reads:?}"
+    );
     assert_no_secret(&keel.home(), value);
 }
 

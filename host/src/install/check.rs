@@ -238,13 +238,16 @@ pub fn check_imports(
             "keel:host/llm" if caps.llm.is_none() => Some(
                 "it declares no models; add `llm = { tiers = [\"small\"] }` under [capabilities]",
             ),
+            "keel:host/secrets" if caps.secrets.is_empty() => Some(
+                "it declares no secrets; add them under [capabilities], e.g. secrets = [\"token\"]",
+            ),
             "keel:host/memory" if !caps.memory => {
                 Some("it declares no memory; add `memory = true` under [capabilities]")
             }
             // `config` needs no grant of its own: `get` answers only the
             // declared keys, and `caller` names who caused the run.
             "keel:host/records" | "keel:host/actions" | "keel:host/config" | "keel:host/llm"
-            | "keel:host/memory" => None,
+            | "keel:host/memory" | "keel:host/secrets" => None,
             // A component may import the filesystem interfaces (language
             // runtimes such as CPython's always do): it reaches only the
             // directories its manifest declares and the operator binds,

@@ -107,6 +107,9 @@ pub fn linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<RunState>> {
         })
         .and_then(|()| crate::llm::add_to_linker(&mut linker, |s: &mut RunState| &mut s.host.run))
         .and_then(|()| {
+            crate::secrets::add_to_linker(&mut linker, |s: &mut RunState| &mut s.host.run)
+        })
+        .and_then(|()| {
             crate::memory::add_to_linker(&mut linker, |s: &mut RunState| MemoryView {
                 run: &mut s.host.run,
                 working: &mut s.host.working,

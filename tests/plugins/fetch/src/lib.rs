@@ -5,7 +5,8 @@
 //! `"timeout_ms"` and `"keep"` (store the body as a `test/page` record).
 //! `{"tcp":NAME,"send":TEXT}` sends TEXT over a TCP connection to endpoint
 //! NAME and reports the first line back; `{"tcp_to":"HOST:PORT"}` tries a
-//! connection to an address of its own choosing.
+//! connection to an address of its own choosing. `{"secret":NAME}` reads
+//! secret NAME and reports its length (never the value).
 
 use std::time::Duration;
 
@@ -52,6 +53,9 @@ fn tcp(input: &Value) -> Result<Value, Error> {
 }
 
 fn answer(input: &Value) -> Result<Value, Error> {
+    if let Some(name) = input["secret"].as_str() {
+        return Ok(json!({ "len": secrets::get(name)?.len() }));
+    }
     if input.get("tcp").is_some() || input.get("tcp_to").is_some() {
         return tcp(input);
     }
