@@ -202,8 +202,9 @@ fn python_guests(repo: &Path, tool: &Path) -> Vec<(String, PathBuf)> {
 }
 
 /// Each JavaScript plugin (module `app.js`) in `tests/plugins-js` and the
-/// first-party `plugins`, built with jco, without the `wasi:http`
-/// interfaces keel does not grant.
+/// first-party `plugins`, built with jco; `wasi:http` (for `fetch`) only
+/// for a plugin whose manifest asks for endpoints, since keel refuses the
+/// import from any other.
 fn js_guests(repo: &Path, jco: &Path) -> Vec<(String, PathBuf)> {
     guests(
         repo,
@@ -220,8 +221,12 @@ fn js_guests(repo: &Path, jco: &Path) -> Vec<(String, PathBuf)> {
                 "--world-name",
                 name,
             ])
-            .args(["-d", "http", "-d", "fetch-event", "-o"])
-            .arg(wasm);
+            .args(["-d", "fetch-event"]);
+            let manifest = std::fs::read_to_string(dir.join("keel.toml")).unwrap_or_default();
+            if !manifest.contains("[capabilities.endpoints]") {
+                c.args(["-d", "http"]);
+            }
+            c.arg("-o").arg(wasm);
             run(c, dir);
         },
     )

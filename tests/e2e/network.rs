@@ -694,3 +694,34 @@ fn tls_is_verified_against_the_operators_authority() {
         );
     }
 }
+
+#[test]
+fn javascript_reaches_its_endpoint_with_fetch_and_nothing_else() {
+    let web = web_server(None, None);
+    let keel = Keel::new();
+    let bind = format!("web=http://127.0.0.1:{}/", web.port);
+    keel.install_test_plugin(keel_test_artifacts::JS_FETCH_DIR, &["--endpoint", &bind]);
+    let run = |input: Value| -> Value {
+        let ran = keel.run_json("test-js-fetch", Some(&input.to_string()));
+        assert_eq!(ran["outcome"], "ok", "{ran}");
+        serde_json::from_str(ran["summary"].as_str().unwrap()).unwrap()
+    };
+    let page = run(serde_json::json!({ "path": "/page" }));
+    assert_eq!(page["status"], 200, "{page}");
+    assert_eq!(page["text"], "hello from the page");
+    let other = run(serde_json::json!({ "url": format!("http://127.0.0.2:{}/page", web.port) }));
+    assert!(
+        other["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{other}"
+    );
+    let denied: Vec<Value> = keel
+        .audit(&["--plugin", "test-js-fetch"])
+        .into_iter()
+        .filter(|e| e["action"] == "net.request" && e["outcome"] == "denied")
+        .collect();
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert!(
+        denied[0]["detail"].as_str().unwrap().contains("127.0.0.2"),
+        "{denied:?}"
+    );
+}

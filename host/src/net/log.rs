@@ -110,8 +110,12 @@ impl NetLog {
         self.push(kind, what, Some(endpoint.to_string()), None)
     }
 
-    /// Records a refused attempt (finished at once).
+    /// Records a refused attempt (finished at once). The reason also goes
+    /// to the operator's log: a plugin's language may not pass it on (a
+    /// socket refusal is only `EACCES` to CPython, a refused `fetch` only a
+    /// `NetworkError` to JavaScript), and the author needs to read it.
     pub fn denied(&self, kind: Kind, what: String, why: &str) {
+        tracing::warn!(target: "keel::net", "{} {what} refused: {why}", kind.action());
         let a = self.push(kind, what, None, Some(why.to_string()));
         a.finish();
     }
