@@ -69,74 +69,9 @@ fn registry() -> Server {
 /// 127.0.0.1 from a test authority; returns the server and the authority's
 /// certificate file (for `SSL_CERT_FILE`).
 fn https_server(dir: &Path) -> (Server, PathBuf) {
-    let openssl = needs("openssl");
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    let run = |args: &[&str]| {
-        let out = Command::new(&openssl)
-            .args(args)
-            .current_dir(t)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=keel test authority",
-    ]);
-    run(&ca);
-    let mut csr = vec!["req"];
-    csr.extend(ec);
-    csr.extend([
-        "-keyout",
-        "leaf.key",
-        "-out",
-        "leaf.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    run(&csr);
-    std::fs::write(
-        t.join("leaf.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "leaf.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "leaf.ext",
-    ]);
+    crate::network::certificates(t);
     let script = r#"
 import functools, http.server, ssl, sys
 cert, key, root = sys.argv[1:4]
