@@ -46,5 +46,5 @@ mod provider {
 pub use agent::AgentPre;
 pub use channel::ChannelPre;
 pub use connector::ConnectorPre;
-pub use connector::keel::host::{actions, config, llm, log, memory, records, types};
+pub use connector::keel::host::{actions, config, llm, log, memory, records, sync_state, types};
 pub use provider::ProviderPre;

@@ -20,6 +20,7 @@ use crate::memory::MemoryView;
 use crate::plugins::PluginRow;
 use crate::run::{Cause, RunCtx, RunReport};
 use crate::store::Store;
+use crate::sync_state::{SyncRun, SyncStateView};
 
 /// Everything one run's `Store` holds.
 pub struct RunState {
@@ -96,6 +97,13 @@ pub fn linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<RunState>> {
             crate::actions::add_to_linker(&mut linker, |s: &mut RunState| ActionsView {
                 run: &mut s.host.run,
                 providers: &s.host.nested,
+                sync: &mut s.host.sync,
+            })
+        })
+        .and_then(|()| {
+            crate::sync_state::add_to_linker(&mut linker, |s: &mut RunState| SyncStateView {
+                run: &mut s.host.run,
+                sync: &s.host.sync,
             })
         });
     wired.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -167,11 +175,13 @@ pub(super) fn new_store(
 }
 
 /// What the `keel:host` interfaces of one run hold: the run's context, its
-/// working memory of scope `run`, and what starts the providers it invokes.
+/// working memory of scope `run`, what starts the providers it invokes,
+/// and a connector's sync progress.
 pub struct HostState {
     pub(super) run: RunCtx,
     pub(super) working: crate::memory::RunMemory,
     pub(super) nested: Nested,
+    pub(super) sync: SyncRun,
 }
 
 /// Starts a provider's run for an `invoke` from a run `depth` calls deep,
