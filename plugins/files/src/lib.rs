@@ -11,8 +11,10 @@
 //! no file is found gone without holding a million keys at once.
 //!
 //! A file read is followed at once by its state, so a sync stopped by its
-//! deadline never reads it again. Every few hundred files read, and every
-//! few seconds, the pass checkpoints its position; the next sync goes on
+//! deadline never reads it again. The pass checkpoints its position soon
+//! after a run starts reading and then at doubling intervals, up to every
+//! 500 files read or 5 s (a pass that reads nothing, every 5 s: an
+//! unchanged folder resyncs without a write unless that takes longer); the next sync goes on
 //! from there (under `keel up`, at once), passing the files before it by
 //! their state alone. After a crash the files read since the last
 //! commit are read again, and their identity makes that write nothing
@@ -38,11 +40,18 @@ const SOURCE: &str = "files:notes";
 const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 /// The prefix of every sync-state key: `path:` and the relative path.
 const KEY: &str = "path:";
-/// Files read since the last checkpoint that make the next one due.
-const CHECKPOINT_FILES: u32 = 500;
-/// Time since the last checkpoint that makes the next one due, however
-/// few files were read (a pass over unchanged files still moves on).
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+/// Files read since the last checkpoint that make the next one due, at a
+/// run's start and at most: the interval doubles after each checkpoint, so
+/// a run cut short early still keeps its first steps (the connector does
+/// not know its deadline) while a long one checkpoints every few hundred
+/// files.
+const CHECKPOINT_FILES: (u32, u32) = (25, 500);
+/// The same in time, once a file was read since the last checkpoint.
+const CHECKPOINT_EVERY: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(5));
+/// Time after which a pass that read nothing checkpoints its position
+/// anyway, so a long pass over unchanged files still moves on across
+/// runs; a shorter one writes nothing at all.
+const CHECKPOINT_IDLE: Duration = Duration::from_secs(5);
 /// The cursor's format; older ones start a new pass.
 const CURSOR_VERSION: u32 = 2;
 
@@ -96,8 +105,11 @@ struct Pass {
     /// checkpoint.
     position: Option<String>,
     moved: bool,
+    /// Files read since the last checkpoint.
     read_since: u32,
     checkpointed: Instant,
+    /// What makes the next checkpoint due: files read, time passed.
+    due: (u32, Duration),
 }
 
 impl Pass {
@@ -115,6 +127,7 @@ impl Pass {
             moved: false,
             read_since: 0,
             checkpointed: Instant::now(),
+            due: (CHECKPOINT_FILES.0, CHECKPOINT_EVERY.0),
         }
     }
 
@@ -203,8 +216,10 @@ impl Pass {
     }
 
     fn checkpoint_if_due(&mut self) -> Result<(), Error> {
-        let due = self.read_since >= CHECKPOINT_FILES
-            || (self.moved && self.checkpointed.elapsed() >= CHECKPOINT_EVERY);
+        let elapsed = self.checkpointed.elapsed();
+        let due = self.read_since >= self.due.0
+            || (self.read_since > 0 && elapsed >= self.due.1)
+            || (self.moved && elapsed >= CHECKPOINT_IDLE);
         if !due {
             return Ok(());
         }
@@ -213,6 +228,10 @@ impl Pass {
         self.read_since = 0;
         self.moved = false;
         self.checkpointed = Instant::now();
+        self.due = (
+            (self.due.0 * 2).min(CHECKPOINT_FILES.1),
+            (self.due.1 * 2).min(CHECKPOINT_EVERY.1),
+        );
         Ok(())
     }
 
