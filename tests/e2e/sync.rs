@@ -18,9 +18,9 @@ use crate::harness::{Keel, artifacts, plugin_dir};
 const BACKLOG: usize = 4_000;
 /// The files connector's deadline in the backlog tests.
 const SHORT_DEADLINE_MS: u64 = 1_500;
-/// The most files a sync stopped by its deadline reads again: the one it
-/// was stopped on (its record kept, its state not yet).
-const REDONE_AFTER_DEADLINE: i64 = 1;
+/// The most files a sync stopped by its deadline reads again: those whose
+/// records were kept and whose states were still in `files`' batch of 32.
+const REDONE_AFTER_DEADLINE: i64 = 32;
 /// The most files a sync killed with `kill -9` reads again: those of its
 /// last uncommitted group (at most 1,000 calls, two per file).
 const REDONE_AFTER_KILL: i64 = 500;
@@ -156,7 +156,7 @@ fn a_backlog_larger_than_one_deadline_completes_across_runs_with_no_duplicates()
     let interruptions = i64::try_from(cut.len()).unwrap();
     assert_ingested_once(&keel, BACKLOG, interruptions, REDONE_AFTER_DEADLINE);
     // The runs together did about the work of one: no file was read twice
-    // but the one each deadline stopped; what a run redoes is passing, by
+    // but a state batch's worth per stop; what a run redoes is passing, by
     // their state, the files after its last checkpoint (about 1.25x in
     // ten runs of a debug build).
     let fuel: u64 = reports

@@ -10,8 +10,8 @@
 //! is kept (bytewise by path) beside a scan of that state, so a key with
 //! no file is found gone without holding a million keys at once.
 //!
-//! A file read is followed at once by its state, so a sync stopped by its
-//! deadline never reads it again. The pass checkpoints its position soon
+//! A file read is followed by its state within the next 32 files, so a
+//! sync stopped by its deadline reads few files again. The pass checkpoints its position soon
 //! after a run starts reading and then at doubling intervals, up to every
 //! 500 files read or 5 s (a pass that reads nothing, every 5 s: an
 //! unchanged folder resyncs without a write unless that takes longer); the next sync goes on
@@ -52,6 +52,10 @@ const CHECKPOINT_EVERY: (Duration, Duration) = (Duration::from_millis(250), Dura
 /// anyway, so a long pass over unchanged files still moves on across
 /// runs; a shorter one writes nothing at all.
 const CHECKPOINT_IDLE: Duration = Duration::from_secs(5);
+/// Sync-state changes written in one call: few enough that a sync stopped
+/// by its deadline reads few files again, enough that a first sync makes
+/// one state call per this many files.
+const STATE_BATCH: usize = 32;
 /// The cursor's format; older ones start a new pass.
 const CURSOR_VERSION: u32 = 2;
 
@@ -93,7 +97,8 @@ enum Wrote {
 struct Pass {
     /// The sync state from where the run starts, in key order.
     state: Scan,
-    /// The keys of files found gone, deleted in batches.
+    /// The states of files read and the keys of files gone, written in
+    /// batches of [`STATE_BATCH`].
     writer: Writer,
     /// When the run started, to tell a racy modification time.
     now: SystemTime,
@@ -117,7 +122,7 @@ impl Pass {
         let from = after.map(|a| format!("{KEY}{a}"));
         Pass {
             state: keel_connector::sync_state::scan(KEY, from.as_deref()),
-            writer: Writer::new(),
+            writer: Writer::with_batch(STATE_BATCH),
             now: SystemTime::now(),
             created: 0,
             updated: 0,
@@ -207,10 +212,11 @@ impl Pass {
                 Wrote::Same => self.unchanged += 1,
             }
         }
-        // The record first, then the state that vouches for it, at once:
-        // a sync stopped after this file never reads it again.
+        // The record first, then the state that vouches for it, written
+        // in small batches: a sync stopped before the next one reads at
+        // most a batch of files again.
         if old.as_ref() != Some(&seen) {
-            sync_state::set(&[(key.to_string(), Some(seen.value()))])?;
+            self.writer.put(key, seen.value())?;
         }
         Ok(())
     }

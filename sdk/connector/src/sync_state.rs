@@ -35,19 +35,36 @@ pub fn set(entries: &[(String, Option<String>)]) -> Result<(), Error> {
     entries.chunks(MAX_BATCH).try_for_each(wit::set)
 }
 
-/// Collects changes and writes them [`MAX_BATCH`] at a time, so a
-/// connector walking a large source makes few host calls. Call
-/// [`Writer::flush`] before a checkpoint: what is still buffered is not
-/// written.
-#[derive(Debug, Default)]
+/// Collects changes and writes them a batch at a time ([`MAX_BATCH`]
+/// unless told fewer), so a connector walking a large source makes few
+/// host calls. Call [`Writer::flush`] before a checkpoint: what is still
+/// buffered is not written.
+#[derive(Debug)]
 pub struct Writer {
     pending: Vec<(String, Option<String>)>,
+    batch: usize,
+}
+
+impl Default for Writer {
+    fn default() -> Writer {
+        Writer::with_batch(MAX_BATCH)
+    }
 }
 
 impl Writer {
-    /// An empty writer.
+    /// An empty writer that writes [`MAX_BATCH`] changes at a time.
     pub fn new() -> Writer {
         Writer::default()
+    }
+
+    /// An empty writer that writes `batch` changes at a time (1 to
+    /// [`MAX_BATCH`]): smaller batches lose less to a sync stopped before
+    /// its next flush.
+    pub fn with_batch(batch: usize) -> Writer {
+        Writer {
+            pending: Vec::new(),
+            batch: batch.clamp(1, MAX_BATCH),
+        }
     }
 
     /// Sets `key` to `value` (written by the flush that comes due).
@@ -62,7 +79,7 @@ impl Writer {
 
     fn push(&mut self, key: String, value: Option<String>) -> Result<(), Error> {
         self.pending.push((key, value));
-        if self.pending.len() >= MAX_BATCH {
+        if self.pending.len() >= self.batch {
             self.flush()?;
         }
         Ok(())
