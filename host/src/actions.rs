@@ -324,7 +324,15 @@ pub fn create(
                 let prov = provenance(tx, caller.grant, opts)?;
                 let record = records::insert_new(tx, caller.actor, kind, body, identity, &prov)?;
                 flag_unsure(tx, caller, &record, &prov)?;
-                touched = Touched::record(&record.id, 1, format!("kind {kind}"));
+                // The identity is what ties the record to its source: the
+                // audit shows it, so "which file made this" needs no join.
+                let detail = match identity {
+                    Some((source, external_id)) => {
+                        format!("kind {kind}, identity ({source}, {external_id})")
+                    }
+                    None => format!("kind {kind}"),
+                };
+                touched = Touched::record(&record.id, 1, detail);
                 Ok(Created {
                     record,
                     existed: false,

@@ -46,5 +46,7 @@ mod provider {
 pub use agent::AgentPre;
 pub use channel::ChannelPre;
 pub use connector::ConnectorPre;
-pub use connector::keel::host::{actions, config, llm, log, memory, records, secrets, types};
+pub use connector::keel::host::{
+    actions, config, llm, log, memory, records, secrets, sync_state, types,
+};
 pub use provider::ProviderPre;

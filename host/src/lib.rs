@@ -34,6 +34,8 @@
 //!   metering, budgets, the local models; the `llm` interface.
 //! - [`memory`]: working memory and long-term memories with hybrid recall;
 //!   the `memory` interface.
+//! - [`sync_state`]: connectors' keyed sync state and checkpoints; the
+//!   `sync-state` interface and `actions.checkpoint`.
 //! - [`jobs`]: the durable queue (leases, retries with backoff, dead
 //!   letters, rates) and [`jobs::webhooks`], authenticated POSTs turned
 //!   into events and jobs.
@@ -84,6 +86,7 @@ pub mod runtime;
 pub mod scaffold;
 pub mod secrets;
 pub mod store;
+pub mod sync_state;
 pub mod terminal;
 #[cfg(test)]
 mod testing;

@@ -191,6 +191,14 @@ pub fn cursor(conn: &Connection, id: &str) -> rusqlite::Result<Option<String>> {
     .map(Option::flatten)
 }
 
+/// Stores `cursor` as where `plugin`'s next sync starts: a checkpoint,
+/// inside the run's transaction.
+pub fn set_cursor(conn: &Connection, plugin: &str, cursor: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE plugins SET cursor = ?2 WHERE id = ?1")?
+        .execute(params![plugin, cursor])?;
+    Ok(())
+}
+
 /// One run, as the operator sees it.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRow {

@@ -242,6 +242,10 @@ pub struct RunReport {
     /// A provider's output (JSON).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    /// A connector's source has more to bring in: it said so, or it was
+    /// stopped after checkpointing. `keel up` queues the next sync at once.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub more: bool,
     pub fuel_consumed: u64,
     pub memory_peak: u64,
     pub wall_us: u64,

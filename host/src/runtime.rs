@@ -174,6 +174,7 @@ impl Runtime {
         db.begin_group();
         let ids = (Some(run_id.clone()), Some(trigger_json));
         let mut host = self.host_ctx(db, &row, grant, ids, cause.depth());
+        host.sync = crate::sync_state::SyncRun::for_export(work.export());
         if let Cause::Invoke { deadline, .. } = cause {
             host.run.deadline = host.run.deadline.min(deadline);
         }
@@ -238,6 +239,7 @@ impl Runtime {
                 engine: self.engine.clone(),
                 depth: invoke_depth,
             },
+            sync: crate::sync_state::SyncRun::for_export("start"),
         }
     }
 }

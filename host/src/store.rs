@@ -30,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("store/migrations/0007_anchored_audit_sealed_hooks.sql"),
     include_str!("store/migrations/0008_operator_trust_and_review.sql"),
     include_str!("store/migrations/0009_network_meters.sql"),
+    include_str!("store/migrations/0010_sync_state.sql"),
 ];
 
 /// How long a writer waits for another process's transaction.

@@ -374,9 +374,13 @@ impl Worker {
         report: &RunReport,
         tally: &mut Tally,
     ) -> anyhow::Result<()> {
-        if report.outcome == Outcome::Ok {
-            if jobs::complete(db.conn(), &job.id, &self.name, Utc::now())? {
-                tracing::info!(run = %report.run, "done");
+        // A sync with more to do made progress, whatever ended it: its job
+        // is done and the next one queued at once.
+        if report.outcome == Outcome::Ok || report.more {
+            let more = report.more.then_some(report.run.as_str());
+            let mut db = db;
+            if jobs::enqueue::done(db.conn_mut(), job, &self.name, Utc::now(), more)? {
+                tracing::info!(run = %report.run, more = report.more, "done");
                 tally.done += 1;
             } else {
                 tracing::warn!(run = %report.run, "finished after its lease passed to another worker");
@@ -542,6 +546,7 @@ mod tests {
             summary: None,
             receipt: None,
             output: None,
+            more: false,
             fuel_consumed: 0,
             memory_peak: 0,
             wall_us: 0,

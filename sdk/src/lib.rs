@@ -303,6 +303,27 @@ pub mod actions {
     ) -> Result<Created, Error> {
         wit::create(kind, body, identity.as_ref(), &options)
     }
+
+    /// A connector's progress inside a sync: stores `cursor` as where the
+    /// next sync starts, committed with every write made before it. A sync
+    /// stopped later (deadline, fuel, crash) is handed this cursor next
+    /// time; writes after it may have been kept too, so write
+    /// idempotently (with identities). Needs a connector's `sync`.
+    pub fn checkpoint(cursor: &str) -> Result<(), Error> {
+        wit::checkpoint(cursor)
+    }
+
+    /// [`checkpoint`] with a typed cursor, serialized as JSON.
+    pub fn checkpoint_as<T: Serialize>(cursor: &T) -> Result<(), Error> {
+        wit::checkpoint(&to_json(cursor)?)
+    }
+
+    /// Says the sync stops with more to do: once it returns, `keel up`
+    /// queues the next one at once. A sync stopped by its deadline after
+    /// a [`checkpoint`] counts as more to do without it.
+    pub fn more_to_do() -> Result<(), Error> {
+        wit::more_to_do()
+    }
 }
 
 /// Diagnostics for the operator (never secrets).

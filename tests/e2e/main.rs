@@ -19,6 +19,7 @@ mod packages;
 mod registry;
 mod scaffold;
 mod slice;
+mod sync;
 mod tamper;
 mod up;
 mod webhooks;

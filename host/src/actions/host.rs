@@ -16,6 +16,8 @@ use crate::store::Store;
 pub struct ActionsView<'a> {
     pub run: &'a mut RunCtx,
     pub providers: &'a dyn Providers,
+    /// A connector's sync progress, for `checkpoint` and `more-to-do`.
+    pub sync: &'a mut crate::sync_state::SyncRun,
 }
 
 struct ActionsData;
@@ -248,5 +250,15 @@ impl Host for ActionsView<'_> {
             |db, caller| actions::send(db, caller, &channel, &message, &opts),
             |_| true,
         ))
+    }
+
+    #[tracing::instrument(level = "debug", name = "actions.checkpoint", skip_all)]
+    fn checkpoint(&mut self, cursor: String) -> wasmtime::Result<Result<(), types::Error>> {
+        reply(crate::sync_state::checkpoint(self.run, self.sync, &cursor))
+    }
+
+    #[tracing::instrument(level = "debug", name = "actions.more-to-do", skip_all)]
+    fn more_to_do(&mut self) -> wasmtime::Result<Result<(), types::Error>> {
+        reply(crate::sync_state::more_to_do(self.run, self.sync))
     }
 }

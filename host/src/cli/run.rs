@@ -54,6 +54,12 @@ pub(super) fn run(root: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             report.memory_peak / 1024,
             report.wall_us as f64 / 1000.0
         );
+        if report.more {
+            say!(
+                "{} has more to do: run `keel run {plugin}` again to go on (`keel up` does so at once)",
+                report.plugin
+            );
+        }
     }
     if report.outcome != crate::run::Outcome::Ok {
         if !json {

@@ -244,6 +244,12 @@ pub fn check_imports(
             "keel:host/memory" if !caps.memory => {
                 Some("it declares no memory; add `memory = true` under [capabilities]")
             }
+            // Sync state is a connector's own: its runs are the only ones
+            // that may use it.
+            "keel:host/sync-state" if manifest.plugin.world != World::Connector => {
+                Some("only a connector keeps sync state; set plugin.world = \"connector\"")
+            }
+            "keel:host/sync-state" => None,
             // `config` needs no grant of its own: `get` answers only the
             // declared keys, and `caller` names who caused the run.
             "keel:host/records" | "keel:host/actions" | "keel:host/config" | "keel:host/llm"

@@ -106,6 +106,41 @@ pub fn delivery(
     Ok((n == 1).then_some(job))
 }
 
+/// The cause of a sync queued because the one before had more to do.
+pub const MORE: &str = "more";
+
+/// Marks leased `job` done; when its run `more` had more to do, queues the
+/// next sync of its plugin at `now` in the same transaction: once per run,
+/// at the job's own depth, since a source brought in over many runs is no
+/// cascade. False (and nothing queued) if `worker` no longer holds the
+/// lease.
+pub fn done(
+    conn: &mut Connection,
+    job: &super::Job,
+    worker: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    more: Option<&str>,
+) -> rusqlite::Result<bool> {
+    let tx = conn.transaction()?;
+    if !super::complete(&tx, &job.id, worker, now)? {
+        return Ok(false);
+    }
+    if let Some(run) = more {
+        let next = Keyed {
+            plugin: &job.plugin,
+            cause: MORE,
+            priority: Priority::Schedule,
+            event_seq: None,
+            fire_key: format!("{MORE}:{run}"),
+            depth: job.depth,
+            stopped: None,
+        };
+        keyed(&tx, &next, &super::stamp(now))?;
+    }
+    tx.commit()?;
+    Ok(true)
+}
+
 /// The job an accepted webhook request wakes `plugin` with, caused by
 /// event `seq`. Returns its id.
 pub fn webhook(conn: &Connection, plugin: &str, input: &str, seq: i64) -> rusqlite::Result<String> {

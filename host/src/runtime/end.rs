@@ -11,6 +11,7 @@ use crate::limits;
 use crate::plugins::{self, PluginRow, RunEnd};
 use crate::run::{Outcome, RunCtx, RunReport};
 use crate::store::Store;
+use crate::sync_state::SyncRun;
 
 /// What the run cost, measured as its store is dropped.
 pub(super) struct Spent {
@@ -48,6 +49,7 @@ pub(super) fn finish(
                 ..
             },
         working: run_memory,
+        sync,
         ..
     } = host;
     net.write(&mut db, &actor, true)
@@ -64,6 +66,8 @@ pub(super) fn finish(
 
     let (outcome, detail, error) = outcome_of(&result, &limiter, row);
     let (cursor, outcome, detail) = kept_cursor(called.cursor, outcome, detail, row);
+    let more = sync.more(outcome);
+    let detail = with_progress(detail, &sync, more);
     let end = RunEnd {
         outcome,
         detail: detail.clone(),
@@ -87,6 +91,7 @@ pub(super) fn finish(
         summary: called.summary,
         receipt: called.receipt.map(|r| r.id),
         output: called.output,
+        more,
         fuel_consumed: end.fuel_consumed,
         memory_peak: end.memory_peak,
         wall_us: spent.wall_us,
@@ -144,6 +149,25 @@ fn kept_cursor(
         limits::MAX_CURSOR_BYTES
     );
     (None, Outcome::Error, detail)
+}
+
+/// A stopped sync's detail says how far it got: its checkpoints, and that
+/// the next run goes on from the last one.
+fn with_progress(detail: String, sync: &SyncRun, more: bool) -> String {
+    let n = sync.checkpoints();
+    match (n, more, detail.is_empty()) {
+        (0, false, _) | (_, false, true) => detail,
+        (0, true, _) => "it has more to do; the next sync goes on".into(),
+        (_, true, true) => {
+            format!("it has more to do after {n} checkpoints; the next sync goes on")
+        }
+        (_, true, false) => {
+            format!("{detail} after {n} checkpoints; the next sync goes on from the last")
+        }
+        (_, false, false) => {
+            format!("{detail} ({n} checkpoints kept; the next sync goes on from the last)")
+        }
+    }
 }
 
 /// The outcome, its detail, and for a plugin's own error its variant.

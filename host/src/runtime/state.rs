@@ -21,6 +21,7 @@ use crate::memory::MemoryView;
 use crate::plugins::PluginRow;
 use crate::run::{Cause, RunCtx, RunReport};
 use crate::store::Store;
+use crate::sync_state::{SyncRun, SyncStateView};
 
 /// Everything one run's `Store` holds.
 pub struct RunState {
@@ -119,6 +120,13 @@ pub fn linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<RunState>> {
             crate::actions::add_to_linker(&mut linker, |s: &mut RunState| ActionsView {
                 run: &mut s.host.run,
                 providers: &s.host.nested,
+                sync: &mut s.host.sync,
+            })
+        })
+        .and_then(|()| {
+            crate::sync_state::add_to_linker(&mut linker, |s: &mut RunState| SyncStateView {
+                run: &mut s.host.run,
+                sync: &s.host.sync,
             })
         });
     wired.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -162,6 +170,10 @@ pub(super) fn new_store(
                 )
             })?;
     }
+    // Runs are synchronous, one per thread: a file operation may block this
+    // thread rather than hop to tokio's blocking pool and back, which made
+    // each stat of a large folder's walk cost about 0.2 ms.
+    wasi.allow_blocking_current_thread(true);
     let limits = &row.manifest.limits;
     let cap = usize::try_from(limits.memory_mb << 20).unwrap_or(usize::MAX);
     let policy = net_policy(row, &host, net.clone())?;
@@ -250,11 +262,13 @@ fn net_policy(
 }
 
 /// What the `keel:host` interfaces of one run hold: the run's context, its
-/// working memory of scope `run`, and what starts the providers it invokes.
+/// working memory of scope `run`, what starts the providers it invokes,
+/// and a connector's sync progress.
 pub struct HostState {
     pub(super) run: RunCtx,
     pub(super) working: crate::memory::RunMemory,
     pub(super) nested: Nested,
+    pub(super) sync: SyncRun,
 }
 
 /// Starts a provider's run for an `invoke` from a run `depth` calls deep,

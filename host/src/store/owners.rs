@@ -38,6 +38,8 @@ const OWNERS: &[(&str, &str)] = &[
     ("secrets", "secrets"),
     ("trusted_keys", "install::packages"),
     ("write_quota", "quota"),
+    ("sync_state", "sync_state"),
+    ("sync_state_usage", "sync_state"),
 ];
 
 /// Modules left out, and why.

@@ -17,6 +17,11 @@
 //! keel_connector::export_connector!(Feed);
 //! ```
 //!
+//! A source too large for one run checkpoints as it goes
+//! ([`actions::checkpoint`]) and keeps a value per item (a hash, a remote
+//! version) in [`sync_state`] rather than in its cursor, so the cursor
+//! stays a small position however large the source grows.
+//!
 //! The world lives in its own crate so a plugin links exactly one world.
 #![deny(missing_docs)]
 
@@ -44,8 +49,11 @@ pub use __bindings::Guest as Connector;
 pub use __bindings::export_connector;
 pub use keel_sdk::*;
 
+pub mod sync_state;
+
 /// Everything a connector usually needs.
 pub mod prelude {
     pub use super::Connector;
+    pub use super::sync_state;
     pub use keel_sdk::prelude::*;
 }

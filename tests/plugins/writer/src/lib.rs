@@ -5,7 +5,8 @@
 //! `{"op":"schedule","plugin":P,"input":J,"at":T}` (the summary is the job id) or
 //! `{"op":"burst","n":N}` (N jobs creating `burst-0`..`burst-N-1`) or
 //! `{"op":"invoke","action":A,"input":I,"key":K}` (the summary is the output) or
-//! `{"op":"send","message":M,"confidence":C}` (the summary is the outbox id and state).
+//! `{"op":"send","message":M,"confidence":C}` (the summary is the outbox id and state) or
+//! `{"op":"checkpoint"}` (the summary is the refusal an agent gets).
 //! Woken by an event, it echoes it: one new record per event, of the kind in
 //! config `echo-kind` (`test/item` when unset), so manifests that subscribe
 //! it to what it (or another copy of it) writes make loops on purpose.
@@ -81,6 +82,11 @@ impl Agent for Writer {
                 let options = WriteOptions::new().confidence(confidence).note("test send");
                 let receipt = actions::send("email", &input["message"], options)?;
                 Ok(Outcome::new(format!("{} {:?}", receipt.id, receipt.state)))
+            }
+            Some("checkpoint") => {
+                // An agent has no sync to checkpoint: the refusal is the summary.
+                let refused = actions::checkpoint("{}").err();
+                Ok(Outcome::new(format!("{refused:?}")))
             }
             _ => Err(Error::Invalid(
                 "op must be create, update, schedule or send".into(),
