@@ -3,12 +3,16 @@
 //! secrets go in headers as `{{secret:NAME}}` templates the host fills in
 //! on the way out, so the plugin never holds them.
 //!
-//! ```ignore
+//! ```no_run
+//! # fn main() -> Result<(), keel_sdk::Error> {
 //! let url = keel_sdk::http::endpoint("feed", "")?;
 //! let response = keel_sdk::http::get(&url)
 //!     .header("authorization", "Bearer {{secret:token}}")
 //!     .send()?;
 //! let text = response.text()?;
+//! # let _ = text;
+//! # Ok(())
+//! # }
 //! ```
 
 use std::time::Duration;

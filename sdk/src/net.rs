@@ -3,11 +3,14 @@
 //! connection against the endpoints and audits it; nothing else can be
 //! reached.
 //!
-//! ```ignore
+//! ```no_run
+//! # fn main() -> Result<(), keel_sdk::Error> {
 //! use std::io::{BufRead, BufReader};
 //! let stream = keel_sdk::net::connect("imap")?;
 //! let mut greeting = String::new();
 //! BufReader::new(&stream).read_line(&mut greeting).ok();
+//! # Ok(())
+//! # }
 //! ```
 
 use std::net::TcpStream;
