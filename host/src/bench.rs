@@ -7,6 +7,8 @@
 //! - [`writes`]: records created through the plugin against plain inserts
 //!   of the same bodies;
 //! - [`http`]: GETs through a plugin against the same GETs from the host;
+//! - [`ingest`]: a first sync and an unchanged resync of a folder of
+//!   small notes through the `files` connector;
 //! - [`jobs`]: no-op jobs through the durable queue;
 //! - [`triggers`]: event-to-run latency under idle workers;
 //! - [`recall`]: hybrid recall among many memories;
@@ -25,6 +27,7 @@ use crate::home::Home;
 use crate::runtime::Runtime;
 
 mod http;
+mod ingest;
 mod jobs;
 mod languages;
 mod models;
@@ -89,6 +92,12 @@ struct Figures {
     /// http_requests_per_s / host_http_requests_per_s.
     http_ratio: f64,
     http_requests: u32,
+    /// Small notes (~100 bytes) per second through the `files` connector
+    /// on a first sync, over as many runs as its deadline takes.
+    files_ingest_per_s: f64,
+    /// The same folder resynced with nothing changed.
+    files_resync_per_s: f64,
+    notes: u32,
     /// Run start (p50, µs) and component size (KiB) of the same agent in
     /// Rust, Python and JavaScript; null when they were not built.
     #[serde(flatten)]
@@ -111,6 +120,8 @@ pub struct Settings<'a> {
     pub memories: u32,
     /// HTTP requests to make each way.
     pub requests: u32,
+    /// Small notes to ingest through the `files` connector.
+    pub notes: u32,
     /// Where the local models' weights are (default: the setup's cache).
     pub models: Option<&'a Path>,
     /// keel's source folder with the writer plugins built, if any.
@@ -128,8 +139,8 @@ pub fn run(settings: &Settings<'_>, json: bool) -> anyhow::Result<()> {
         memories,
         ..
     } = settings;
-    if starts == 0 || creates == 0 || jobs == 0 || settings.requests == 0 {
-        anyhow::bail!("--starts, --creates, --jobs and --requests must be at least 1");
+    if starts == 0 || creates == 0 || jobs == 0 || settings.requests == 0 || settings.notes == 0 {
+        anyhow::bail!("--starts, --creates, --jobs, --requests and --notes must be at least 1");
     }
     let dir = tempfile::Builder::new().prefix("keel-bench-").tempdir()?;
     let home = Home::init(dir.path())?;
@@ -147,6 +158,7 @@ pub fn run(settings: &Settings<'_>, json: bool) -> anyhow::Result<()> {
     let (requests, db) = http::measure(&mut runtime, db, loopback.port, settings.requests)?;
     drop(loopback);
     let written = writes::measure(&mut runtime, db, dir.path(), creates)?;
+    let ingested = ingest::measure(&dir.path().join("ingest"), settings.notes)?;
     let jobs_secs = jobs::queue_jobs(&home, jobs)?;
     let latencies = triggers::trigger_latencies(&dir.path().join("latency"), TRIGGER_SAMPLES)?;
     let recalls = recall::recall_latencies(&dir.path().join("recall"), memories, 50)?;
@@ -183,6 +195,9 @@ pub fn run(settings: &Settings<'_>, json: bool) -> anyhow::Result<()> {
         host_http_requests_per_s: round(requests.host),
         http_ratio: round(requests.keel / requests.host),
         http_requests: settings.requests,
+        files_ingest_per_s: round(ingested.first),
+        files_resync_per_s: round(ingested.unchanged),
+        notes: settings.notes,
         languages,
         languages_skipped,
     };
@@ -223,6 +238,10 @@ fn print_text(figures: &Figures) {
     println!(
         "http:              keel {:.0}/s through a plugin, host client {:.0}/s — ratio {:.2}",
         figures.http_requests_per_s, figures.host_http_requests_per_s, figures.http_ratio
+    );
+    println!(
+        "ingest:            {:.0} notes/s first sync, {:.0} notes/s unchanged resync ({} notes)",
+        figures.files_ingest_per_s, figures.files_resync_per_s, figures.notes
     );
     println!(
         "recall:            p50 {:.1} ms, p99 {:.1} ms among {} memories",

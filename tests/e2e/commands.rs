@@ -117,6 +117,8 @@ fn bench_reports_its_figures() {
         "300",
         "--requests",
         "30",
+        "--notes",
+        "200",
         "--models",
         models.to_str().unwrap(),
         // keel's source folder, where the test artifacts built the writers.
@@ -136,6 +138,8 @@ fn bench_reports_its_figures() {
         "http_requests_per_s",
         "host_http_requests_per_s",
         "http_ratio",
+        "files_ingest_per_s",
+        "files_resync_per_s",
         "instantiate_us_p50_rust",
         "instantiate_us_p50_python",
         "instantiate_us_p50_js",
@@ -152,6 +156,7 @@ fn bench_reports_its_figures() {
     assert_eq!(v["jobs"], 20);
     assert_eq!(v["recall_memories"], 300);
     assert_eq!(v["http_requests"], 30);
+    assert_eq!(v["notes"], 200);
     // Every one of the sampled events woke its subscriber (the bench fails
     // otherwise); latencies are whole milliseconds, so 0 is possible.
     assert_eq!(v["trigger_samples"], 100);

@@ -19,6 +19,10 @@ pub(super) struct BenchArgs {
     /// (http_requests_per_s).
     #[arg(long, default_value_t = 500)]
     requests: u32,
+    /// How many small notes to ingest through the files connector
+    /// (files_ingest_per_s).
+    #[arg(long, default_value_t = 10_000)]
+    notes: u32,
     /// How many memories to recall among (recall_ms_p50).
     #[arg(long, default_value_t = 100_000)]
     memories: u32,
@@ -43,6 +47,7 @@ pub(super) fn run(args: BenchArgs) -> anyhow::Result<()> {
         jobs: args.jobs,
         memories: args.memories,
         requests: args.requests,
+        notes: args.notes,
         models: args.models.as_deref(),
         languages: args.languages.as_deref(),
     };
