@@ -32,16 +32,13 @@ pub fn address(name: &str) -> Result<(String, u16, bool), Error> {
         Some(rest) => (true, rest),
         None => (false, bound.as_str()),
     };
-    let (host, port) = rest.rsplit_once(':').ok_or_else(|| {
+    let not_tcp = || {
         Error::Invalid(format!(
             "endpoint `{name}` is `{bound}`, not a TCP endpoint"
         ))
-    })?;
-    let port = port.parse().map_err(|_| {
-        Error::Invalid(format!(
-            "endpoint `{name}` is `{bound}`, not a TCP endpoint"
-        ))
-    })?;
+    };
+    let (host, port) = rest.rsplit_once(':').ok_or_else(not_tcp)?;
+    let port = port.parse().map_err(|_| not_tcp())?;
     let host = host
         .trim_start_matches('[')
         .trim_end_matches(']')

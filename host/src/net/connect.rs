@@ -42,11 +42,18 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// A refusal as the guest gets it: `internal-error` is the only
+/// `wasi:http` code that carries text, and the author needs the reason
+/// (the Rust SDK reads the prefix back as `Denied`).
+pub fn refusal(why: &str) -> wasmtime_wasi_http::Error {
+    wasmtime_wasi_http::Error::InternalError(Some(format!("denied by keel: {why}")))
+}
+
 impl From<&Failure> for wasmtime_wasi_http::Error {
     fn from(f: &Failure) -> Self {
         use wasmtime_wasi_http::Error as E;
         match f {
-            Failure::Refused(why) => E::InternalError(Some(format!("denied by keel: {why}"))),
+            Failure::Refused(why) => refusal(why),
             Failure::Unresolved(_) => E::DnsError {
                 rcode: None,
                 info_code: None,

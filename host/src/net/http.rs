@@ -17,7 +17,7 @@ mod io;
 
 use io::{Capped, respond};
 
-use super::connect::{Failure, Stream, addresses, connect, tls};
+use super::connect::{Failure, Stream, addresses, connect, refusal, tls};
 use super::log::{Attempt, Kind, NetLog};
 use crate::manifest::{Endpoint, Scheme};
 
@@ -106,11 +106,6 @@ fn target(uri: &http::Uri) -> Result<Target, Error> {
     })
 }
 
-/// A refusal the plugin's author reads: what was refused and what to add.
-fn refused(why: String) -> Error {
-    Error::InternalError(Some(format!("denied by keel: {why}")))
-}
-
 async fn send(
     policy: &Policy,
     mut request: http::Request<WasiBody>,
@@ -128,11 +123,11 @@ async fn send(
             policy.label
         );
         policy.log.denied(Kind::Request, what, &why);
-        return Err(refused(why));
+        return Err(refusal(&why));
     };
     if let Err(why) = fill_secrets(request.headers_mut(), &policy.secrets) {
         policy.log.denied(Kind::Request, what, &why);
-        return Err(refused(why));
+        return Err(refusal(&why));
     }
     let resolve_wait = within(policy.deadline, options.and_then(|o| o.connect_timeout));
     let addrs = match tokio::time::timeout(resolve_wait, addresses(endpoint.host(), to.port)).await
@@ -140,7 +135,7 @@ async fn send(
         Err(_) => return Err(Error::DnsTimeout),
         Ok(Err(Failure::Refused(why))) => {
             policy.log.denied(Kind::Request, what, &why);
-            return Err(refused(why));
+            return Err(refusal(&why));
         }
         Ok(Err(other)) => {
             let attempt = policy.log.allowed(Kind::Request, what, name);

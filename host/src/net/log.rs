@@ -151,6 +151,10 @@ impl NetLog {
     pub fn write(&self, db: &mut Store, actor: &Actor, all: bool) -> Result<(), CallError> {
         let ready: Vec<Arc<Attempt>> = {
             let mut attempts = self.lock();
+            // Every epoch tick of every run comes here; most have nothing.
+            if attempts.is_empty() {
+                return Ok(());
+            }
             let (ready, open) = attempts
                 .drain(..)
                 .partition(|a| all || a.done.load(Ordering::Acquire));
@@ -166,13 +170,13 @@ impl NetLog {
                 .1
                 .fetch_add(a.bytes_out.load(Ordering::Relaxed), Ordering::Relaxed);
             let touched = Touched::detail(a.detail(cut_off));
-            let permit = match &a.denied {
-                Some(why) => Err((why.clone(), touched)),
-                None => Ok(()),
+            // A denial is audited through the permit; an allowed attempt
+            // through the change, which writes nothing else.
+            let (permit, touched) = match &a.denied {
+                Some(why) => (Err((why.clone(), touched)), Touched::default()),
+                None => (Ok(()), touched),
             };
-            let written = db.write(actor, a.kind.action(), None, permit, |_| {
-                (Ok(()), Touched::detail(a.detail(cut_off)))
-            });
+            let written = db.write(actor, a.kind.action(), None, permit, |_| (Ok(()), touched));
             match written {
                 Ok(()) | Err(CallError::Denied(_)) => {}
                 Err(e) => return Err(e),

@@ -233,14 +233,23 @@ fn net_policy(
 ) -> anyhow::Result<crate::net::Policy> {
     let run = &host.run;
     let grant = &run.grant;
-    let secrets = grant
-        .secrets
-        .iter()
-        .map(|(name, stored)| {
-            let value = crate::secrets::reveal(run.home.root(), run.db.conn(), stored).ok();
-            (name.clone(), value)
-        })
-        .collect();
+    // Header templates exist only on HTTP: a plugin without an HTTP
+    // endpoint has its secrets read only when it asks (`secrets.get`).
+    let http = grant
+        .endpoints
+        .values()
+        .any(|e| matches!(e, crate::manifest::Endpoint::Http { .. }));
+    let secrets = match http {
+        false => Default::default(),
+        true => grant
+            .secrets
+            .iter()
+            .map(|(name, stored)| {
+                let value = crate::secrets::reveal(run.home.root(), run.db.conn(), stored).ok();
+                (name.clone(), value)
+            })
+            .collect(),
+    };
     // Loading the roots is skipped for a plugin that cannot reach anything.
     let tls = match grant.endpoints.is_empty() {
         true => None,
